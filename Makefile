@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:
+#   make demo   - set up .venv, build the built-in sample, run every stage on it, show the result
+#   make test   - set up .venv (with test tools) and run the tests
+# On Windows without make, run the same commands by hand (see README).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAMPLE_CONFIG := configs/sample.py
+SAMPLE_VIDEOS := data/sample/videos
+
+.PHONY: demo test venv clean-demo
+
+# The venv is rebuilt only when a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-test.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(SAMPLE_VIDEOS)/metadata.json: | $(VENV)/.installed
+	$(PY) -m deepfake_detect.sample $(SAMPLE_VIDEOS)
+
+demo: $(VENV)/.installed $(SAMPLE_VIDEOS)/metadata.json
+	$(PY) 00-convert_video_to_image.py --config $(SAMPLE_CONFIG)
+	$(PY) 01a-crop_faces_with_mtcnn.py --config $(SAMPLE_CONFIG)
+	$(PY) 02-prepare_fake_real_dataset.py --config $(SAMPLE_CONFIG) --replace
+	$(PY) 03-train_cnn.py --config $(SAMPLE_CONFIG) --overwrite
+	$(PY) 04-detect_deepfakes.py --config $(SAMPLE_CONFIG) $(SAMPLE_VIDEOS)
+	@echo
+	@echo "Demo outputs: frames, faces and datasets under data/sample/, the trained model in runs/sample/."
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+# Removes only what `make demo` made.
+clean-demo:
+	rm -rf data/sample runs/sample

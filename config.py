@@ -1,0 +1,89 @@
+"""Every setting of the DeepFake-Detect pipeline, in one place.
+
+Each numbered script reads this file (or the one given with `--config PATH`). To work on
+several datasets, keep one small override file per dataset that sets only what differs,
+for example `configs/celeb_df.py`:
+
+    VIDEOS_DIR = Path("/mnt/celeb-df")      # holds real/ and fake/ subfolders
+    OUTPUT_DIR = Path("/scratch/celeb-df")  # outputs need not live beside the videos
+
+and run `python 00-convert_video_to_image.py --config configs/celeb_df.py`. An override file
+may use every name defined here (and `Path`, `os`); a name that is not a setting is an error,
+so a typo cannot silently create a new setting. Relative paths are relative to the folder
+you run the scripts from. Folder settings left at None follow OUTPUT_DIR.
+"""
+
+import os
+from pathlib import Path
+
+# ---------------------------------------------------------------- input videos
+# The folder of videos. Layouts understood, in this order:
+#   1. DFDC: videos plus METADATA_FILE ({"x.mp4": {"label": "FAKE"|"REAL", "original": ...}})
+#   2. real/ and fake/ subfolders (Celeb-DF, FaceForensics++ once sorted, DeepFake-TIMIT ...)
+#   3. anything else: every video file in the folder, labels unknown (fine for scoring)
+VIDEOS_DIR = Path("data/videos")
+METADATA_FILE = None            # None: VIDEOS_DIR / "metadata.json"
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
+
+# --------------------------------------------------------------- output folders
+OUTPUT_DIR = Path("data")       # parent of the stage folders below that are left at None
+FRAMES_DIR = None               # stage 00 output: <FRAMES_DIR>/<video>/<video>-NNN.png
+FACES_DIR = None                # stage 01a/01b output: <FACES_DIR>/<video>/<video>-NNN-NN.png
+PREPARED_DIR = None             # stage 02: balanced set, <PREPARED_DIR>/{real,fake}/
+SPLIT_DIR = None                # stage 02: <SPLIT_DIR>/{train,val,test}/{real,fake}/
+RUNS_DIR = Path("runs")         # stage 03: one folder per training run, runs/<name>/
+
+# ------------------------------------------------------- stage 00: video -> frames
+FRAMES_PER_SECOND = 1           # frames kept per second of video (the original: 1)
+# Resize by frame width, with INTER_AREA: the first rule whose max width (inclusive) is
+# >= the width applies. The original's: x2 below 300 px, x1 to 1000, x0.5 to 1900, x0.33 above.
+RESIZE_RULES = (
+    (299, 2.0),
+    (1000, 1.0),
+    (1900, 0.5),
+    (None, 0.33),               # None: any width
+)
+WORKERS = None                  # parallel worker processes; None: one per CPU core
+
+# --------------------------------------------------- stages 01a/01b: frames -> faces
+FACE_MARGIN = 0.30              # added on each side, as a fraction of the face box's width/height
+MULTI_FACE_MIN_CONFIDENCE = 0.95  # with 2+ faces in a frame, keep those above this confidence
+MTCNN_BATCH_SIZE = 8            # frames per MTCNN call; one detector per worker process
+MTCNN_WORKERS = None            # processes for stage 01a; None: one per CPU core
+
+# Azure (stage 01b). Endpoints and keys come from the environment, never from this file.
+AZURE_SERVICE = "face"          # "face": Face service detect v1.2 | "vision": Image Analysis 3.2
+FACE_ENDPOINT = os.environ.get("FACE_ENDPOINT", "")      # https://<resource>.cognitiveservices.azure.com
+FACE_APIKEY = os.environ.get("FACE_APIKEY", "")
+VISION_ENDPOINT = os.environ.get("VISION_ENDPOINT", "")
+VISION_KEY = os.environ.get("VISION_KEY", "")
+AZURE_DETECTION_MODEL = "detection_03"  # Face service model (detection_01 | detection_03)
+AZURE_CALLS_PER_MINUTE = 20     # client-side rate limit; 20 is the free tier, standard allows ~600+
+AZURE_TIMEOUT_SECONDS = 30      # per request
+AZURE_MAX_RETRIES = 5           # for 429, 5xx, timeouts and connection errors
+
+# ------------------------------------------ stage 02: faces -> balanced, split dataset
+SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train, val, test
+SPLIT_SEED = 1377               # the original's seed; fixes both the down-sampling and the split
+# "group": every crop of a video, and every fake with the real video it was made from, stays in
+# one split (no leakage). "file": the original's plain per-file split, for comparison only.
+SPLIT_MODE = "group"
+
+# ------------------------------------------------------------ stage 03: training
+BACKBONE = "EfficientNetB0"     # EfficientNetB0 ... EfficientNetB7 from the efficientnet package
+WEIGHTS = "imagenet"            # "imagenet" (downloads once), None, or a path to a weights file
+INPUT_SIZE = 128                # faces are resized to INPUT_SIZE x INPUT_SIZE x 3, scaled to [0, 1]
+BATCH_SIZE = 32                 # global batch, split across devices
+EPOCHS = 20
+LEARNING_RATE = 1e-4            # Adam
+EARLY_STOPPING_PATIENCE = 5     # epochs without a better val loss before stopping
+AUGMENT = True                  # the original's augmentation on training batches only
+MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
+RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
+
+# --------------------------------------------------------- stage 04: detection
+THRESHOLD = 0.5                 # a video or image scoring below this P(pristine) is called FAKE
+VIDEO_SCORE = "mean"            # "mean" of face scores | "confident": DFDC winner's rule
+WEB_HOST = "127.0.0.1"          # the web page binds here; 0.0.0.0 exposes it to your network
+WEB_PORT = 8000
+WEB_MAX_UPLOAD_MB = 50

@@ -1,0 +1,208 @@
+"""Face crops from frames: the keep rule, the 30% margin, file names and the per-video index.
+
+Shared by stage 01a (MTCNN), stage 01b (Azure) and detection, so all three crop alike. A
+detector is any callable taking a list of RGB frames (H, W, 3 uint8) and returning, for each
+frame, a list of Face.
+"""
+
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
+                                   start_partial_folder, write_png, write_text_atomic)
+from deepfake_detect.runner import ALREADY_DONE, SKIPPED, Outcome
+
+INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which none was found
+INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence")
+# MTCNN's smallest network looks at 12x12 windows; smaller frames cannot hold a face.
+MIN_FRAME_SIDE = 12
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box (x, y, width, height) in frame pixels; confidence None if unknown."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    confidence: float | None = None
+
+
+def keep_faces(faces, min_confidence):
+    """The original's rule: one face is always kept; of 2+ faces, those above `min_confidence`.
+
+    Faces without a confidence (Azure gives none) are always kept.
+    """
+    if len(faces) < 2:
+        return list(faces)
+    return [f for f in faces if f.confidence is None or f.confidence > min_confidence]
+
+
+def expand_box(face, margin, frame_width, frame_height):
+    """(x1, y1, x2, y2) of the face box grown by `margin` x its width/height on each side,
+    clipped to the frame. Truncation to int follows the original's arithmetic."""
+    margin_x, margin_y = face.width * margin, face.height * margin
+    x1 = max(0, int(face.x - margin_x))
+    y1 = max(0, int(face.y - margin_y))
+    x2 = min(frame_width, int(face.x + face.width + margin_x))
+    y2 = min(frame_height, int(face.y + face.height + margin_y))
+    return x1, y1, x2, y2
+
+
+def crop_face(frame, face, margin):
+    """The crop of `frame` (H, W, C) around `face` with the margin; may be empty if off-frame."""
+    height, width = frame.shape[:2]
+    x1, y1, x2, y2 = expand_box(face, margin, width, height)
+    return frame[y1:y2, x1:x2]
+
+
+def face_file_name(frame_file, face_number):
+    """`<frame name>-NN.png`: e.g. abc-003.png, face 1 -> abc-003-01.png."""
+    return f"{Path(frame_file).stem}-{face_number:02d}.png"
+
+
+def index_rows(frame_file, faces):
+    """Index rows for one frame's kept faces; one row with empty face columns if it has none."""
+    if not faces:
+        return [{"frame": Path(frame_file).name, "face": "", "file": "", "x": "", "y": "",
+                 "width": "", "height": "", "confidence": ""}]
+    return [{"frame": Path(frame_file).name, "face": number, "file": face_file_name(frame_file, number),
+             "x": f.x, "y": f.y, "width": f.width, "height": f.height,
+             "confidence": "" if f.confidence is None else f"{f.confidence:.4f}"}
+            for number, f in enumerate(faces)]
+
+
+def write_index(path, rows):
+    """Write the per-video index CSV atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_index(path):
+    """Rows of a per-video index as dicts (all values strings)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def list_frame_files(frames_dir):
+    """The PNG frames of one video folder, in name order."""
+    return sorted(p for p in Path(frames_dir).iterdir() if p.suffix.lower() == ".png" and not p.name.startswith("."))
+
+
+def load_frame_rgb(path):
+    """Read a frame as RGB uint8 (H, W, 3), or return (None, reason) style via ValueError."""
+    image = read_image(path)
+    if image is None:
+        raise ValueError("unreadable image (missing, empty or not a PNG/JPEG)")
+    if min(image.shape[:2]) < MIN_FRAME_SIDE:
+        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} px, too small to hold a face")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_problem=None):
+    """Detect, keep, crop and save the faces of every frame in `frames_dir`.
+
+    Output: `faces_root/<video>/<frame>-NN.png` plus INDEX_FILE, built in a partial folder and
+    renamed when complete. `detect(list of RGB frames) -> list of list of Face`. Frames that
+    cannot be read are reported through `on_problem(message)` and left out of the index.
+    Returns the video's Outcome with counts frames, faces, frames_without_face, unreadable_frames.
+    """
+    frames_dir = Path(frames_dir)
+    video = frames_dir.name
+    final_dir = Path(faces_root) / video
+    if final_dir.is_dir():
+        return Outcome(video, ALREADY_DONE)
+    frame_files = list_frame_files(frames_dir)
+    if not frame_files:
+        return Outcome(video, SKIPPED, f"no PNG frames in {frames_dir}")
+    partial = start_partial_folder(final_dir)
+    counts = {"frames": 0, "faces": 0, "frames_without_face": 0, "unreadable_frames": 0}
+    rows = []
+    try:
+        for start in range(0, len(frame_files), batch_size):
+            batch_files, batch_images = [], []
+            for path in frame_files[start:start + batch_size]:
+                try:
+                    batch_images.append(load_frame_rgb(path))
+                    batch_files.append(path)
+                except ValueError as error:
+                    counts["unreadable_frames"] += 1
+                    if on_problem:
+                        on_problem(f"{path}: {error}")
+            if not batch_images:
+                continue
+            for path, image, faces in zip(batch_files, batch_images, detect(batch_images)):
+                kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
+                saved = []
+                for face in kept:
+                    crop = crop_face(image, face, cfg.FACE_MARGIN)
+                    if crop.size == 0:
+                        continue  # a box entirely outside the frame
+                    write_png(partial / face_file_name(path, len(saved)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                    saved.append(face)
+                rows += index_rows(path, saved)
+                counts["frames"] += 1
+                counts["faces"] += len(saved)
+                counts["frames_without_face"] += not saved
+        if counts["frames"] == 0:
+            discard_partial_folder(partial)
+            return Outcome(video, SKIPPED, "no frame of this video could be read", counts)
+        write_index(partial / INDEX_FILE, rows)
+    except BaseException:
+        discard_partial_folder(partial)
+        raise
+    finish_partial_folder(partial, final_dir)
+    return Outcome(video, counts=counts)
+
+
+class MtcnnDetector:
+    """The `mtcnn` package's detector, created once and fed frames in batches.
+
+    TensorFlow is imported only here, so stages that do not detect faces start fast.
+    """
+
+    def __init__(self):
+        configure_tensorflow_devices()
+        from mtcnn import MTCNN
+
+        self._mtcnn = MTCNN()
+
+    def __call__(self, images_rgb):
+        if not images_rgb:
+            return []
+        sizes = {image.shape for image in images_rgb}
+        if len(sizes) == 1 and len(images_rgb) > 1:
+            results = self._mtcnn.detect_faces(list(images_rgb))
+        else:  # frames of different sizes are detected one by one
+            results = [self._mtcnn.detect_faces(image) for image in images_rgb]
+        return [[_face_from_mtcnn(r) for r in per_image] for per_image in results]
+
+
+def _face_from_mtcnn(result):
+    x, y, width, height = (int(v) for v in result["box"])
+    return Face(x, y, width, height, float(result["confidence"]))
+
+
+def configure_tensorflow_devices():
+    """Let TensorFlow grow GPU memory as needed instead of taking it all, when GPUs exist.
+
+    The original called set_memory_growth(gpus[0]) unconditionally and crashed with IndexError
+    on machines without a GPU; with none this does nothing. Quietens TensorFlow's start-up logs.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised by an earlier call in this process

@@ -1,0 +1,58 @@
+"""The detector network and its input preparation, shared by training (03) and detection (04).
+
+The model maps a face crop to P(pristine): 1 = real, 0 = deepfake, as the original's
+flow_from_directory labels gave it (classes in alphabetical order: fake = 0, real = 1).
+Training and detection must prepare faces identically, so both call `prepare_faces`.
+"""
+
+import cv2
+import numpy as np
+
+CLASS_NAMES = ("fake", "real")  # index = label: fake 0, real 1
+BACKBONES = tuple(f"EfficientNetB{i}" for i in range(8))
+
+
+def resize_face(face_rgb, input_size):
+    """Resize one RGB face crop (H, W, 3 uint8) to (input_size, input_size, 3) uint8.
+
+    INTER_AREA when shrinking (most crops are larger than 128 px), INTER_LINEAR when growing.
+    """
+    height, width = face_rgb.shape[:2]
+    shrinking = height >= input_size and width >= input_size
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(face_rgb, (input_size, input_size), interpolation=interpolation)
+
+
+def scale_pixels(images_uint8):
+    """uint8 pixels -> float32 in [0, 1], the original's rescale=1/255."""
+    return np.asarray(images_uint8, dtype=np.float32) / 255.0
+
+
+def prepare_faces(faces_rgb, input_size):
+    """List of RGB face crops of any size -> float32 batch (N, input_size, input_size, 3) in [0, 1]."""
+    if not len(faces_rgb):
+        return np.zeros((0, input_size, input_size, 3), np.float32)
+    return scale_pixels(np.stack([resize_face(face, input_size) for face in faces_rgb]))
+
+
+def build_model(backbone="EfficientNetB0", input_size=128, weights="imagenet"):
+    """EfficientNet (no top, global max pooling) -> Dense 512 ReLU -> Dropout 0.5 ->
+    Dense 128 ReLU -> Dense 1 sigmoid (float32, also under mixed precision). Not compiled.
+
+    `weights`: "imagenet" (downloaded once by the efficientnet package), None, or a weights file.
+    """
+    import efficientnet.tfkeras as efficientnet_models
+    import keras
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"BACKBONE = {backbone!r}: choose one of {', '.join(BACKBONES)}")
+    base = getattr(efficientnet_models, backbone)(
+        weights=weights, input_shape=(input_size, input_size, 3), include_top=False, pooling="max")
+    return keras.Sequential([
+        keras.Input((input_size, input_size, 3)),
+        base,
+        keras.layers.Dense(512, activation="relu"),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid", dtype="float32"),
+    ], name=f"deepfake_detect_{backbone.lower()}")

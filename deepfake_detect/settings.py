@@ -1,0 +1,167 @@
+"""Load config.py (or a per-dataset override of it), check it, show it and record it.
+
+A config is a plain namespace of UPPERCASE settings: `cfg.FRAMES_DIR`, `cfg.INPUT_SIZE`, ...
+Functions receive it as an argument and read it when they run, so an override applies everywhere.
+"""
+
+import argparse
+import difflib
+import json
+import os
+import types
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_DIR / "config.py"
+
+# Folder settings that follow OUTPUT_DIR when left at None, with their folder names.
+DERIVED_FOLDERS = {
+    "FRAMES_DIR": "frames",
+    "FACES_DIR": "faces",
+    "PREPARED_DIR": "prepared_dataset",
+    "SPLIT_DIR": "split_dataset",
+}
+SECRET_SETTINGS = ("FACE_APIKEY", "VISION_KEY")
+CHOICES = {
+    "AZURE_SERVICE": ("face", "vision"),
+    "SPLIT_MODE": ("group", "file"),
+    "VIDEO_SCORE": ("mean", "confident"),
+}
+
+
+class ConfigError(ValueError):
+    """The configuration itself is wrong; the message says which setting and how to fix it."""
+
+
+def _run_config_file(path, namespace):
+    """Execute a config file in `namespace` (a dict) and return the names it defines."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    exec(code, namespace)  # a config file is trusted Python, like the original's scripts
+    return {name for name in namespace if name.isupper()}
+
+
+def load_config(path=None):
+    """Return the settings of config.py, overridden by the file at `path` if given.
+
+    The override file runs with every default already defined (so it may write
+    `EPOCHS = EPOCHS * 2`); defining a name that is not a setting raises ConfigError.
+    """
+    defaults = {"Path": Path, "os": os}
+    known = _run_config_file(DEFAULT_CONFIG, defaults)
+    settings = dict(defaults)
+    if path is not None and Path(path).resolve() != DEFAULT_CONFIG:
+        defined = _run_config_file(path, settings)
+        unknown = sorted(defined - known)
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{path}: {name} is not a setting{hint}; see config.py for the list")
+    cfg = types.SimpleNamespace(**{name: settings[name] for name in sorted(known)})
+    cfg.CONFIG_FILE = Path(path) if path else DEFAULT_CONFIG
+    return resolve_config(cfg)
+
+
+def resolve_config(cfg):
+    """Fill derived folders, turn folder strings into Paths and check values. Returns cfg."""
+    for name in ("VIDEOS_DIR", "OUTPUT_DIR", "RUNS_DIR", "FRAMES_DIR", "FACES_DIR",
+                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE"):
+        value = getattr(cfg, name)
+        if value is not None:
+            setattr(cfg, name, Path(value))
+    for name, folder in DERIVED_FOLDERS.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, cfg.OUTPUT_DIR / folder)
+    if cfg.METADATA_FILE is None:
+        cfg.METADATA_FILE = cfg.VIDEOS_DIR / "metadata.json"
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg):
+    """Raise ConfigError with a sentence for the first setting that cannot work."""
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name} = {getattr(cfg, name)!r}: choose one of {', '.join(allowed)}")
+    rules = cfg.RESIZE_RULES
+    if not rules or rules[-1][0] is not None:
+        raise ConfigError("RESIZE_RULES must end with a (None, factor) rule for any width")
+    if any(factor <= 0 for _, factor in rules):
+        raise ConfigError("RESIZE_RULES factors must be positive")
+    if not cfg.FRAMES_PER_SECOND or cfg.FRAMES_PER_SECOND <= 0:
+        raise ConfigError("FRAMES_PER_SECOND must be a positive number")
+    if len(cfg.SPLIT_RATIOS) != 3 or abs(sum(cfg.SPLIT_RATIOS) - 1) > 1e-6 or min(cfg.SPLIT_RATIOS) < 0:
+        raise ConfigError("SPLIT_RATIOS must be three non-negative numbers (train, val, test) summing to 1")
+    if not 0 <= cfg.FACE_MARGIN <= 2:
+        raise ConfigError("FACE_MARGIN is a fraction of the face box, between 0 and 2 (0.30 = 30%)")
+    for name in ("WORKERS", "MTCNN_WORKERS"):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{name} must be None (one per CPU core) or a whole number >= 1")
+
+
+def worker_count(requested):
+    """Number of worker processes: `requested`, or one per CPU core when None."""
+    return requested or os.cpu_count() or 1
+
+
+def public_settings(cfg):
+    """The settings as JSON-ready values, with secrets replaced by whether they are set."""
+    shown = {}
+    for name, value in vars(cfg).items():
+        if name in SECRET_SETTINGS:
+            value = "(set)" if value else "(not set)"
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        shown[name] = value
+    return shown
+
+
+def describe_settings(cfg, names):
+    """One line listing the given settings, for the start of a stage's output."""
+    shown = public_settings(cfg)
+    return "settings: " + ", ".join(f"{name}={shown[name]}" for name in names)
+
+
+def save_settings(cfg, folder, stage):
+    """Write the settings a stage used to `<folder>/settings-<stage>.json` (secrets left out)."""
+    from deepfake_detect.files import write_text_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(public_settings(cfg), indent=2, default=str)
+    write_text_atomic(folder / f"settings-{stage}.json", text + "\n")
+
+
+def parse_shard(text):
+    """'2/4' -> (2, 4): this machine takes the 2nd of every 4 videos. Raises ConfigError."""
+    try:
+        part, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: write K/N, e.g. 1/4 on the first of four machines") from None
+    if not 1 <= part <= count:
+        raise ConfigError(f"--shard {text!r}: K must be between 1 and N")
+    return part, count
+
+
+def add_config_argument(parser):
+    """Add --config PATH to an argparse parser."""
+    parser.add_argument("--config", type=Path, default=None,
+                        help="settings file (default: config.py); may hold only what differs")
+
+
+def add_shard_argument(parser):
+    """Add --shard K/N to an argparse parser."""
+    parser.add_argument("--shard", type=str, default="1/1", metavar="K/N",
+                        help="process only the K-th of every N videos, to split a dataset "
+                             "across N machines (1/3, 2/3, 3/3); default 1/1")
+
+
+def new_parser(doc):
+    """An argparse parser whose description is a script's docstring."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
