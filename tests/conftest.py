@@ -1,0 +1,44 @@
+"""Fixtures shared by the test files. Run the tests with `make test` (or `.venv/bin/pytest`)."""
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def write_test_video(path, frame_count=50, fps=25.0, size=(320, 240), codec="mp4v"):
+    """Write a short video whose frames differ (a moving square and the frame number); return path."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+    assert writer.isOpened(), f"OpenCV could not open a {codec} writer for {path}"
+    try:
+        for index in range(frame_count):
+            frame = np.full((height, width, 3), 40 + index % 200, np.uint8)
+            x = int(index * (width - 20) / max(1, frame_count - 1))
+            cv2.rectangle(frame, (x, height // 3), (x + 20, height // 3 + 20), (0, 0, 255), -1)
+            cv2.putText(frame, str(index), (5, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255))
+            writer.write(frame)
+    finally:
+        writer.release()
+    return Path(path)
+
+
+def write_config(path, **settings):
+    """Write a config override file setting the given names (values as Python literals or Paths)."""
+    lines = [f"{name} = {value!r}" if not isinstance(value, Path) else f'{name} = Path({str(value)!r})'
+             for name, value in settings.items()]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+@pytest.fixture
+def dfdc_sample_dir():
+    """The real DFDC sample (two clips + 22 original crops); skips when DFDC_SAMPLE_DIR is unset."""
+    folder = os.environ.get("DFDC_SAMPLE_DIR")
+    if not folder:
+        pytest.skip("DFDC_SAMPLE_DIR is not set (.ci/run sets it to ../shared/dfdc_sample)")
+    folder = Path(folder)
+    assert (folder / "videos" / "metadata.json").is_file(), f"DFDC_SAMPLE_DIR={folder} has no videos/metadata.json"
+    return folder
