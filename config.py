@@ -78,6 +78,10 @@ EPOCHS = 20
 LEARNING_RATE = 1e-4            # Adam
 EARLY_STOPPING_PATIENCE = 5     # epochs without a better val loss before stopping
 AUGMENT = True                  # the original's augmentation on training batches only
+# The original's ImageDataGenerator arguments (degrees for rotation and shear, fractions of the
+# image size for shifts); applied as one affine warp per training image.
+AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1,
+                "shear_range": 0.2, "zoom_range": 0.1, "horizontal_flip": True, "fill_mode": "nearest"}
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
 RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
 
