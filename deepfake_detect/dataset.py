@@ -3,8 +3,10 @@
 Layouts, tried in this order (see config.VIDEOS_DIR):
   1. DFDC: a folder of videos plus metadata.json
      {"x.mp4": {"label": "FAKE" | "REAL", "original": "y.mp4", ...}, ...}
-  2. a folder with real/ and fake/ subfolders of videos (Celeb-DF and many others)
-  3. a plain folder of videos: labels unknown
+  2. DFDC in parts: a folder whose subfolders (dfdc_train_part_0, ...) each hold videos plus
+     their own metadata.json
+  3. a folder with real/ and fake/ subfolders of videos (Celeb-DF and many others)
+  4. a plain folder of videos: labels unknown
 """
 
 import json
@@ -98,6 +100,16 @@ def discover_videos(cfg):
             videos, problems = videos_from_metadata(folder, cfg.METADATA_FILE, extensions)
         except MetadataError as error:
             problems.append(f"{error}; reading the folder without labels instead")
+    part_metadata = sorted(folder.glob(f"*/{Path(cfg.METADATA_FILE).name}"))
+    if videos is None and part_metadata:
+        videos = []
+        for metadata_file in part_metadata:
+            try:
+                part_videos, part_problems = videos_from_metadata(metadata_file.parent, metadata_file, extensions)
+            except MetadataError as error:
+                part_videos, part_problems = [], [f"{error}; that part is skipped"]
+            videos += part_videos
+            problems += part_problems
     if videos is None and any((folder / label.lower()).is_dir() for label in LABELS):
         videos, problems_here = videos_from_label_folders(folder, extensions)
         problems += problems_here

@@ -150,6 +150,18 @@ def test_real_and_fake_subfolders_give_labels(tmp_path):
     assert problems == []
 
 
+def test_dfdc_parts_are_read_together(tmp_path):
+    make_dataset(tmp_path / "videos" / "dfdc_train_part_0", {"a": (10, 25.0, (320, 240))})
+    make_dataset(tmp_path / "videos" / "dfdc_train_part_1", {"b": (10, 25.0, (320, 240))})
+    (tmp_path / "videos" / "dfdc_train_part_2").mkdir()
+    (tmp_path / "videos" / "dfdc_train_part_2" / "metadata.json").write_text("[1, 2]")
+    cfg = settings.load_config(write_config(tmp_path / "cfg.py", VIDEOS_DIR=tmp_path / "videos"))
+    videos, problems = discover_videos(cfg)
+    assert [(v.name, v.label, v.path.parent.name) for v in videos] == [
+        ("a", "REAL", "dfdc_train_part_0"), ("b", "REAL", "dfdc_train_part_1")]
+    assert len(problems) == 1 and "dfdc_train_part_2" in problems[0] and "skipped" in problems[0]
+
+
 def test_nothing_usable_exits_non_zero(tmp_path):
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "bad.mp4").write_text("nope")
