@@ -1,0 +1,281 @@
+"""Stage 04: score new videos and images with a trained model, from the shell or a web page.
+
+    videos, images, folders  +  RUNS_DIR/<run>/model.keras  ->  a table (and --csv / --json / --annotate)
+
+    python 04-detect_deepfakes.py clip.mp4 photo.jpg folder/ [--run NAME_OR_PATH] [--details]
+                                  [--csv scores.csv] [--json scores.json] [--annotate out/]
+    python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page
+
+Frames, faces and input scaling are exactly those of stages 00, 01a and 03 (shared code):
+FRAMES_PER_SECOND frames per second, resized by RESIZE_RULES (images too, as one frame), MTCNN
+faces kept and cropped with FACE_MARGIN, resized to the model's input size and scaled to [0, 1].
+The model gives each face P(real) (= P(pristine)); P(fake) = 1 - P(real) is shown beside it. An
+input's score combines its faces by VIDEO_SCORE ("mean", or "confident": the DFDC winner's rule)
+and the verdict is FAKE when that P(real) is below THRESHOLD. The model is the newest
+RUNS_DIR/<run>/model.keras unless --run says otherwise. Prints one row per input, e.g.
+
+    input           type   status    frames  faces  P(real)  P(fake)  verdict
+    abofeumbvv.mp4  video  scored        11      7    0.214    0.786  FAKE
+    empty.png       image  no face        1      0        -        -  -        no face found in the image
+
+    stage 04 finished in 9.8 s: 2 inputs (1 scored, 1 not scored)
+
+Inputs without a score (no face, unreadable, unsupported) say why and carry no score.
+Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
+"""
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from deepfake_detect import settings
+from deepfake_detect.detect import (SCORED, VIDEO, ModelError, Scorer, find_run_model, list_inputs,
+                                    write_annotated)
+from deepfake_detect.files import write_text_atomic
+from deepfake_detect.runner import Timer, warn
+
+SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict",
+                   "threshold", "score_rule", "reason")
+FACE_COLUMNS = ("input", "frame", "face", "x", "y", "width", "height", "detector_confidence",
+                "p_real", "p_fake")
+TABLE_HEADER = ("input", "type", "status", "frames", "faces", "P(real)", "P(fake)", "verdict")
+
+
+def score_meaning(cfg):
+    """The sentence printed under the table and stored in --json, so no one misreads a score."""
+    rule = ("mean of its face scores" if cfg.VIDEO_SCORE == "mean"
+            else "DFDC winner's confident-faces rule over its face scores")
+    return (f"P(real) = the model's probability that the faces are real (pristine); "
+            f"P(fake) = 1 - P(real). An input's score is the {rule} (VIDEO_SCORE={cfg.VIDEO_SCORE}); "
+            f"verdict FAKE when P(real) < {cfg.THRESHOLD} (THRESHOLD).")
+
+
+def format_score(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
+def table_row(result, name_width):
+    """One fixed-width line of the table for a Result."""
+    frames, faces = counts_of(result)
+    cells = (f"{result.path:<{name_width}}", f"{result.kind or '-':<5}", f"{result.status:<11}",
+             f"{'-' if frames is None else frames:>6}", f"{'-' if faces is None else faces:>5}",
+             f"{format_score(result.p_real):>7}", f"{format_score(result.p_fake):>7}",
+             f"{result.verdict or '-':<7}")
+    line = "  ".join(cells)
+    return f"{line}  {result.reason}" if result.reason else line.rstrip()
+
+
+def table_header(name_width):
+    widths = (name_width, 5, 11, 6, 5, 7, 7, 7)
+    aligned = [f"{title:>{w}}" if title in ("frames", "faces", "P(real)", "P(fake)") else f"{title:<{w}}"
+               for title, w in zip(TABLE_HEADER, widths)]
+    return "  ".join(aligned).rstrip()
+
+
+def detail_lines(result):
+    """Per-frame lines under a row (--details): every frame read, with its faces' scores."""
+    by_frame = {}
+    for face in result.faces:
+        by_frame.setdefault(face.frame, []).append(face)
+    lines = []
+    for index in result.frame_indices:
+        faces = by_frame.get(index, [])
+        where = f"frame {index}" if result.kind == VIDEO else "image"
+        if not faces:
+            lines.append(f"    {where}: no face")
+        for face in faces:
+            x, y, width, height = face.box
+            lines.append(f"    {where} face {face.number}: box {width}x{height} at ({x},{y})  "
+                         f"P(real) {face.p_real:.3f}  P(fake) {face.p_fake:.3f}")
+    return lines
+
+
+def counts_of(result):
+    """(frames read, faces scored), None for both when nothing could be read."""
+    if not result.frame_indices:
+        return None, None
+    return len(result.frame_indices), len(result.faces)
+
+
+def summary_record(result, cfg):
+    """The CSV/JSON fields of one input (scores as numbers, empty/None when not scored)."""
+    frames, faces = counts_of(result)
+    return {
+        "input": result.path, "type": result.kind, "status": result.status,
+        "frames": frames, "faces": faces,
+        "p_real": result.p_real, "p_fake": result.p_fake, "verdict": result.verdict,
+        "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE, "reason": result.reason,
+    }
+
+
+def face_records(result):
+    """One record per face, plus one with empty face fields for each frame without a face."""
+    by_frame = {}
+    for face in result.faces:
+        by_frame.setdefault(face.frame, []).append(face)
+    records = []
+    for index in result.frame_indices:
+        faces = by_frame.get(index, [])
+        if not faces:
+            records.append({"input": result.path, "frame": index, "face": None, "x": None, "y": None,
+                            "width": None, "height": None, "detector_confidence": None,
+                            "p_real": None, "p_fake": None})
+        for face in faces:
+            x, y, width, height = face.box
+            records.append({"input": result.path, "frame": index, "face": face.number, "x": x, "y": y,
+                            "width": width, "height": height,
+                            "detector_confidence": face.detector_confidence,
+                            "p_real": face.p_real, "p_fake": face.p_fake})
+    return records
+
+
+def csv_text(records, columns):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else round(v, 6) if isinstance(v, float) else v)
+                      for k, v in record.items()} for record in records)
+    return buffer.getvalue()
+
+
+def write_csv(path, results, cfg, details):
+    """PATH: one row per input; with details also PATH's `<stem>-faces.csv`, one row per face.
+    Returns the paths written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, csv_text([summary_record(r, cfg) for r in results], SUMMARY_COLUMNS))
+    written = [path]
+    if details:
+        faces_path = path.with_name(f"{path.stem}-faces{path.suffix or '.csv'}")
+        write_text_atomic(faces_path, csv_text([f for r in results for f in face_records(r)], FACE_COLUMNS))
+        written.append(faces_path)
+    return written
+
+
+def write_json(path, results, cfg, model_path, details):
+    """Everything in one JSON file: model, settings, score meaning, one object per input."""
+    inputs = []
+    for result in results:
+        record = summary_record(result, cfg)
+        if details:
+            record["faces_detail"] = face_records(result)
+        inputs.append(record)
+    document = {"model": str(model_path), "score_meaning": score_meaning(cfg),
+                "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE,
+                "settings": settings.public_settings(cfg), "inputs": inputs}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(document, indent=2, default=str) + "\n")
+    return path
+
+
+def annotation_path(out_dir, result, used):
+    """`out_dir/<name>-annotated.png|.mp4`, numbered when two inputs share a name."""
+    stem = Path(result.path).stem
+    suffix = ".mp4" if result.kind == VIDEO else ".png"
+    candidate, number = Path(out_dir) / f"{stem}-annotated{suffix}", 1
+    while candidate in used:
+        number += 1
+        candidate = Path(out_dir) / f"{stem}-{number}-annotated{suffix}"
+    used.add(candidate)
+    return candidate
+
+
+def exit_code(results):
+    """0 when every input was scored, else 1."""
+    return 0 if results and all(r.status == SCORED for r in results) else 1
+
+
+def parse_args(argv=None):
+    parser = settings.new_parser(__doc__)
+    settings.add_config_argument(parser)
+    parser.add_argument("inputs", nargs="*", type=Path, help="video files, image files and folders")
+    parser.add_argument("--run", default=None, metavar="PATH_OR_NAME",
+                        help="run folder, run name in RUNS_DIR or a .keras file (default: newest run)")
+    parser.add_argument("--details", action="store_true", help="also show and write per-frame and per-face scores")
+    parser.add_argument("--csv", type=Path, metavar="PATH", help="write the rows to this CSV file")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the rows to this JSON file")
+    parser.add_argument("--annotate", type=Path, metavar="DIR",
+                        help="write each input with its face boxes and scores drawn to this folder")
+    parser.add_argument("--serve", action="store_true", help="start the local web page instead")
+    parser.add_argument("--host", default=None, help="web page address (default: config WEB_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="web page port (default: config WEB_PORT)")
+    args = parser.parse_args(argv)
+    if not args.serve and not args.inputs:
+        parser.error("give videos, images or folders to score, or --serve for the web page")
+    return args
+
+
+def detect_files(args, cfg, scorer):
+    """Score every input of `args` with `scorer`, print the table, write the files; return exit status."""
+    files, ignored = list_inputs(args.inputs, cfg.VIDEO_EXTENSIONS, exclude=args.annotate)
+    if ignored:
+        example = ", ".join(p.name for p in ignored[:3])
+        warn(f"ignored {len(ignored):,} file{'s' * (len(ignored) != 1)} in the folders that are "
+             f"not images or videos by name ({example}{', ...' if len(ignored) > 3 else ''})")
+    if not files:
+        print("error: no image or video files in " + ", ".join(map(str, args.inputs)), file=sys.stderr)
+        return 2
+    if args.annotate:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+        settings.save_settings(cfg, args.annotate, "04")
+    timer = Timer()
+    name_width = min(60, max(len("input"), *(len(str(p)) for p in files)))
+    tqdm.write(table_header(name_width))
+    results, used_names = [], set()
+    bar = tqdm(total=len(files), desc="stage 04 inputs", unit="input", dynamic_ncols=True)
+    try:
+        for result in scorer.score_files(files, cfg, keep_frames=bool(args.annotate)):
+            results.append(result)
+            tqdm.write(table_row(result, name_width))
+            if args.details:
+                for line in detail_lines(result):
+                    tqdm.write(line)
+            if args.annotate and result.status == SCORED:
+                write_annotated(result, annotation_path(args.annotate, result, used_names),
+                                cfg.THRESHOLD, cfg.FRAMES_PER_SECOND)
+            result.frames_bgr = None  # frees the frames as soon as they are drawn
+            bar.update(1)
+    finally:
+        bar.close()
+    print(score_meaning(cfg))
+    written = []
+    if args.csv:
+        written += write_csv(args.csv, results, cfg, args.details)
+    if args.json:
+        written.append(write_json(args.json, results, cfg, scorer.model_path, args.details))
+    scored = sum(r.status == SCORED for r in results)
+    print(f"stage 04 finished in {timer.seconds:,.1f} s: {len(results):,} inputs "
+          f"({scored:,} scored, {len(results) - scored:,} not scored)")
+    for path in written + ([args.annotate] if args.annotate else []):
+        print(f"  output: {path}")
+    return exit_code(results)
+
+
+def main(argv=None, scorer=None):
+    """`scorer`: an already loaded Scorer to reuse (tests load one for many runs)."""
+    args = parse_args(argv)
+    try:
+        cfg = settings.load_config(args.config)
+        if scorer is None:
+            model_path = find_run_model(cfg.RUNS_DIR, args.run)
+            print(settings.describe_settings(cfg, ["THRESHOLD", "VIDEO_SCORE", "FRAMES_PER_SECOND",
+                                                   "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE"])
+                  + f", model={model_path}")
+            scorer = Scorer(model_path)
+    except (settings.ConfigError, ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.serve:
+        from deepfake_detect.web import serve
+
+        return serve(scorer, cfg, host=args.host or cfg.WEB_HOST, port=args.port or cfg.WEB_PORT)
+    return detect_files(args, cfg, scorer)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""Score videos and images with a trained run's model: the core shared by stage 04's command
+line and its web page.
+
+A video is read like stage 00 reads it (FRAMES_PER_SECOND, RESIZE_RULES, via
+frames.iter_kept_frames), its faces are found and cropped like stage 01a does (MtcnnDetector,
+keep_faces, crop_face with FACE_MARGIN) and scaled like training (model.prepare_faces). An image
+given directly is treated as one frame and goes through the same RESIZE_RULES first: training
+frames were resized by width before MTCNN saw them, so resizing images the same way shows the
+detector and the model faces at the scale they were trained on.
+
+The model outputs P(pristine) = P(real) for each face. A whole video or image gets one score,
+also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default) or "confident" (the
+DFDC winner's rule, see confident_score). Verdict: FAKE when that score is below THRESHOLD.
+An input with no face, or that cannot be read, gets a status saying so and no score at all.
+"""
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfake_detect.faces import MIN_FRAME_SIDE, MtcnnDetector, crop_face, keep_faces
+from deepfake_detect.files import read_image
+from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
+from deepfake_detect.model import prepare_faces
+
+MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
+
+# Statuses of a Result; only SCORED carries a score.
+SCORED, NO_FACE, UNREADABLE, UNSUPPORTED, NOT_FOUND, FAILED = (
+    "scored", "no face", "unreadable", "unsupported", "not found", "failed")
+IMAGE, VIDEO = "image", "video"
+
+# Image files picked from folders (by name); given directly, any file is tried by its content.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Faces go through the model in chunks of this fixed size, the last one padded: a new batch
+# shape makes TensorFlow retrace the model (about 1 s on a 2-core CPU), a fixed one never does.
+PREDICT_BATCH = 16
+SNIFF_BYTES = 16  # enough for every signature in sniff_media_kind
+
+
+class ModelError(RuntimeError):
+    """No usable model: the message names the path and what to do."""
+
+
+# ------------------------------------------------------------------ results
+
+@dataclass
+class FaceScore:
+    """One scored face. `box` is (x, y, width, height) in the resized frame the detector saw."""
+
+    frame: int                      # frame index in the video (0 for an image)
+    number: int                     # face number within its frame: 0, 1, ...
+    box: tuple
+    detector_confidence: float | None
+    p_real: float                   # the model's P(pristine)
+    crop: np.ndarray | None = None  # RGB crop as the model saw it before resizing
+
+    @property
+    def p_fake(self):
+        return 1.0 - self.p_real
+
+
+@dataclass
+class Result:
+    """What became of one input. `p_real` and `verdict` are None unless status is SCORED."""
+
+    path: str
+    kind: str | None = None         # IMAGE, VIDEO or None when unknown
+    status: str = SCORED
+    reason: str = ""
+    frame_indices: list = field(default_factory=list)  # every frame read, with a face or not
+    faces: list = field(default_factory=list)          # FaceScore, in frame order
+    p_real: float | None = None
+    verdict: str | None = None      # "REAL" | "FAKE"
+    seconds: float = 0.0
+    frames_bgr: dict | None = None  # frame index -> resized BGR frame, only when asked for
+
+    @property
+    def p_fake(self):
+        return None if self.p_real is None else 1.0 - self.p_real
+
+    @property
+    def scored(self):
+        return self.status == SCORED
+
+
+# ------------------------------------------------------------- video score
+
+def confident_score(p_real, confident=0.8):
+    """The DFDC winner's video score, in P(real) terms.
+
+    Selim Seferbekov's `confident_strategy` (github.com/selimsef/dfdc_deepfake_challenge,
+    kernel_utils.py) works on per-face P(fake) with t = 0.8:
+        fakes = count(pred > t)
+        if fakes > len(pred) // 2.5 and fakes > 11: mean(pred[pred > t])
+        elif count(pred < 0.2) > 0.9 * len(pred):   mean(pred[pred < 0.2])
+        else:                                       mean(pred)
+    With P(real) = 1 - P(fake), "P(fake) > 0.8" is "P(real) < 0.2" and the means map over, so:
+    more than 11 confidently fake faces making up over 40% of them decide alone; failing that,
+    over 90% confidently real faces decide alone; otherwise the plain mean. He scored 32 frames
+    per video; at one frame per second a 10-s clip has about 10 faces, too few for the fake
+    branch (> 11), so on short clips only the confidently-real branch can differ from the mean.
+    """
+    p_real = np.asarray(p_real, dtype=np.float64)
+    size = len(p_real)
+    low = 1.0 - confident  # 0.2
+    confidently_fake = np.count_nonzero(p_real < low)
+    if confidently_fake > size // 2.5 and confidently_fake > 11:
+        return float(np.mean(p_real[p_real < low]))
+    if np.count_nonzero(p_real > confident) > 0.9 * size:
+        return float(np.mean(p_real[p_real > confident]))
+    return float(np.mean(p_real))
+
+
+def combine_face_scores(p_real, rule):
+    """One P(real) for a video or image from its faces' P(real); None when there is no face.
+
+    rule: "mean" (every face counts alike) or "confident" (confident_score).
+    """
+    if not len(p_real):
+        return None
+    if rule == "mean":
+        return float(np.mean(p_real))
+    if rule == "confident":
+        return confident_score(p_real)
+    raise ValueError(f"VIDEO_SCORE = {rule!r}: choose mean or confident")
+
+
+def verdict_of(p_real, threshold):
+    """"FAKE" when P(real) < threshold, else "REAL"; None without a score."""
+    if p_real is None:
+        return None
+    return "FAKE" if p_real < threshold else "REAL"
+
+
+# ------------------------------------------------------------ media kinds
+
+def sniff_media_kind(header):
+    """IMAGE, VIDEO or None from a file's first bytes (its format signature), whatever its name.
+
+    Images: PNG, JPEG, BMP, WebP, TIFF. Videos: MP4/MOV/M4V/3GP (ISO media), AVI,
+    MKV/WebM, MPEG program/elementary streams, FLV.
+    """
+    if header.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")):
+        return IMAGE
+    if header.startswith(b"BM") and len(header) >= 14:
+        return IMAGE
+    if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
+        return IMAGE
+    if header[4:8] == b"ftyp" or (header[:4] == b"RIFF" and header[8:12] == b"AVI "):
+        return VIDEO
+    if header.startswith((b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"FLV\x01")):
+        return VIDEO
+    return None
+
+
+def media_kind_by_name(path, video_extensions):
+    """IMAGE or VIDEO by the file's extension, None when it is neither."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return IMAGE
+    if suffix in video_extensions:
+        return VIDEO
+    return None
+
+
+def classify_file(path, video_extensions):
+    """(kind, problem) for a file: its kind by content, else by name; problem is a Result or None.
+
+    Content wins, so a PNG named .jpg, or a video without extension, is still scored. A file
+    whose content is unknown but whose name says image/video is still tried (OpenCV reads
+    more formats than sniff_media_kind knows) and reported as unreadable if it fails.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None, Result(str(path), status=NOT_FOUND, reason="no such file or folder")
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(SNIFF_BYTES)
+    except OSError as error:
+        return None, Result(str(path), status=UNREADABLE, reason=f"cannot open: {error.strerror or error}")
+    by_name = media_kind_by_name(path, video_extensions)
+    if not header:
+        return by_name, Result(str(path), by_name, UNREADABLE, "empty file (0 bytes)")
+    kind = sniff_media_kind(header) or by_name
+    if kind is None:
+        return None, Result(str(path), status=UNSUPPORTED,
+                            reason=f"not an image or video (neither its content nor its name {path.suffix or '(no extension)'})")
+    return kind, None
+
+
+def list_inputs(paths, video_extensions, exclude=None):
+    """Expand files and folders into the files to score, in the order given.
+
+    Folders are searched recursively for image/video files by name (hidden files and the
+    folder `exclude`, e.g. the annotation output, are left out). Returns (files, ignored)
+    with `ignored` the other files found in folders, which get no row.
+    """
+    files, ignored = [], []
+    exclude = Path(exclude).resolve() if exclude else None
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for found in sorted(path.rglob("*")):
+            relative = found.relative_to(path)
+            if not found.is_file() or any(part.startswith(".") for part in relative.parts):
+                continue
+            if exclude and exclude in found.resolve().parents:
+                continue
+            if media_kind_by_name(found, video_extensions):
+                files.append(found)
+            else:
+                ignored.append(found)
+    return files, ignored
+
+
+# ------------------------------------------------------------ reading frames
+
+def iter_image_frame(path, rules):
+    """Yield (0, BGR image resized by RESIZE_RULES) for an image file; VideoError if unreadable."""
+    image = read_image(path)
+    if image is None:
+        raise VideoError("not an image OpenCV can decode (corrupt or unsupported format)")
+    yield 0, resize_frame(image, rules)
+
+
+def iter_media_frames(path, kind, cfg):
+    """Yield (frame index, resized BGR frame) for an image or a video; VideoError on bad input."""
+    if kind == IMAGE:
+        return iter_image_frame(path, cfg.RESIZE_RULES)
+    return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND)
+
+
+_END = object()  # marks the end of one input's frames in the reading thread's stream
+
+
+def _read_all(items, cfg, stop):
+    """Yield (item, frame index, frame) for every frame of every (path, kind) item, then
+    (item, _END, error message or None) once per item. Runs in the reading thread."""
+    for item in items:
+        if stop.is_set():
+            return
+        path, kind = item
+        try:
+            for index, frame in iter_media_frames(path, kind, cfg):
+                yield item, index, frame
+                if stop.is_set():
+                    return
+            yield item, _END, None
+        except VideoError as error:
+            yield item, _END, str(error)
+        except Exception as error:  # noqa: BLE001 - one odd file must not stop the others
+            yield item, _END, f"{type(error).__name__}: {error}"
+
+
+def prefetched(make_items, max_items):
+    """Iterate `make_items(stop_event)` in a background thread, `max_items` ahead at most.
+
+    Decoding the next frames (OpenCV releases the GIL) then overlaps with face detection and
+    the model (TensorFlow releases it too): on 2 cores this hides most of the decoding time.
+    """
+    buffer = queue.Queue(maxsize=max_items)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in make_items(stop):
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            while not stop.is_set():
+                try:
+                    buffer.put(done, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    thread = threading.Thread(target=produce, name="frame-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------ the model
+
+def find_run_model(runs_dir, run=None):
+    """Path of the model.keras to use: `run` as a run folder, a .keras file or a run name in
+    `runs_dir`; by default the run folder in `runs_dir` whose model.keras is newest.
+    Raises ModelError naming what is missing."""
+    runs_dir = Path(runs_dir)
+    if run:
+        candidate = Path(run)
+        if candidate.is_file():
+            return candidate
+        for folder in (candidate, runs_dir / str(run)):
+            if (folder / MODEL_FILE).is_file():
+                return folder / MODEL_FILE
+        raise ModelError(f"--run {run}: no {MODEL_FILE} in {candidate} or {runs_dir / str(run)}; "
+                         f"train one with 03-train_cnn.py or give a run folder that holds one")
+    models = sorted(runs_dir.glob(f"*/{MODEL_FILE}"), key=lambda p: p.stat().st_mtime) if runs_dir.is_dir() else []
+    if not models:
+        raise ModelError(f"no trained model in {runs_dir} (looked for {runs_dir}/<run>/{MODEL_FILE}): "
+                         f"run 03-train_cnn.py first, or give one with --run PATH")
+    return models[-1]
+
+
+def load_model(path):
+    """Load a stage 03 model (uncompiled: only predictions are needed). Raises ModelError."""
+    from deepfake_detect.faces import configure_tensorflow_devices
+
+    configure_tensorflow_devices()
+    import efficientnet.tfkeras  # noqa: F401 - registers the backbone's swish/FixedDropout for loading
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(f"{path}: cannot load the model ({type(error).__name__}: {error})") from None
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
+        raise ModelError(f"{path}: expected square RGB face input (None, N, N, 3), found {shape}")
+    return model
+
+
+class Scorer:
+    """The detector and the model, loaded once and used for every input.
+
+    `Scorer(model_path)` loads both (several seconds); `score_files` and `score_file` then
+    return Results, reading every setting from the `cfg` they are given. Not safe to call
+    from two threads at once: such callers hold `scorer.lock`.
+    """
+
+    def __init__(self, model_path, detector=None):
+        self.model_path = Path(model_path)
+        self.model = load_model(model_path)
+        self.input_size = int(self.model.input_shape[1])
+        self.detector = detector or MtcnnDetector()
+        self.lock = threading.Lock()
+        self.predict_p_real([])  # traces the model now, so the first input is not slower
+
+    def predict_p_real(self, crops_rgb):
+        """P(real) for each RGB face crop, as a float list; a few at a time in fixed-size chunks."""
+        batch = prepare_faces(crops_rgb, self.input_size)
+        padded = np.zeros((PREDICT_BATCH, self.input_size, self.input_size, 3), np.float32)
+        scores = []
+        for start in range(0, max(len(batch), 1), PREDICT_BATCH):
+            chunk = batch[start:start + PREDICT_BATCH]
+            padded[:len(chunk)] = chunk
+            output = np.asarray(self.model.predict_on_batch(padded)).reshape(-1)
+            scores += [float(p) for p in output[:len(chunk)]]
+        return scores
+
+    def score_file(self, path, cfg, kind=None, keep_frames=False):
+        """Result for one file; `kind` (IMAGE/VIDEO) skips the content check when already known."""
+        return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames))
+
+    def score_files(self, paths, cfg, kinds=None, keep_frames=False):
+        """Yield a Result per path, in order. Frames of the next files are read in the
+        background meanwhile. `keep_frames` keeps each input's resized frames (for annotation)."""
+        kinds = kinds or [None] * len(paths)
+        todo, early = [], {}
+        for position, (path, kind) in enumerate(zip(paths, kinds)):
+            problem = None
+            if kind is None:
+                kind, problem = classify_file(path, cfg.VIDEO_EXTENSIONS)
+            if problem:
+                early[position] = problem
+            else:
+                todo.append((position, (str(path), kind)))
+        items = [item for _, item in todo]
+        stream = prefetched(lambda stop: _read_all(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
+        for position in range(len(paths)):
+            if position in early:
+                yield early[position]
+            else:
+                yield self._score_stream(stream, cfg, keep_frames)
+
+    def _score_stream(self, stream, cfg, keep_frames):
+        """Consume one input's frames from the reading stream and score them."""
+        started = time.perf_counter()
+        batch, faces, frame_indices, frames_kept = [], [], [], {}
+        for (path, kind), index, frame in stream:
+            if index is _END:
+                error = frame
+                break
+            frame_indices.append(index)
+            if keep_frames:
+                frames_kept[index] = frame
+            batch.append((index, frame))
+            if len(batch) >= cfg.MTCNN_BATCH_SIZE:
+                faces += self._detect_faces(batch, cfg)
+                batch = []
+        else:
+            raise RuntimeError("the frame reader stopped before the end of an input")
+        result = Result(path, kind, frame_indices=frame_indices, frames_bgr=frames_kept if keep_frames else None)
+        try:
+            faces += self._detect_faces(batch, cfg)
+            if error and not frame_indices:
+                result.status, result.reason = UNREADABLE, error
+            elif not faces:
+                result.status = NO_FACE
+                result.reason = self._no_face_reason(kind, frame_indices, error)
+            else:
+                for face, p_real in zip(faces, self.predict_p_real([f.crop for f in faces])):
+                    face.p_real = p_real
+                result.faces = faces
+                result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
+                result.verdict = verdict_of(result.p_real, cfg.THRESHOLD)
+                if error:
+                    result.reason = f"stopped early: {error}"
+        except Exception as error:  # noqa: BLE001 - reported in the row, the other inputs go on
+            result.status, result.reason = FAILED, f"{type(error).__name__}: {error}"
+            result.faces, result.p_real, result.verdict = [], None, None
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _no_face_reason(self, kind, frame_indices, error):
+        if kind == IMAGE:
+            return "no face found in the image"
+        reason = f"no face found in {len(frame_indices)} frame{'s' * (len(frame_indices) != 1)}"
+        return f"{reason} ({error})" if error else reason
+
+    def _detect_faces(self, batch, cfg):
+        """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)]."""
+        usable = [(index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for index, frame in batch
+                  if min(frame.shape[:2]) >= MIN_FRAME_SIDE]
+        if not usable:
+            return []
+        found = self.detector([rgb for _, rgb in usable])
+        faces = []
+        for (index, rgb), detected in zip(usable, found):
+            number = 0
+            for face in keep_faces(detected, cfg.MULTI_FACE_MIN_CONFIDENCE):
+                crop = crop_face(rgb, face, cfg.FACE_MARGIN)
+                if crop.size == 0:
+                    continue  # a box entirely outside the frame, skipped as stage 01a does
+                faces.append(FaceScore(index, number, (face.x, face.y, face.width, face.height),
+                                       face.confidence, float("nan"), crop))
+                number += 1
+        return faces
+
+
+# ------------------------------------------------------------ annotation
+
+def face_colour(p_real, threshold):
+    """BGR box colour: green for a face that reads real, red for one that reads fake."""
+    return (60, 180, 60) if p_real >= threshold else (40, 40, 220)
+
+
+def annotate_frame(frame_bgr, faces, threshold):
+    """A copy of the frame with each face's box and "P(fake) 0.83" drawn on it."""
+    canvas = frame_bgr.copy()
+    scale = max(0.4, canvas.shape[1] / 1000)
+    thickness = max(1, round(2 * scale))
+    for face in faces:
+        x, y, width, height = face.box
+        colour = face_colour(face.p_real, threshold)
+        cv2.rectangle(canvas, (x, y), (x + width, y + height), colour, thickness)
+        label = f"{verdict_of(face.p_real, threshold)} P(fake) {face.p_fake:.2f}"
+        (text_width, text_height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, thickness)
+        top = max(0, y - text_height - base - 4)
+        cv2.rectangle(canvas, (x, top), (x + text_width + 4, top + text_height + base + 4), colour, -1)
+        cv2.putText(canvas, label, (x + 2, top + text_height + 2), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return canvas
+
+
+def annotated_frames(result, threshold):
+    """[(frame index, annotated BGR frame)] for a Result scored with keep_frames=True."""
+    by_frame = {}
+    for face in result.faces:
+        by_frame.setdefault(face.frame, []).append(face)
+    return [(index, annotate_frame(frame, by_frame.get(index, []), threshold))
+            for index, frame in sorted((result.frames_bgr or {}).items())]
+
+
+def write_annotated(result, out_path, threshold, frames_per_second=1):
+    """Write the annotated image (PNG) or video (mp4v, one kept frame per 1/fps s) to out_path.
+
+    Written under a temporary name and renamed, so a killed run leaves no half file.
+    Returns out_path, or None when the result has no frames.
+    """
+    import os
+
+    from deepfake_detect.files import write_png
+
+    frames = annotated_frames(result, threshold)
+    if not frames:
+        return None
+    out_path = Path(out_path)
+    if result.kind == IMAGE:
+        write_png(out_path, frames[0][1])
+        return out_path
+    temporary = out_path.with_name(f".{out_path.stem}.tmp-{os.getpid()}{out_path.suffix}")
+    height, width = frames[0][1].shape[:2]
+    writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), frames_per_second, (width, height))
+    try:
+        if not writer.isOpened():
+            raise OSError(f"OpenCV cannot write {out_path}")
+        for _, frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+    os.replace(temporary, out_path)
+    return out_path
