@@ -1,0 +1,121 @@
+"""Stage 01a: frames -> face crops, found with MTCNN.
+
+    FRAMES_DIR/<video>/<video>-NNN.png  ->  FACES_DIR/<video>/<video>-NNN-NN.png + faces.csv
+
+    python 01a-crop_faces_with_mtcnn.py [--config configs/my_dataset.py] [--shard 1/4] [--workers 2]
+
+Every face MTCNN finds is kept when its frame has fewer than two detections, or when its
+confidence is above MULTI_FACE_MIN_CONFIDENCE (0.95); the box grows by FACE_MARGIN (30%) of
+its width and height on each side, clipped to the frame, as in the original. NN counts a
+frame's kept faces 00, 01, ... Each video's faces.csv lists every kept face (frame, face
+number, box, confidence) and every frame in which none was found.
+
+Each worker process loads MTCNN once and sends it MTCNN_BATCH_SIZE frames at a time; videos
+run in parallel, one per worker. A video's folder appears only once all its crops and its
+index are written, so a rerun after a crash skips finished videos and redoes the rest.
+Ends with a summary such as:
+
+    stage 01a finished in 35.0 s: 2 videos (2 done)
+      frames: 22, faces: 18, frames_without_face: 4, unreadable_frames: 0
+      output: data/faces
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+
+from deepfake_detect import settings
+from deepfake_detect.dataset import select_shard
+from deepfake_detect.faces import MtcnnDetector, crop_faces_of_video
+from deepfake_detect.files import completed_names, remove_stale_partials
+from deepfake_detect.runner import ALREADY_DONE, DONE, Outcome, Timer, exit_status, run_jobs, summarize, warn
+
+# The worker's detector, made once per process by start_worker (the original made one per frame).
+_detector = None
+
+
+def start_worker():
+    """Process-pool initializer: load MTCNN's three networks once for this process."""
+    global _detector
+    cv2.setNumThreads(0)  # OpenCV only converts and saves here; its threads would compete with TensorFlow's
+    _detector = MtcnnDetector()
+
+
+def crop_video(frames_dir, cfg):
+    """Crop the faces of one video's frames into FACES_DIR/<video>/; return its Outcome.
+
+    Frames that cannot be used are named in the Outcome's reason, one per line, so the main
+    process can print them without breaking the progress bar.
+    """
+    problems = []
+    outcome = crop_faces_of_video(frames_dir, cfg.FACES_DIR, _detector, cfg,
+                                  batch_size=cfg.MTCNN_BATCH_SIZE, on_problem=problems.append)
+    if outcome.status == DONE and problems:
+        outcome.reason = "\n".join(problems)
+    return outcome
+
+
+def find_video_folders(frames_root):
+    """The finished per-video folders of stage 00's output, in name order.
+
+    Raises FileNotFoundError with the fix when stage 00 has not been run.
+    """
+    frames_root = Path(frames_root)
+    if not frames_root.is_dir():
+        raise FileNotFoundError(f"frames folder {frames_root} does not exist: "
+                                "run 00-convert_video_to_image.py first")
+    return [frames_root / name for name in sorted(completed_names(frames_root))]
+
+
+def parse_args(argv=None):
+    parser = settings.new_parser(__doc__)
+    settings.add_config_argument(parser)
+    settings.add_shard_argument(parser)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
+                             "else one per CPU core); 1 runs in this process")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = settings.load_config(args.config)
+        part, count = settings.parse_shard(args.shard)
+        folders = find_video_folders(cfg.FRAMES_DIR)
+    except (settings.ConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not folders:
+        print(f"error: no video folders in {cfg.FRAMES_DIR}: run 00-convert_video_to_image.py first",
+              file=sys.stderr)
+        return 1
+    workers = settings.worker_count(args.workers or cfg.MTCNN_WORKERS)
+    print(settings.describe_settings(cfg, ["FRAMES_DIR", "FACES_DIR", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE",
+                                           "MTCNN_BATCH_SIZE"])
+          + f", workers={workers}, shard={part}/{count}")
+    folders = select_shard(folders, part, count)
+    cfg.FACES_DIR.mkdir(parents=True, exist_ok=True)
+    if remove_stale_partials(cfg.FACES_DIR):
+        print("cleared the unfinished folders of an interrupted earlier run")
+    finished = completed_names(cfg.FACES_DIR)
+    todo = [folder for folder in folders if folder.name not in finished]
+    print(f"{len(folders):,} videos in this shard, {len(todo):,} to do, {len(folders) - len(todo):,} already cropped")
+
+    timer = Timer()
+    # Loading MTCNN takes seconds: not worth it when every video is already cropped.
+    outcomes = run_jobs(crop_video, todo, cfg, workers, desc="stage 01a videos",
+                        initializer=start_worker) if todo else []
+    for outcome in outcomes:
+        if outcome.status == DONE and outcome.reason:
+            for line in outcome.reason.splitlines():
+                warn(f"skipped frame {line}")
+    already = [Outcome(folder.name, ALREADY_DONE) for folder in folders if folder.name in finished]
+    settings.save_settings(cfg, cfg.FACES_DIR, "01a")
+    summarize("stage 01a", already + outcomes, timer.seconds, cfg.FACES_DIR)
+    return exit_status(already + outcomes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
