@@ -219,15 +219,16 @@ def assign_splits(crops, cfg):
 
 
 class FilePlacer:
-    """Puts a crop at a new path as a hard link, or as a copy once the filesystem refuses links."""
+    """Puts a crop at a new path as a hard link, or as a copy once the filesystem refuses links
+    (then every later file is copied too, rather than trying and failing a million times)."""
 
-    def __init__(self):
+    def __init__(self, use_links=True):
+        self.use_links = use_links
         self.links = 0
         self.copies = 0
-        self.link_refused = None  # the error that made us copy, if any
 
     def place(self, source, target):
-        if self.link_refused is None:
+        if self.use_links:
             try:
                 os.link(source, target)
                 self.links += 1
@@ -235,7 +236,7 @@ class FilePlacer:
             except (FileExistsError, FileNotFoundError):
                 raise
             except OSError as error:  # another drive, or links unsupported / not permitted
-                self.link_refused = error
+                self.use_links = False
                 warn(f"hard links refused ({error.strerror or error}): copying the crops instead")
         shutil.copyfile(source, target)
         self.copies += 1
@@ -383,10 +384,11 @@ def labelled_videos(cfg):
     if labelled:
         return labelled
     if not Path(cfg.METADATA_FILE).is_file():
-        why = f"{cfg.METADATA_FILE} does not exist and {cfg.VIDEOS_DIR} has no real/ or fake/ subfolder"
+        why = f"{cfg.METADATA_FILE} is missing"
     else:
         why = f"{cfg.METADATA_FILE} labels no video of {cfg.VIDEOS_DIR} as REAL or FAKE"
-    raise StageError(f"no labelled videos: {why}; stage 02 needs labels (set METADATA_FILE or VIDEOS_DIR)")
+    raise StageError(f"no labelled videos: {why}; stage 02 needs DFDC metadata.json labels (see METADATA_FILE) "
+                     "or real/ and fake/ subfolders in VIDEOS_DIR")
 
 
 def parse_args(argv=None):

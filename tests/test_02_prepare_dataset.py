@@ -286,7 +286,7 @@ def test_copies_when_the_filesystem_refuses_hard_links(tmp_path, capsys):
 def test_missing_metadata_is_a_clear_error(tmp_path, capsys):
     config = make_dataset(tmp_path, paired_videos(2), metadata=False)
     assert run(config) == 2
-    assert "metadata.json does not exist" in capsys.readouterr().err
+    assert "metadata.json is missing" in capsys.readouterr().err
     assert not (tmp_path / "out" / "split_dataset").exists()
 
 
