@@ -25,15 +25,22 @@ a million crops; where the filesystem refuses links (another drive, FAT/exFAT), 
 A hard link is the same file as the crop: never edit the output files in place. The crops are
 never changed. Both outputs are built in hidden partial folders and renamed when complete, so a
 killed run leaves no output that looks finished; the next run clears the leftovers. An output
-folder that is not empty is replaced only with --replace. Ends with a table and a summary:
+folder that is not empty is replaced only with --replace, and only when it holds nothing but
+stage 02 output. Ends with a table and a summary:
 
-    split   real crops  real videos  fake crops  fake videos  groups
-    train          88            8          88            8       8
-    ...
-    stage 02 finished in 0.4 s: 20 videos (20 done)
-      crops: 220
-      balanced: FAKE down-sampled at random from 110 to 110 crops ...
-      output: data/split_dataset
+    split    real crops  real videos   fake crops  fake videos       groups
+    train            48            8           48            8            8
+    val               6            1            6            1            1
+    test              6            1            6            1            1
+    total            60           10           60           10           10
+    stage 02 finished in 0.1 s: 20 videos (20 done)
+      crops: 120
+      balanced: the classes are equal already: 60 crops each
+      leak check: 0 of 10 source groups span two or more splits
+      files: 240 hard links
+      split list: data/sample/split_dataset/split.csv
+      balanced set: data/sample/prepared_dataset
+      output: data/sample/split_dataset
 """
 
 import csv

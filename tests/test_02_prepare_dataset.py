@@ -175,6 +175,14 @@ def test_every_split_gets_both_classes_when_there_are_enough_groups(seed):
     assert present == {(s, label) for s in ("train", "val", "test") for label in ("REAL", "FAKE")}
 
 
+def test_a_split_with_ratio_zero_stays_empty_without_complaint():
+    crops = [stage02.Crop(Path(f"{label}{g}-0.png"), label, f"{label}{g}", f"g{g}")
+             for g in range(10) for label in ("REAL", "FAKE")]
+    assignment, warnings = stage02.split_by_group(crops, (0.9, 0.1, 0.0), SEED)
+    assert not warnings
+    assert Counter(assignment.values()) == {"train": 18, "val": 2}
+
+
 def test_too_few_groups_is_reported_not_hidden(tmp_path, capsys):
     config = make_dataset(tmp_path, paired_videos(2, crops=4))
     assert run(config) == 0
