@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from deepfake_detect import settings
 from deepfake_detect.detect import (SCORED, VIDEO, ModelError, Scorer, find_run_model, list_inputs,
-                                    write_annotated)
+                                    score_meaning, write_annotated)
 from deepfake_detect.files import write_text_atomic
 from deepfake_detect.runner import Timer, warn
 
@@ -43,15 +43,6 @@ SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fa
 FACE_COLUMNS = ("input", "frame", "face", "x", "y", "width", "height", "detector_confidence",
                 "p_real", "p_fake")
 TABLE_HEADER = ("input", "type", "status", "frames", "faces", "P(real)", "P(fake)", "verdict")
-
-
-def score_meaning(cfg):
-    """The sentence printed under the table and stored in --json, so no one misreads a score."""
-    rule = ("mean of its face scores" if cfg.VIDEO_SCORE == "mean"
-            else "DFDC winner's confident-faces rule over its face scores")
-    return (f"P(real) = the model's probability that the faces are real (pristine); "
-            f"P(fake) = 1 - P(real). An input's score is the {rule} (VIDEO_SCORE={cfg.VIDEO_SCORE}); "
-            f"verdict FAKE when P(real) < {cfg.THRESHOLD} (THRESHOLD).")
 
 
 def format_score(value):

@@ -131,6 +131,15 @@ def combine_face_scores(p_real, rule):
     raise ValueError(f"VIDEO_SCORE = {rule!r}: choose mean or confident")
 
 
+def score_meaning(cfg):
+    """One sentence saying what the scores mean, shown under every table and on the web page."""
+    rule = ("mean of its face scores" if cfg.VIDEO_SCORE == "mean"
+            else "DFDC winner's confident-faces rule over its face scores")
+    return (f"P(real) = the model's probability that the faces are real (pristine); "
+            f"P(fake) = 1 - P(real). An input's score is the {rule} (VIDEO_SCORE={cfg.VIDEO_SCORE}); "
+            f"verdict FAKE when P(real) < {cfg.THRESHOLD} (THRESHOLD).")
+
+
 def verdict_of(p_real, threshold):
     """"FAKE" when P(real) < threshold, else "REAL"; None without a score."""
     if p_real is None:
