@@ -1,0 +1,225 @@
+"""Stage 04 web page: the JSON endpoint and the upload page through Flask's test client (real
+uploads of generated portraits, videos, non-media and oversized files), and one end-to-end
+test that drives the real page in headless Chromium over a real local server.
+
+    .venv/bin/pytest tests/test_04_web.py
+
+The Chromium test needs Debian's chromium and chromium-driver (/usr/bin/chromium,
+/usr/bin/chromedriver; .ci/run installs them) and is skipped when they are absent. The tiny
+fresh model (fixed seed, weights=None) and MTCNN load once for the whole file.
+"""
+
+import base64
+import io
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfake_detect import detect, web
+from deepfake_detect.settings import load_config
+from test_04_detect import build_test_model, write_config, write_media
+
+UPLOAD_LIMIT_MB = 2
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stage04web")
+    model_path = build_test_model(root / "runs" / "test" / "model.keras")
+    config = write_config(root / "config.py", root / "runs", WEB_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB)
+    return {"root": root, "model": model_path, "media": write_media(root / "media"), "cfg": load_config(config)}
+
+
+@pytest.fixture(scope="module")
+def scorer(workspace):
+    return detect.Scorer(workspace["model"])
+
+
+@pytest.fixture(scope="module")
+def app(workspace, scorer):
+    return web.create_app(scorer, workspace["cfg"])
+
+
+@pytest.fixture()
+def client(app, tmp_path, monkeypatch):
+    """A test client whose uploads land in this test's own temporary folder, to check cleanup."""
+    uploads = tmp_path / "system_tmp"
+    uploads.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(uploads))
+    test_client = app.test_client()
+    test_client.uploads = uploads
+    return test_client
+
+
+def upload(client, url, path=None, data=None, name=None):
+    content = data if data is not None else Path(path).read_bytes()
+    return client.post(url, data={"file": (io.BytesIO(content), name or Path(path).name)},
+                       content_type="multipart/form-data")
+
+
+def assert_no_trace(response):
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and 'File "' not in text
+
+
+# ------------------------------------------------------------------ the JSON endpoint
+
+def test_api_scores_an_image(client, workspace):
+    response = upload(client, "/api/detect", workspace["media"]["astronaut.png"])
+    assert response.status_code == 200
+    result = response.get_json()
+    assert result["status"] == "scored" and result["type"] == "image" and result["faces"] >= 1
+    assert result["p_real"] + result["p_fake"] == pytest.approx(1)
+    assert result["verdict"] == ("FAKE" if result["p_real"] < workspace["cfg"].THRESHOLD else "REAL")
+    assert "P(fake) = 1 - P(real)" in result["score_meaning"]
+    assert np.mean([f["p_real"] for f in result["face_scores"]]) == pytest.approx(result["p_real"])
+    assert "crop" not in result["face_scores"][0]
+    assert list(client.uploads.iterdir()) == []  # the upload is gone once scored
+
+
+def test_api_agrees_with_the_command_line_scorer(client, workspace, scorer):
+    path = workspace["media"]["hopper.jpg"]
+    expected = scorer.score_file(path, workspace["cfg"])
+    result = upload(client, "/api/detect", path).get_json()
+    assert result["p_real"] == pytest.approx(expected.p_real, abs=1e-6)
+    assert result["faces"] == len(expected.faces)
+
+
+def test_api_scores_a_video_and_returns_crops_on_request(client, workspace):
+    response = upload(client, "/api/detect?crops=1", workspace["media"]["astronaut.mp4"])
+    result = response.get_json()
+    assert response.status_code == 200 and result["type"] == "video" and result["frames"] == 2
+    assert {f["frame"] for f in result["face_scores"]} == {0, 10}
+    crop = result["face_scores"][0]["crop"]
+    assert crop.startswith("data:image/jpeg;base64,")
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(crop.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and max(image.shape[:2]) <= web.CROP_DISPLAY_SIDE
+
+
+def test_api_no_face_has_no_score(client, workspace):
+    response = upload(client, "/api/detect", workspace["media"]["plain.png"])
+    result = response.get_json()
+    assert response.status_code == 200
+    assert result["status"] == "no face" and result["p_real"] is None and result["verdict"] is None
+
+
+@pytest.mark.parametrize("name, content, status", [
+    ("notes.txt", b"just some notes\n", 415),
+    ("photo.png", b"this is text pretending to be a PNG\n", 415),   # judged by content, not name
+    ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200, 422),  # a video header, nothing to decode
+    ("photo.jpg", b"\xff\xd8\xff\xe0" + b"garbage" * 20, 422),         # a JPEG header, nothing to decode
+])
+def test_api_rejects_what_it_cannot_decode(client, name, content, status):
+    response = upload(client, "/api/detect", data=content, name=name)
+    assert response.status_code == status
+    assert name in response.get_json()["error"]
+    assert_no_trace(response)
+    assert list(client.uploads.iterdir()) == []
+
+
+def test_api_oversized_and_missing_uploads(client):
+    response = upload(client, "/api/detect", data=b"\x89PNG\r\n\x1a\n" + b"0" * (UPLOAD_LIMIT_MB * 1024 * 1024),
+                      name="huge.png")
+    assert response.status_code == 413
+    assert f"{UPLOAD_LIMIT_MB} MB" in response.get_json()["error"]
+    response = client.post("/api/detect", data={}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "Choose" in response.get_json()["error"]
+
+
+# ------------------------------------------------------------------ the page
+
+def test_page_shows_the_form(client):
+    response = client.get("/")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'type="file"' in text and 'enctype="multipart/form-data"' in text
+    assert "<link" not in text and "<script src" not in text  # offline: nothing fetched from elsewhere
+
+
+def test_page_shows_verdict_score_and_crops(client, workspace, scorer):
+    path = workspace["media"]["astronaut.png"]
+    expected = scorer.score_file(path, workspace["cfg"])
+    response = upload(client, "/", path)
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert re.search(r'id="verdict">(\w+)<', text).group(1) == expected.verdict
+    assert float(re.search(r'id="p-fake">([0-9.]+)<', text).group(1)) == pytest.approx(expected.p_fake, abs=5e-4)
+    assert text.count('src="data:image/jpeg;base64,') == len(expected.faces) >= 1
+    assert "astronaut.png" in text and "P(fake) = 1 - P(real)" in text
+
+
+def test_page_errors_are_sentences_not_stack_traces(client, app):
+    for name, content, status in (("fake.png", b"plain text\n", 415),
+                                  ("big.mp4", b"\x00\x00\x00\x18ftypmp42" + b"0" * (UPLOAD_LIMIT_MB * 1024 * 1024), 413)):
+        response = upload(client, "/", data=content, name=name)
+        assert response.status_code == status
+        assert 'id="error"' in response.get_data(as_text=True)
+        assert_no_trace(response)
+    assert client.get("/no-such-page").status_code == 404
+
+
+def test_an_unexpected_error_never_reaches_the_browser(workspace, scorer):
+    app = web.create_app(scorer, workspace["cfg"])
+
+    def broken():
+        raise RuntimeError("secret internal detail")
+
+    app.add_url_rule("/broken", "broken", broken)
+    response = app.test_client().get("/broken")
+    assert response.status_code == 500
+    assert "secret internal detail" not in response.get_data(as_text=True)
+    assert_no_trace(response)
+
+
+def test_user_file_names_are_escaped(client, workspace):
+    response = upload(client, "/", workspace["media"]["astronaut.png"], name="<script>alert(1)</script>.png")
+    assert "<script>alert(1)" not in response.get_data(as_text=True)
+
+
+# ------------------------------------------------------------------ the real page in Chromium
+
+def test_headless_chromium_uploads_an_image_and_reads_the_verdict(app, workspace, scorer, tmp_path):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = web.make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = None
+    try:
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+        driver.set_page_load_timeout(60)
+        driver.get(f"http://127.0.0.1:{server.server_port}/")
+        image = workspace["media"]["hopper.jpg"]
+        driver.find_element(By.ID, "file").send_keys(str(image))
+        driver.find_element(By.ID, "submit").click()
+        verdict = WebDriverWait(driver, 60).until(
+            expected_conditions.presence_of_element_located((By.ID, "verdict"))).text
+        p_fake = float(driver.find_element(By.ID, "p-fake").text)
+        crops = driver.find_elements(By.CSS_SELECTOR, ".faces img")
+    finally:
+        if driver:
+            driver.quit()
+        server.shutdown()
+        thread.join(timeout=10)
+    expected = scorer.score_file(image, workspace["cfg"])
+    assert verdict == expected.verdict
+    assert p_fake == pytest.approx(expected.p_fake, abs=5e-4)
+    assert len(crops) == len(expected.faces) >= 1
