@@ -2,7 +2,7 @@
 
 Shared by stage 01a (MTCNN), stage 01b (Azure) and detection, so all three crop alike. A
 detector is any callable taking a list of RGB frames (H, W, 3 uint8) and returning, for each
-frame, a list of Face.
+frame, a list of Face, or a FrameDetectionError when that one frame could not be searched.
 """
 
 import csv
@@ -15,7 +15,7 @@ import cv2
 
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    start_partial_folder, write_png, write_text_atomic)
-from deepfake_detect.runner import ALREADY_DONE, SKIPPED, Outcome
+from deepfake_detect.runner import ALREADY_DONE, FAILED, SKIPPED, Outcome
 
 INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which none was found
 INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence")
@@ -32,6 +32,11 @@ class Face:
     width: int
     height: int
     confidence: float | None = None
+
+
+class FrameDetectionError(Exception):
+    """Returned (not raised) by a detector in place of one frame's faces: that frame could not be
+    searched (e.g. a cloud service rejected the image). Unlike "no face", it is not an answer."""
 
 
 def keep_faces(faces, min_confidence):
@@ -115,6 +120,11 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
     renamed when complete. `detect(list of RGB frames) -> list of list of Face`. Frames that
     cannot be read are reported through `on_problem(message)` and left out of the index.
     Returns the video's Outcome with counts frames, faces, frames_without_face, unreadable_frames.
+
+    A frame for which `detect` returns a FrameDetectionError is reported through `on_problem`
+    too, and the others go on; but then the video is left unfinished (Outcome FAILED, counts
+    {"failed_frames": n}, nothing written), so that a rerun retries it instead of recording
+    the frame as one without a face.
     """
     frames_dir = Path(frames_dir)
     video = frames_dir.name
@@ -127,6 +137,7 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
     partial = start_partial_folder(final_dir)
     counts = {"frames": 0, "faces": 0, "frames_without_face": 0, "unreadable_frames": 0}
     rows = []
+    failed_frames = 0
     try:
         for start in range(0, len(frame_files), batch_size):
             batch_files, batch_images = [], []
@@ -141,6 +152,11 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
             if not batch_images:
                 continue
             for path, image, faces in zip(batch_files, batch_images, detect(batch_images)):
+                if isinstance(faces, FrameDetectionError):
+                    failed_frames += 1
+                    if on_problem:
+                        on_problem(f"{path}: {faces}")
+                    continue
                 kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
                 saved = []
                 for face in kept:
@@ -153,6 +169,11 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
                 counts["frames"] += 1
                 counts["faces"] += len(saved)
                 counts["frames_without_face"] += not saved
+        if failed_frames:
+            discard_partial_folder(partial)
+            return Outcome(video, FAILED, f"{failed_frames} of {len(frame_files)} frames could not be searched "
+                           "for faces; video left unfinished so that a rerun retries it",
+                           {"failed_frames": failed_frames})
         if counts["frames"] == 0:
             discard_partial_folder(partial)
             return Outcome(video, SKIPPED, "no frame of this video could be read", counts)
