@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.faces import MIN_FRAME_SIDE, MtcnnDetector, crop_face, keep_faces
+from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, MtcnnDetector, crop_face, keep_faces
 from deepfake_detect.files import read_image
 from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
 from deepfake_detect.model import prepare_faces
@@ -400,43 +400,64 @@ class Scorer:
                 yield self._score_stream(stream, cfg, keep_frames)
 
     def _score_stream(self, stream, cfg, keep_frames):
-        """Consume one input's frames from the reading stream and score them."""
+        """Consume one input's frames from the reading stream and score them.
+
+        Whatever goes wrong, this input's frames are read to their end marker, so the next
+        input starts at its own first frame.
+        """
         started = time.perf_counter()
-        batch, faces, frame_indices, frames_kept = [], [], [], {}
+        batch, faces, frame_indices, frames_kept, unsearched = [], [], [], {}, []
+        failure = None
         for (path, kind), index, frame in stream:
             if index is _END:
-                error = frame
+                read_error = frame
                 break
             frame_indices.append(index)
             if keep_frames:
                 frames_kept[index] = frame
             batch.append((index, frame))
             if len(batch) >= cfg.MTCNN_BATCH_SIZE:
-                faces += self._detect_faces(batch, cfg)
+                if failure is None:
+                    try:
+                        faces += self._detect_faces(batch, cfg, unsearched)
+                    except Exception as error:  # noqa: BLE001 - reported in the row, others go on
+                        failure = error
                 batch = []
         else:
             raise RuntimeError("the frame reader stopped before the end of an input")
         result = Result(path, kind, frame_indices=frame_indices, frames_bgr=frames_kept if keep_frames else None)
         try:
-            faces += self._detect_faces(batch, cfg)
-            if error and not frame_indices:
-                result.status, result.reason = UNREADABLE, error
-            elif not faces:
-                result.status = NO_FACE
-                result.reason = self._no_face_reason(kind, frame_indices, error)
-            else:
-                for face, p_real in zip(faces, self.predict_p_real([f.crop for f in faces])):
-                    face.p_real = p_real
-                result.faces = faces
-                result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
-                result.verdict = verdict_of(result.p_real, cfg.THRESHOLD)
-                if error:
-                    result.reason = f"stopped early: {error}"
+            if failure is not None:
+                raise failure
+            faces += self._detect_faces(batch, cfg, unsearched)
+            self._conclude(result, faces, unsearched, read_error, cfg)
         except Exception as error:  # noqa: BLE001 - reported in the row, the other inputs go on
             result.status, result.reason = FAILED, f"{type(error).__name__}: {error}"
             result.faces, result.p_real, result.verdict = [], None, None
         result.seconds = time.perf_counter() - started
         return result
+
+    def _conclude(self, result, faces, unsearched, read_error, cfg):
+        """Set the status, reason and, when there are faces, the scores of `result`."""
+        frame_count = len(result.frame_indices)
+        if read_error and not frame_count:
+            result.status, result.reason = UNREADABLE, read_error
+        elif unsearched and not faces:
+            result.status = FAILED
+            result.reason = f"{len(unsearched)} of {frame_count} frames could not be searched for faces"
+        elif not faces:
+            result.status = NO_FACE
+            result.reason = self._no_face_reason(result.kind, result.frame_indices, read_error)
+        else:
+            for face, p_real in zip(faces, self.predict_p_real([f.crop for f in faces])):
+                face.p_real = p_real
+            result.faces = faces
+            result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
+            result.verdict = verdict_of(result.p_real, cfg.THRESHOLD)
+            problems = [f"stopped early: {read_error}"] if read_error else []
+            if unsearched:
+                problems.append(f"{len(unsearched)} frames could not be searched for faces")
+            result.reason = "; ".join(problems)
 
     def _no_face_reason(self, kind, frame_indices, error):
         if kind == IMAGE:
@@ -444,8 +465,11 @@ class Scorer:
         reason = f"no face found in {len(frame_indices)} frame{'s' * (len(frame_indices) != 1)}"
         return f"{reason} ({error})" if error else reason
 
-    def _detect_faces(self, batch, cfg):
-        """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)]."""
+    def _detect_faces(self, batch, cfg, unsearched):
+        """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)].
+
+        Frames the detector could not search (a FrameDetectionError in place of their faces)
+        are appended to `unsearched`, as (frame index, error)."""
         usable = [(index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for index, frame in batch
                   if min(frame.shape[:2]) >= MIN_FRAME_SIDE]
         if not usable:
@@ -453,6 +477,9 @@ class Scorer:
         found = self.detector([rgb for _, rgb in usable])
         faces = []
         for (index, rgb), detected in zip(usable, found):
+            if isinstance(detected, FrameDetectionError):
+                unsearched.append((index, detected))
+                continue
             number = 0
             for face in keep_faces(detected, cfg.MULTI_FACE_MIN_CONFIDENCE):
                 crop = crop_face(rgb, face, cfg.FACE_MARGIN)

@@ -310,6 +310,34 @@ def test_confident_rule_from_the_settings(workspace, scorer, tmp_path):
     assert record["p_real"] == pytest.approx(detect.confident_score(face_scores))
 
 
+def test_a_detector_failure_stays_in_its_own_row(workspace, scorer, tmp_path, monkeypatch):
+    """A frame the detector raises on, or reports as unsearchable, fails only its own input;
+    the inputs after it still get their own frames (the reading thread stays in step)."""
+    from deepfake_detect.faces import FrameDetectionError
+
+    media = workspace["media"]
+    cfg = load_config(write_config(tmp_path / "one.py", workspace["root"] / "runs", MTCNN_BATCH_SIZE=1))
+    inputs = [media["astronaut.mp4"], media["plain.mp4"], media["hopper.jpg"], media["plain.png"]]
+    expected = list(scorer.score_files(inputs, cfg))
+    real_detector = scorer.detector
+
+    def flaky_detector(images_rgb):
+        if images_rgb[0].shape[:2] == (240, 320):   # the frames of plain.mp4
+            raise RuntimeError("detector broke")
+        if images_rgb[0].shape[:2] == (400, 400):   # plain.png, doubled by RESIZE_RULES
+            return [FrameDetectionError("could not search this frame")]
+        return real_detector(images_rgb)
+
+    monkeypatch.setattr(scorer, "detector", flaky_detector)
+    results = list(scorer.score_files(inputs, cfg))
+    assert [r.status for r in results] == ["scored", "failed", "scored", "failed"]
+    assert "detector broke" in results[1].reason and results[1].p_real is None
+    assert "could not be searched" in results[3].reason and results[3].p_real is None
+    for got, want in ((results[0], expected[0]), (results[2], expected[2])):
+        assert got.frame_indices == want.frame_indices
+        assert got.p_real == pytest.approx(want.p_real, abs=1e-6)
+
+
 def test_annotate_draws_boxes_on_images_and_videos(workspace, scorer, tmp_path):
     media = workspace["media"]
     small = tmp_path / "small.png"  # 256 px wide: RESIZE_RULES doubles it, as for video frames
