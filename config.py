@@ -52,15 +52,16 @@ MTCNN_BATCH_SIZE = 8            # frames per MTCNN call; one detector per worker
 MTCNN_WORKERS = None            # processes for stage 01a; None: one per CPU core
 
 # Azure (stage 01b). Endpoints and keys come from the environment, never from this file.
-AZURE_SERVICE = "face"          # "face": Face service detect v1.2 | "vision": Image Analysis 3.2
+AZURE_SERVICE = "face"          # "face": Face service detect v1.2 | "vision": Image Analysis 3.2 (retires 2028)
 FACE_ENDPOINT = os.environ.get("FACE_ENDPOINT", "")      # https://<resource>.cognitiveservices.azure.com
 FACE_APIKEY = os.environ.get("FACE_APIKEY", "")
-VISION_ENDPOINT = os.environ.get("VISION_ENDPOINT", "")
+VISION_ENDPOINT = os.environ.get("VISION_ENDPOINT", "")  # the same form, for AZURE_SERVICE = "vision"
 VISION_KEY = os.environ.get("VISION_KEY", "")
-AZURE_DETECTION_MODEL = "detection_03"  # Face service model (detection_01 | detection_03)
-AZURE_CALLS_PER_MINUTE = 20     # client-side rate limit; 20 is the free tier, standard allows ~600+
-AZURE_TIMEOUT_SECONDS = 30      # per request
-AZURE_MAX_RETRIES = 5           # for 429, 5xx, timeouts and connection errors
+AZURE_DETECTION_MODEL = "detection_03"  # Face service only: detection_01 | detection_02 | detection_03
+AZURE_CALLS_PER_MINUTE = 20     # client-side rate limit; 20 is the free tier, standard ~600+; None: no limit
+AZURE_TIMEOUT_SECONDS = 30      # per request, to connect and to read the answer
+AZURE_MAX_RETRIES = 5           # for 429, 5xx, timeouts and connection errors; then the stage stops
+AZURE_RETRY_BASE_SECONDS = 1.0  # first retry's wait, doubled each retry (with jitter); Retry-After wins
 
 # ------------------------------------------ stage 02: faces -> balanced, split dataset
 SPLIT_RATIOS = (0.8, 0.1, 0.1)  # train, val, test
