@@ -5,6 +5,8 @@ flow_from_directory labels gave it (classes in alphabetical order: fake = 0, rea
 Training and detection must prepare faces identically, so both call `prepare_faces`.
 """
 
+import os
+
 import cv2
 import numpy as np
 
@@ -35,19 +37,39 @@ def prepare_faces(faces_rgb, input_size):
     return scale_pixels(np.stack([resize_face(face, input_size) for face in faces_rgb]))
 
 
+class WeightsError(RuntimeError):
+    """The backbone's weights could not be had; the message says what to set instead."""
+
+
 def build_model(backbone="EfficientNetB0", input_size=128, weights="imagenet"):
     """EfficientNet (no top, global max pooling) -> Dense 512 ReLU -> Dropout 0.5 ->
     Dense 128 ReLU -> Dense 1 sigmoid (float32, also under mixed precision). Not compiled.
 
-    `weights`: "imagenet" (downloaded once by the efficientnet package), None, or a weights file.
+    `weights`: "imagenet" (downloaded once by the efficientnet package into ~/.keras/models),
+    None (random), or a weights file for the backbone. Raises WeightsError when they cannot be had.
     """
     import efficientnet.tfkeras as efficientnet_models
     import keras
 
     if backbone not in BACKBONES:
         raise ValueError(f"BACKBONE = {backbone!r}: choose one of {', '.join(BACKBONES)}")
-    base = getattr(efficientnet_models, backbone)(
-        weights=weights, input_shape=(input_size, input_size, 3), include_top=False, pooling="max")
+    if weights not in (None, "imagenet") and not os.path.isfile(weights):
+        raise WeightsError(f"WEIGHTS = {str(weights)!r}: no such file; set it to a backbone weights "
+                           f"file, \"imagenet\" or None")
+    try:
+        base = getattr(efficientnet_models, backbone)(
+            weights=None if weights is None else str(weights), input_shape=(input_size, input_size, 3),
+            include_top=False, pooling="max")
+    except Exception as error:  # noqa: BLE001 - urllib, HDF5 and Keras raise many kinds
+        if weights == "imagenet":
+            raise WeightsError(
+                f"could not download the ImageNet weights of {backbone} ({type(error).__name__}: {error}). "
+                f"Without internet access, set WEIGHTS = None in your config (train from scratch) or "
+                f"WEIGHTS = \"/path/to/{backbone.lower().replace('efficientnetb', 'efficientnet-b')}"
+                f"_weights_tf_dim_ordering_tf_kernels_autoaugment_notop.h5\" copied from a machine "
+                f"that has it in ~/.keras/models/") from error
+        raise WeightsError(f"WEIGHTS = {str(weights)!r} could not be loaded into {backbone} at input size "
+                           f"{input_size} ({type(error).__name__}: {error})") from error
     return keras.Sequential([
         keras.Input((input_size, input_size, 3)),
         base,
@@ -56,3 +78,12 @@ def build_model(backbone="EfficientNetB0", input_size=128, weights="imagenet"):
         keras.layers.Dense(128, activation="relu"),
         keras.layers.Dense(1, activation="sigmoid", dtype="float32"),
     ], name=f"deepfake_detect_{backbone.lower()}")
+
+
+def load_model(path):
+    """Load a trained model.keras for prediction (not compiled). Its input size is
+    `model.input_shape[1]`."""
+    import efficientnet.tfkeras  # noqa: F401 - registers swish and FixedDropout for deserialising
+    import keras
+
+    return keras.models.load_model(path, compile=False)

@@ -1,0 +1,264 @@
+"""Stage 03: train the EfficientNet detector on the split face crops and score it on the test split.
+
+    SPLIT_DIR/{train,val,test}/{real,fake}/*.png  ->  RUNS_DIR/<run name>/
+
+    python 03-train_cnn.py [--config configs/my_dataset.py] [--name NAME] [--overwrite] [--cpu-devices N]
+
+The network (config BACKBONE, INPUT_SIZE, WEIGHTS) outputs P(pristine): labels are fake = 0,
+real = 1, as the original's flow_from_directory gave them. Crops are decoded and resized once
+(exactly as detection's prepare_faces does) and kept in memory; training batches get the
+original's augmentation as one affine warp per image. Callbacks: early stopping on val loss,
+best-model checkpoint, CSV log, stop on NaN, and a per-epoch backup: a run killed mid-epoch and
+started again with the same name resumes from its last finished epoch. On GPUs: memory growth,
+mixed precision (MIXED_PRECISION) and MirroredStrategy over all of them; several machines named
+in TF_CONFIG: MultiWorkerMirroredStrategy. --cpu-devices 2 mirrors over two logical CPU devices.
+
+The run folder gets model.keras (best val loss), history.csv, predictions.csv, metrics.json,
+curves.png, roc.png, settings-03.json and MODEL_CARD.md. A finished run is never overwritten
+without --overwrite. Ends with a summary such as:
+
+    stage 03 finished in 1,804.2 s: run 2026-11-27_093000, 14 epochs (best 9, early stopping)
+    | level | count | accuracy | ROC AUC | log loss | confusion ... |
+    | crops | 2,210 | 0.9131 | 0.9688 | 0.2402 | [[1030, 75], [117, 988]] |
+    | videos | 80 | 0.9500 | 0.9900 | 0.1811 | [[39, 1], [3, 37]] |
+      output: runs/2026-11-27_093000
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from deepfake_detect import evaluation, settings, training
+from deepfake_detect.files import write_text_atomic
+from deepfake_detect.model import BACKBONES, WeightsError, build_model, load_model
+from deepfake_detect.runner import Timer, warn
+
+# Written once training has ended, so a run killed while being scored is scored again, not retrained.
+TRAINED_MARK = ".trained.json"
+# Settings that fix the network's shape: a run cannot resume with other values.
+SHAPE_SETTINGS = ("BACKBONE", "INPUT_SIZE")
+
+
+class RunError(RuntimeError):
+    """The run cannot start or go on; the message says why and what to do."""
+
+
+def default_run_name():
+    """A timestamp such as 2026-11-27_093000."""
+    return datetime.now().strftime("%Y-%m-%d_%H%M%S")
+
+
+def run_state(run_dir):
+    """'new', 'finished' (metrics.json written), 'unfinished' (a run folder without it) or
+    'foreign' (a non-empty folder that no run of this script made)."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    if (run_dir / "metrics.json").is_file():
+        return "finished"
+    if (run_dir / "settings-03.json").is_file():
+        return "unfinished"
+    return "foreign"
+
+
+def prepare_run_dir(cfg, name, overwrite):
+    """Create or reuse RUNS_DIR/<name>; return (run_dir, resuming). Raises RunError."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise RunError(f"--name {name!r}: give a plain folder name such as 'b0-dfdc'")
+    run_dir = cfg.RUNS_DIR / name
+    state = run_state(run_dir)
+    if state == "foreign" and not overwrite:
+        raise RunError(f"{run_dir} exists and is not a training run: choose another --name")
+    if state == "finished" and not overwrite:
+        raise RunError(f"{run_dir} is a finished run: choose another --name, or add --overwrite to replace it")
+    if state != "new" and overwrite:
+        shutil.rmtree(run_dir)
+        state = "new"
+    resuming = state == "unfinished"
+    if resuming:
+        check_resumable(cfg, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, resuming
+
+
+def check_resumable(cfg, run_dir):
+    """Raise RunError when an interrupted run was started with another network shape."""
+    started = json.loads((run_dir / "settings-03.json").read_text(encoding="utf-8"))
+    for name in SHAPE_SETTINGS:
+        if started.get(name) != getattr(cfg, name):
+            raise RunError(f"{run_dir} was started with {name} = {started.get(name)!r}, not "
+                           f"{getattr(cfg, name)!r}: resume it with the same settings, "
+                           f"or use another --name (or --overwrite to start it over)")
+
+
+def check_training_settings(cfg):
+    """Raise ConfigError for stage 03 settings that cannot work."""
+    if cfg.BACKBONE not in BACKBONES:
+        raise settings.ConfigError(f"BACKBONE = {cfg.BACKBONE!r}: choose one of {', '.join(BACKBONES)}")
+    for name in ("INPUT_SIZE", "BATCH_SIZE", "EPOCHS"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise settings.ConfigError(f"{name} must be a whole number >= 1")
+    if not 0 < cfg.THRESHOLD < 1:
+        raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
+    try:
+        training.check_augmentation(cfg.AUGMENTATION)
+    except ValueError as error:
+        raise settings.ConfigError(str(error)) from None
+
+
+def load_split(files, cfg, split, desc=None):
+    """Decode one split into its cache; return (batched dataset, readable files)."""
+    decoded = training.decode_dataset(files, cfg.INPUT_SIZE)
+    unreadable = set(training.fill_cache(decoded, len(files), desc or f"decoding {split}"))
+    for index in sorted(unreadable):
+        warn(f"{files[index][0]}: not a readable image, left out")
+    readable = [item for index, item in enumerate(files) if index not in unreadable]
+    if split == "train" and len(training.classes_present(label for _, label in readable)) < 2:
+        raise training.DatasetError(f"the readable crops of the {split} split hold one class only")
+    if not readable:
+        raise training.DatasetError(f"no crop of the {split} split could be read")
+    dataset = training.batch_dataset(decoded, len(readable), cfg.BATCH_SIZE, training=split == "train",
+                                     augmentation=cfg.AUGMENTATION if cfg.AUGMENT else None)
+    return dataset, readable
+
+
+def train_model(cfg, run_dir, strategy, train_data, val_data):
+    """Build (or restore) the model under `strategy` and fit it; the callbacks write history.csv,
+    model.keras and the backup."""
+    import keras
+
+    with strategy.scope():
+        model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, cfg.WEIGHTS)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE),
+                      loss="binary_crossentropy",
+                      metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    model.fit(train_data, validation_data=val_data, epochs=cfg.EPOCHS,
+              callbacks=training.make_callbacks(run_dir, cfg.EARLY_STOPPING_PATIENCE),
+              verbose=1 if sys.stdout.isatty() else 2)
+
+
+def describe_training(cfg, run_dir):
+    """{"epochs_run", "best_epoch", "best_val_loss", "stopped"} from history.csv."""
+    rows = training.read_history(run_dir / "history.csv")
+    best_val_loss, best_epoch = training.best_of(rows)
+    if rows and any(math.isnan(rows[-1].get(key, 0.0)) for key in ("loss", "val_loss")):
+        stopped = f"loss became NaN in epoch {rows[-1]['epoch']}"
+    elif len(rows) < cfg.EPOCHS:
+        stopped = "early stopping"
+    else:
+        stopped = "all epochs"
+    return {"epochs_run": len(rows), "best_epoch": best_epoch, "best_val_loss": best_val_loss, "stopped": stopped}
+
+
+def evaluate_run(cfg, run_dir, files_by_split, trained):
+    """Score model.keras on the test split and write predictions, metrics, plots and the card."""
+    model_path = run_dir / "model.keras"
+    if not model_path.is_file():
+        raise RunError(f"training ended ({trained['stopped']}) before any epoch improved the val loss, "
+                       f"so there is no model.keras: lower LEARNING_RATE or check the crops, then --overwrite")
+    model = load_model(model_path)
+    test_data, test_files = load_split(files_by_split["test"], cfg, "test")
+    scores = model.predict(test_data, verbose=0).reshape(-1)
+    labels = [label for _, label in test_files]
+    videos = [training.video_of(path.name) for path, _ in test_files]
+    for level in ("test",):
+        present = training.classes_present(labels)
+        if len(present) < 2:
+            warn(f"the {level} split holds {present[0]} crops only: ROC AUC is reported as null")
+    metrics = evaluation.evaluate_scores(videos, labels, scores, cfg.THRESHOLD)
+    names = [str(path.relative_to(cfg.SPLIT_DIR)) if path.is_relative_to(cfg.SPLIT_DIR) else str(path)
+             for path, _ in test_files]
+    write_text_atomic(run_dir / "predictions.csv", evaluation.predictions_csv(names, videos, labels, scores))
+    evaluation.plot_curves(training.read_history(run_dir / "history.csv"), run_dir / "curves.png")
+    evaluation.plot_roc(labels, scores, evaluation.video_scores(videos, labels, scores), run_dir / "roc.png")
+
+    counts = training.count_files(files_by_split)
+    sha256 = evaluation.sha256_of(model_path)
+    card = evaluation.model_card({
+        "run": run_dir.name, "backbone": cfg.BACKBONE, "input_size": cfg.INPUT_SIZE, "weights": cfg.WEIGHTS,
+        "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"], "counts": counts,
+        "metrics": metrics, "threshold": cfg.THRESHOLD, "versions": evaluation.library_versions(),
+        "sha256": sha256, "settings_file": "settings-03.json"})
+    write_text_atomic(run_dir / "MODEL_CARD.md", card)
+    report = {"run": run_dir.name, "split_dir": str(cfg.SPLIT_DIR), "score": "P(pristine): 1 = real, 0 = fake",
+              **metrics, "training": trained, "counts": counts,
+              "test_unreadable": len(files_by_split["test"]) - len(test_files), "model_sha256": sha256}
+    # Last: its presence marks the run finished.
+    write_text_atomic(run_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
+    return metrics
+
+
+def parse_args(argv=None):
+    parser = settings.new_parser(__doc__)
+    settings.add_config_argument(parser)
+    parser.add_argument("--name", default=None,
+                        help="run folder under RUNS_DIR (default: config RUN_NAME, else a timestamp); "
+                             "an interrupted run with this name resumes")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run folder of this name instead of refusing")
+    parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                        help="split the CPU into N logical devices and mirror training across them "
+                             "(tests the multi-GPU path on a machine without GPUs)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = settings.load_config(args.config)
+        check_training_settings(cfg)
+        name = args.name or cfg.RUN_NAME or default_run_name()
+        files_by_split = training.list_splits(cfg.SPLIT_DIR)
+        chief = training.is_chief(os.environ.get("TF_CONFIG"))
+        run_dir, resuming = prepare_run_dir(cfg, name, args.overwrite) if chief else (None, False)
+    except (settings.ConfigError, training.DatasetError, RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not chief:
+        # Other machines of a multi-worker run keep their copies of checkpoints apart from the chief's.
+        run_dir = cfg.RUNS_DIR / name / f".worker-{json.loads(os.environ['TF_CONFIG'])['task']['index']}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    timer = Timer()
+    strategy, devices = training.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
+    print(settings.describe_settings(cfg, ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE",
+                                           "EPOCHS", "LEARNING_RATE", "AUGMENT"]) + f", devices: {devices}")
+    counts = training.count_files(files_by_split)
+    for split, by_class in counts.items():
+        print(f"{split}: " + ", ".join(f"{c['crops']:,} {name} crops from {c['videos']:,} videos"
+                                       for name, c in by_class.items()))
+    print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
+    settings.save_settings(cfg, run_dir, "03")
+
+    try:
+        if not (run_dir / TRAINED_MARK).is_file():
+            train_data, _ = load_split(files_by_split["train"], cfg, "train")
+            val_data, _ = load_split(files_by_split["val"], cfg, "val")
+            train_model(cfg, run_dir, strategy, train_data, val_data)
+            write_text_atomic(run_dir / TRAINED_MARK, json.dumps(describe_training(cfg, run_dir)) + "\n")
+        if not chief:
+            return 0
+        trained = describe_training(cfg, run_dir)
+        metrics = evaluate_run(cfg, run_dir, files_by_split, trained)
+    except (training.DatasetError, RunError, WeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command (--name {name}) to resume from the last finished epoch",
+              file=sys.stderr)
+        return 130
+
+    print(f"\nstage 03 finished in {timer.seconds:,.1f} s: run {name}, {trained['epochs_run']} epochs "
+          f"(best {trained['best_epoch']}, {trained['stopped']}), test metrics at threshold {cfg.THRESHOLD}:")
+    print(evaluation.metrics_table(metrics))
+    print(f"  output: {run_dir}  (model.keras, MODEL_CARD.md, metrics.json, predictions.csv, curves.png, roc.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""Tests of stage 03 (03-train_cnn.py, deepfake_detect/training.py, evaluation.py, model.py).
+
+    .venv/bin/pytest tests/test_03_train.py
+
+Face crops are cut from the two real portraits of deepfake_detect.sample (astronaut = "real",
+Grace Hopper = "fake", with small random shifts and brightness changes) and written as
+<SPLIT_DIR>/{train,val,test}/{real,fake}/<video>-NNN-NN.png, as stage 02 lays them out. Training
+runs use WEIGHTS = None and INPUT_SIZE = 32, so nothing is downloaded and the file takes about
+a minute on a 2-core CPU. The multi-device run splits the CPU into two logical devices in a
+subprocess (that must happen before TensorFlow starts).
+"""
+
+import hashlib
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deepfake_detect import evaluation, training
+from deepfake_detect.files import write_png
+from deepfake_detect.model import CLASS_NAMES, prepare_faces
+from tests.conftest import write_config
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_DIR / "03-train_cnn.py"
+TEST_INPUT_SIZE = 32
+# Each class's portrait: real crops show the astronaut, fake crops Grace Hopper.
+PORTRAIT_OF_CLASS = {"real": "astronaut", "fake": "hopper"}
+
+
+def face_box(landmarks):
+    """(x0, y0, x1, y1) around five facial landmarks: a square of 2.6 eye distances."""
+    points = np.array(landmarks, float)
+    center = points.mean(axis=0)
+    half = 1.3 * np.linalg.norm(points[1] - points[0])
+    return center[0] - half, center[1] - half, center[0] + half, center[1] + half
+
+
+def write_split_crops(split_dir, videos_per_class=None, crops_per_video=3, seed=0):
+    """Write face crops as stage 02 does; return {split: [(path, label)]} in list_split order.
+
+    `videos_per_class` maps split -> videos of each class (default train 4, val 2, test 2).
+    Each video has its own offset and brightness; its crops vary a little around them.
+    """
+    from deepfake_detect.sample import LANDMARKS, portrait_images
+
+    videos_per_class = videos_per_class or {"train": 4, "val": 2, "test": 2}
+    rng = np.random.default_rng(seed)
+    portraits = portrait_images()
+    for split, count in videos_per_class.items():
+        for class_name, person in PORTRAIT_OF_CLASS.items():
+            folder = Path(split_dir) / split / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            image = portraits[person]
+            x0, y0, x1, y1 = face_box(LANDMARKS[person])
+            size = x1 - x0
+            for video_index in range(count):
+                video = f"{split}{class_name}{video_index}x"
+                base_shift, base_gain = rng.uniform(-0.05, 0.05, 2) * size, rng.uniform(-20, 20)
+                for frame in range(crops_per_video):
+                    dx, dy = base_shift + rng.uniform(-0.03, 0.03, 2) * size
+                    crop = image[int(y0 + dy):int(y1 + dy), int(x0 + dx):int(x1 + dx)]
+                    crop = np.clip(crop.astype(np.float32) + base_gain + rng.uniform(-5, 5), 0, 255)
+                    bgr = cv2.cvtColor(crop.astype(np.uint8), cv2.COLOR_RGB2BGR)
+                    write_png(folder / f"{video}-{frame:03d}-00.png", bgr)
+    return {split: training.list_split(split_dir, split) for split in videos_per_class}
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("split_dataset")
+    write_split_crops(folder)
+    return folder
+
+
+def train_config(path, split_dir, runs_dir, **overrides):
+    """A config override for a tiny, offline training run."""
+    settings = dict(SPLIT_DIR=split_dir, RUNS_DIR=runs_dir, RUN_NAME="tiny", WEIGHTS=None,
+                    INPUT_SIZE=TEST_INPUT_SIZE, BATCH_SIZE=8, EPOCHS=2, EARLY_STOPPING_PATIENCE=10)
+    settings.update(overrides)
+    return write_config(path, **settings)
+
+
+def run_script(*args, timeout=240):
+    """Run 03-train_cnn.py in a fresh Python (so TensorFlow's devices can be configured)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR))
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_DIR, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# ------------------------------------------------------------------ model and labels
+
+def test_model_shape_and_parameter_count():
+    import keras
+
+    from deepfake_detect.model import build_model
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model("EfficientNetB0", 128, weights=None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.input_shape == (None, 128, 128, 3)
+    assert model.output_shape == (None, 1)
+    # EfficientNet-B0 without its top (4,049,564) + Dense 512 + Dense 128 + Dense 1.
+    assert model.count_params() == 4_049_564 + (1280 * 512 + 512) + (512 * 128 + 128) + (128 + 1)
+    assert [layer.__class__.__name__ for layer in model.layers[1:]] == ["Dense", "Dropout", "Dense", "Dense"]
+    assert model.layers[2].rate == 0.5
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+    # Mixed precision computes in float16 but the probability leaves in float32.
+    assert model.layers[1].compute_dtype == "float16"
+    assert model.layers[-1].compute_dtype == "float32"
+
+
+def test_labels_follow_flow_from_directory_fake_0_real_1(split_dir):
+    assert CLASS_NAMES == ("fake", "real")
+    files = training.list_splits(split_dir)
+    for split, items in files.items():
+        for path, label in items:
+            assert path.parent.name == CLASS_NAMES[label]
+    counts = training.count_files(files)
+    assert counts["train"] == {"fake": {"crops": 12, "videos": 4}, "real": {"crops": 12, "videos": 4}}
+    assert counts["test"]["real"] == {"crops": 6, "videos": 2}
+    assert training.video_of("aabbccddee-007-01.png") == "aabbccddee"
+    assert training.video_of("my-video-name-012-00.png") == "my-video-name"
+
+
+def test_empty_or_one_class_split_is_a_clear_error(tmp_path, capsys):
+    script = importlib.import_module("03-train_cnn")
+    write_split_crops(tmp_path / "one_class", {"train": 1, "val": 1, "test": 1}, crops_per_video=1)
+    for path in (tmp_path / "one_class" / "train" / "real").iterdir():
+        path.unlink()
+    with pytest.raises(training.DatasetError, match=r"train has no real crops"):
+        training.list_splits(tmp_path / "one_class")
+
+    write_split_crops(tmp_path / "empty", {"train": 1, "val": 1, "test": 1}, crops_per_video=1)
+    for class_name in CLASS_NAMES:
+        for path in (tmp_path / "empty" / "val" / class_name).iterdir():
+            path.unlink()
+    config = train_config(tmp_path / "empty.py", tmp_path / "empty", tmp_path / "runs")
+    assert script.main(["--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "val has no face crops" in error and "02-prepare_fake_real_dataset.py" in error
+    assert not (tmp_path / "runs").exists()
+
+    config = train_config(tmp_path / "missing.py", tmp_path / "nowhere", tmp_path / "runs")
+    assert script.main(["--config", str(config)]) == 2
+    assert "run 02-prepare_fake_real_dataset.py first" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ input pipeline
+
+def test_pipeline_prepares_faces_exactly_as_detection_and_does_not_augment_val(split_dir):
+    files = training.list_split(split_dir, "val")
+    decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
+    assert training.fill_cache(decoded, len(files), "decoding val") == []
+    dataset = training.batch_dataset(decoded, len(files), batch_size=5, training=False,
+                                     augmentation={"rotation_range": 10, "horizontal_flip": True})
+    first = np.concatenate([x.numpy() for x, _ in dataset])
+    second = np.concatenate([x.numpy() for x, _ in dataset])
+    labels = np.concatenate([y.numpy() for _, y in dataset])
+    faces = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path, _ in files]
+    np.testing.assert_array_equal(first, prepare_faces(faces, TEST_INPUT_SIZE))
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(labels, [label for _, label in files])
+
+
+def test_unreadable_crop_is_named_and_left_out(tmp_path):
+    files = write_split_crops(tmp_path, {"val": 1}, crops_per_video=2)["val"]
+    broken = files[1][0]
+    broken.write_bytes(b"not a png")
+    decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
+    assert training.fill_cache(decoded, len(files), "decoding val") == [1]
+    dataset = training.batch_dataset(decoded, len(files) - 1, batch_size=8, training=False)
+    assert sum(len(y) for _, y in dataset) == len(files) - 1
+
+
+def test_augmentation_keeps_shape_and_range_and_varies_per_image(split_dir):
+    import tensorflow as tf
+
+    from config import AUGMENTATION
+
+    files = training.list_split(split_dir, "train")
+    decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
+    training.fill_cache(decoded, len(files), "decoding train")
+    plain = training.batch_dataset(decoded, len(files), 64, training=False)
+    images = next(iter(plain))[0]
+    augmented = training.augment_batch(images, AUGMENTATION).numpy()
+    assert augmented.shape == images.shape and augmented.dtype == np.float32
+    assert augmented.min() >= 0.0 and augmented.max() <= 1.0
+    changed = np.abs(augmented - images.numpy()).reshape(len(files), -1).mean(axis=1)
+    assert (changed > 0.005).all(), "every training image must be warped"
+
+    trained = training.batch_dataset(decoded, len(files), 64, training=True, augmentation=AUGMENTATION)
+    epoch1, labels1 = next(iter(trained))
+    epoch2, labels2 = next(iter(trained))
+    assert epoch1.shape == images.shape
+    assert sorted(labels1.numpy()) == sorted(labels2.numpy())
+    assert not np.array_equal(epoch1.numpy(), epoch2.numpy()), "a new shuffle and warp every epoch"
+
+    # The warp's geometry: the identity leaves a batch unchanged and a flip mirrors it exactly.
+    def transforms(flip):
+        zero, one = tf.zeros((len(files),)), tf.ones((len(files),))
+        return training.affine_transforms(zero, zero, zero, zero, one, one, flip * one,
+                                          TEST_INPUT_SIZE, TEST_INPUT_SIZE)
+    np.testing.assert_allclose(training.warp_images(images, transforms(0.0)), images, atol=1e-6)
+    np.testing.assert_allclose(training.warp_images(images, transforms(1.0)), images.numpy()[:, :, ::-1], atol=1e-6)
+    # A pure shift of 3 pixels moves content by 3 pixels (sampling from x + 3).
+    zero, one = tf.zeros((len(files),)), tf.ones((len(files),))
+    shifted = training.warp_images(images, training.affine_transforms(
+        zero, 3.0 * one, zero, zero, one, one, zero, TEST_INPUT_SIZE, TEST_INPUT_SIZE)).numpy()
+    np.testing.assert_allclose(shifted[:, :, :-3], images.numpy()[:, :, 3:], atol=1e-6)
+
+
+# ------------------------------------------------------------------ metrics
+
+def test_metrics_match_hand_computed_values_at_frame_and_video_level():
+    # Video a (fake): 0.2, 0.4 -> mean 0.3. Video b (fake): 0.6 -> 0.6.
+    # Video c (real): 0.7, 0.9 -> 0.8. Video d (real): 0.3, 0.5 -> 0.4.
+    videos = ["a", "a", "b", "c", "c", "d", "d"]
+    labels = [0, 0, 0, 1, 1, 1, 1]
+    scores = [0.2, 0.4, 0.6, 0.7, 0.9, 0.3, 0.5]
+    metrics = evaluation.evaluate_scores(videos, labels, scores, threshold=0.5)
+
+    frame = metrics["frame"]
+    # Called real (>= 0.5): 0.6 (fake), 0.7, 0.9, 0.5 (real); called fake: 0.2, 0.4 (fake), 0.3 (real).
+    assert frame["count"] == 7
+    assert frame["confusion_matrix"] == [[2, 1], [1, 3]]
+    assert frame["accuracy"] == pytest.approx(5 / 7)
+    # Real-fake pairs ranked correctly: 0.7, 0.9 beat all 3 fakes; 0.5 beats 0.2, 0.4; 0.3 beats 0.2.
+    assert frame["roc_auc"] == pytest.approx((3 + 3 + 2 + 1) / 12)
+    expected_loss = -np.mean(np.log([0.8, 0.6, 0.4, 0.7, 0.9, 0.3, 0.5]))
+    assert frame["log_loss"] == pytest.approx(expected_loss)
+
+    video = metrics["video"]
+    assert evaluation.video_scores(videos, labels, scores) == [
+        ("a", 0, pytest.approx(0.3), 2), ("b", 0, pytest.approx(0.6), 1),
+        ("c", 1, pytest.approx(0.8), 2), ("d", 1, pytest.approx(0.4), 2)]
+    assert video["count"] == 4
+    assert video["confusion_matrix"] == [[1, 1], [1, 1]]
+    assert video["accuracy"] == pytest.approx(0.5)
+    assert video["roc_auc"] == pytest.approx(3 / 4)  # c beats a and b; d beats a only
+    assert video["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.4, 0.8, 0.4])))
+
+
+def test_one_class_test_split_reports_null_auc():
+    metrics = evaluation.evaluate_scores(["a", "a", "b"], [1, 1, 1], [0.9, 0.7, 0.2])
+    assert metrics["frame"]["roc_auc"] is None and metrics["video"]["roc_auc"] is None
+    assert metrics["frame"]["confusion_matrix"] == [[0, 0], [1, 2]]
+    assert json.loads(json.dumps(metrics))["video"]["roc_auc"] is None
+
+
+# ------------------------------------------------------------------ training runs
+# One run serves the tests below, because tracing EfficientNet's training step takes ~25 s of CPU:
+# it trains on the default (one-device) strategy, is SIGKILLed after its first epoch, and is
+# started again on two logical CPU devices (MirroredStrategy), where it must resume and finish.
+RESUME_EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed_run(split_dir, tmp_path_factory):
+    """(run_dir, config, epochs the killed run had finished, result of the resumed run)."""
+    folder = tmp_path_factory.mktemp("runs")
+    config = train_config(folder / "tiny.py", split_dir, folder / "runs", EPOCHS=RESUME_EPOCHS)
+    run_dir = folder / "runs" / "tiny"
+    backup = run_dir / "backup" / "training_metadata.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR))
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(config)], cwd=REPO_DIR,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not backup.is_file() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, f"the first run ended before backing up an epoch: {process.stderr.read()}"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+        process.stderr.close()
+    done_before = json.loads(backup.read_text())["epoch"]
+    assert 1 <= done_before < RESUME_EPOCHS and not (run_dir / "metrics.json").exists()
+    result = run_script("--config", str(config), "--cpu-devices", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, config, done_before, result
+
+
+def test_run_killed_mid_training_resumes_where_it_stopped(killed_and_resumed_run):
+    run_dir, _, done_before, result = killed_and_resumed_run
+    assert "resuming the interrupted run" in result.stdout
+    # Keras numbers epochs from 1: the second run starts after the last one the first run backed up.
+    assert f"Epoch {done_before + 1}/{RESUME_EPOCHS}" in result.stdout and "Epoch 1/" not in result.stdout
+    epochs = [row["epoch"] for row in training.read_history(run_dir / "history.csv")]
+    assert epochs == list(range(1, RESUME_EPOCHS + 1)), "every epoch logged once"
+    assert not (run_dir / "backup").exists() and not list(run_dir.glob(".tmp-*"))
+
+
+def test_resumed_run_mirrors_training_over_two_logical_cpus(killed_and_resumed_run):
+    result = killed_and_resumed_run[3]
+    assert "devices: 2 logical CPU devices, 2 replica(s), float32" in result.stdout
+
+
+def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
+    from deepfake_detect.model import load_model
+
+    run_dir, _, _, result = killed_and_resumed_run
+    for name in ("model.keras", "history.csv", "predictions.csv", "metrics.json", "curves.png", "roc.png",
+                 "settings-03.json", "MODEL_CARD.md"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "settings-03.json").read_text())["INPUT_SIZE"] == TEST_INPUT_SIZE
+
+    test_files = training.list_split(split_dir, "test")
+    predictions = (run_dir / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "file,video,label,label_name,score" and len(predictions) == 1 + len(test_files)
+    first = predictions[1].split(",")
+    assert first[0] == "test/fake/testfake0x-000-00.png" and first[1:4] == ["testfake0x", "0", "fake"]
+    scores = [float(line.split(",")[4]) for line in predictions[1:]]
+    assert all(0.0 <= score <= 1.0 for score in scores)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["frame"]["count"] == len(test_files) and metrics["video"]["count"] == 4
+    assert set(metrics["frame"]) == {"count", "accuracy", "roc_auc", "log_loss", "confusion_matrix"}
+    labels = [label for _, label in test_files]
+    videos = [training.video_of(path.name) for path, _ in test_files]
+    recomputed = evaluation.evaluate_scores(videos, labels, scores)
+    assert metrics["video"]["accuracy"] == recomputed["video"]["accuracy"]
+    assert metrics["frame"]["log_loss"] == pytest.approx(recomputed["frame"]["log_loss"], abs=1e-5)
+
+    sha256 = hashlib.sha256((run_dir / "model.keras").read_bytes()).hexdigest()
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert sha256 in card and "P(fake) = 1 - score" in card and f"{TEST_INPUT_SIZE} x {TEST_INPUT_SIZE}" in card
+    assert "| train | 12 (4) | 12 (4) |" in card and "| videos | 4 |" in card
+    assert "stage 03 finished" in result.stdout and "| crops | 12 |" in result.stdout
+
+    # Detection's view: the input size from the model, and the same scores through prepare_faces.
+    model = load_model(run_dir / "model.keras")
+    assert model.input_shape[1] == TEST_INPUT_SIZE
+    faces = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path, _ in test_files]
+    detected = model.predict(prepare_faces(faces, model.input_shape[1]), verbose=0).reshape(-1)
+    np.testing.assert_allclose(detected, scores, atol=1e-5)
+
+
+def test_finished_run_is_not_overwritten_unless_asked(killed_and_resumed_run, capsys):
+    run_dir, config, _, _ = killed_and_resumed_run
+    script = importlib.import_module("03-train_cnn")
+    before = (run_dir / "model.keras").stat().st_mtime_ns
+    assert script.main(["--config", str(config)]) == 2
+    assert "is a finished run" in capsys.readouterr().err
+    assert (run_dir / "model.keras").stat().st_mtime_ns == before
