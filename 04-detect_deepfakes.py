@@ -12,13 +12,17 @@ faces kept and cropped with FACE_MARGIN, resized to the model's input size and s
 The model gives each face P(real) (= P(pristine)); P(fake) = 1 - P(real) is shown beside it. An
 input's score combines its faces by VIDEO_SCORE ("mean", or "confident": the DFDC winner's rule)
 and the verdict is FAKE when that P(real) is below THRESHOLD. The model is the newest
-RUNS_DIR/<run>/model.keras unless --run says otherwise. Prints one row per input, e.g.
+RUNS_DIR/<run>/model.keras unless --run says otherwise. Prints one row per input (scores made
+up for illustration; long reasons cut):
 
-    input           type   status    frames  faces  P(real)  P(fake)  verdict
-    abofeumbvv.mp4  video  scored        11      7    0.214    0.786  FAKE
-    empty.png       image  no face        1      0        -        -  -        no face found in the image
-
-    stage 04 finished in 9.8 s: 2 inputs (1 scored, 1 not scored)
+    input                type   status       frames  faces  P(real)  P(fake)  verdict
+    vids/abofeumbvv.mp4  video  scored           11      5    0.214    0.786  FAKE
+    vids/abqwwspghj.mp4  video  scored           11     11    0.377    0.623  FAKE
+    hopper.png           image  scored            1      1    0.912    0.088  REAL
+    wall.png             image  no face           1      0        -        -  -        no face found in the image
+    notes.txt            -      unsupported       -      -        -        -  -        not an image or video (...)
+    P(real) = the model's probability that the faces are real (pristine); P(fake) = 1 - P(real). ...
+    stage 04 finished in 12.0 s: 5 inputs (3 scored, 2 not scored)
 
 Inputs without a score (no face, unreadable, unsupported) say why and carry no score.
 Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
@@ -198,6 +202,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.serve and not args.inputs:
         parser.error("give videos, images or folders to score, or --serve for the web page")
+    if args.serve and args.inputs:
+        parser.error("--serve scores what is uploaded to the page: give it no files")
     return args
 
 
