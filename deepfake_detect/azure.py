@@ -154,8 +154,17 @@ def detector_from_config(cfg, **options):
         raise AzureSetupError("AZURE_CALLS_PER_MINUTE must be a positive number, or None for no limit")
     if not _is_number(cfg.AZURE_RETRY_BASE_SECONDS) or cfg.AZURE_RETRY_BASE_SECONDS < 0:
         raise AzureSetupError("AZURE_RETRY_BASE_SECONDS must be a number of seconds >= 0")
-    endpoint = check_endpoint(getattr(cfg, service.endpoint_variable), service.endpoint_variable)
-    key = check_key(getattr(cfg, service.key_variable), service.key_variable)
+    problems = []
+    try:
+        endpoint = check_endpoint(getattr(cfg, service.endpoint_variable), service.endpoint_variable)
+    except AzureSetupError as error:
+        problems.append(str(error))
+    try:
+        key = check_key(getattr(cfg, service.key_variable), service.key_variable)
+    except AzureSetupError as error:
+        problems.append(str(error))
+    if problems:  # both at once, so that a first-time user fixes them in one go
+        raise AzureSetupError("; ".join(problems))
     return AzureFaceDetector(service.name, endpoint, key, detection_model=cfg.AZURE_DETECTION_MODEL,
                              timeout_seconds=cfg.AZURE_TIMEOUT_SECONDS, max_retries=cfg.AZURE_MAX_RETRIES,
                              calls_per_minute=cfg.AZURE_CALLS_PER_MINUTE,

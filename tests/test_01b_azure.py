@@ -71,7 +71,7 @@ class FakeAzure:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def close(self):
@@ -205,6 +205,13 @@ def _box_in(portrait, image):
 
 
 # ------------------------------------------------------------------ fixtures
+
+@pytest.fixture(autouse=True)
+def no_proxy_for_this_machine(monkeypatch):
+    """requests would send even 127.0.0.1 through an HTTP(S)_PROXY set on a CI machine."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
 
 @pytest.fixture
 def fake_azure():
@@ -359,10 +366,20 @@ def test_missing_or_placeholder_key_stops_before_any_request(tmp_path, portraits
     assert fake_azure.requests == [] and not (tmp_path / "faces").exists()
 
 
-def test_missing_endpoint_names_the_variable(tmp_path, azure_env, capsys):
+def test_missing_endpoint_and_key_are_named_together(tmp_path, azure_env, capsys):
     azure_env.delenv("FACE_ENDPOINT")
+    azure_env.delenv("FACE_APIKEY")
     assert stage01b.main(["--config", str(write_config(tmp_path))]) == 2
-    assert "FACE_ENDPOINT is not set: export FACE_ENDPOINT=https://" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "FACE_ENDPOINT is not set: export FACE_ENDPOINT=https://" in err
+    assert "FACE_APIKEY is not set: export FACE_APIKEY=<KEY 1 from the Keys and Endpoint page" in err
+
+
+def test_vision_service_asks_for_the_vision_variables(tmp_path, azure_env, capsys):
+    # FACE_* are set but the config chose Image Analysis: its own variables are the ones missing.
+    assert stage01b.main(["--config", str(write_config(tmp_path, AZURE_SERVICE="vision"))]) == 2
+    err = capsys.readouterr().err
+    assert "VISION_ENDPOINT is not set" in err and "VISION_KEY is not set" in err
 
 
 def test_refused_key_stops_the_stage_at_once(tmp_path, portraits_bgr, fake_azure, azure_env, capsys):
