@@ -161,9 +161,10 @@ def serve(scorer, cfg, host, port):
     """Serve the page until Ctrl+C; return an exit status (2 when the port cannot be used)."""
     try:
         server = make_server(create_app(scorer, cfg), host, port)
-    except OSError as error:
-        print(f"error: cannot listen on {host}:{port} ({error.strerror or error}); "
-              f"choose another with --port or WEB_PORT", file=sys.stderr)
+    except (OSError, SystemExit) as error:  # werkzeug exits on a port in use, after saying why
+        reason = f" ({error.strerror or error})" if isinstance(error, OSError) else ""
+        print(f"error: cannot listen on {host}:{port}{reason}; choose another with --port or WEB_PORT",
+              file=sys.stderr)
         return 2
     if host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {host}: anyone who can reach this machine can use the page",

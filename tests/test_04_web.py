@@ -182,6 +182,21 @@ def test_user_file_names_are_escaped(client, workspace):
     assert "<script>alert(1)" not in response.get_data(as_text=True)
 
 
+def test_serve_reports_a_busy_port_and_binds_loopback_by_default(workspace, scorer, capsys):
+    import importlib
+
+    stage04 = importlib.import_module("04-detect_deepfakes")
+    assert workspace["cfg"].WEB_HOST == "127.0.0.1"
+    busy = web.make_server(web.create_app(scorer, workspace["cfg"]), "127.0.0.1", 0)
+    try:
+        config = str(workspace["root"] / "config.py")
+        status = stage04.main(["--config", config, "--serve", "--port", str(busy.server_port)], scorer=scorer)
+    finally:
+        busy.server_close()
+    assert status == 2
+    assert f"cannot listen on 127.0.0.1:{busy.server_port}" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ the real page in Chromium
 
 def test_headless_chromium_uploads_an_image_and_reads_the_verdict(app, workspace, scorer, tmp_path):
