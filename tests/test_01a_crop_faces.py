@@ -217,20 +217,21 @@ def test_shard_takes_every_other_video(tmp_path, portraits_bgr):
 
 def test_killed_run_reruns_to_the_same_files(tmp_path, portraits_bgr):
     frames_root = tmp_path / "frames"
-    videos = [f"v{n}" for n in range(4)]
+    videos = [f"v{n}" for n in range(5)]
     for video in videos:
         write_video_frames(frames_root, video, [portraits_bgr["astronaut"], portraits_bgr["hopper"]] * 3)
 
     # Reference: one uninterrupted run, in this process.
     clean_root = tmp_path / "faces_clean"
     (tmp_path / "clean").mkdir()
-    clean_config = write_config(tmp_path / "clean", frames_root, clean_root)
+    # Small batches keep a half-built folder with crops in it on disk long enough to be caught.
+    clean_config = write_config(tmp_path / "clean", frames_root, clean_root, MTCNN_BATCH_SIZE=2)
     assert stage01a.main(["--config", str(clean_config), "--workers", "1"]) == 0
 
     # Killed run: SIGKILL as soon as a video's folder is being built, then rerun.
     killed_root = tmp_path / "faces_killed"
     (tmp_path / "killed").mkdir()
-    killed_config = write_config(tmp_path / "killed", frames_root, killed_root)
+    killed_config = write_config(tmp_path / "killed", frames_root, killed_root, MTCNN_BATCH_SIZE=2)
     command = [sys.executable, str(REPO_DIR / "01a-crop_faces_with_mtcnn.py"), "--config", str(killed_config),
                "--workers", "1"]
     process = subprocess.Popen(command, cwd=REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -242,7 +243,7 @@ def test_killed_run_reruns_to_the_same_files(tmp_path, portraits_bgr):
                 if killed_root.is_dir() else []
             if partials and any(partials[0].glob("*.png")) and finished:
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         assert process.poll() is None, "the run ended before it could be killed"
         os.kill(process.pid, signal.SIGKILL)
     finally:
