@@ -21,6 +21,7 @@ its index are written, so a rerun skips finished videos and redoes the rest. End
     stage 01b finished in 70.3 s: 2 videos (2 done)
       frames: 22, faces: 18, frames_without_face: 4, unreadable_frames: 0
       Azure Face service: 23 requests, 22 frames sent, 1 retries, 0 frames refused, 0 frames rescaled
+      to the service's size limits, 66 s waiting for AZURE_CALLS_PER_MINUTE
       output: data/faces
 """
 

@@ -8,7 +8,7 @@ the key header, the octet-stream body, the query parameters and each service's i
 answers their JSON and error bodies, and can be told to fail (429 with Retry-After, 503, 401,
 400 for one portrait, a slow answer, malformed JSON, a redirect). For frames made from
 deepfake_detect.sample.portrait_images() it returns a fixed, hand-measured face rectangle,
-scaled to the image it received. No network beyond 127.0.0.1; runs in about ten seconds.
+scaled to the image it received. No network beyond 127.0.0.1; runs in about five seconds.
 """
 
 import importlib
