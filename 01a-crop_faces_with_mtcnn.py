@@ -12,7 +12,8 @@ number, box, confidence) and every frame in which none was found.
 
 MTCNN runs as in the original (mtcnn 0.1's steps, see faces.MtcnnDetector). Each worker
 process loads it once and sends it MTCNN_BATCH_SIZE frames at a time; videos run in parallel,
-one per worker. Each worker pays ~3 s to start TensorFlow: on 2 cores, --workers 1 is faster.
+one per worker (default: one worker per 4 cores; each pays ~3 s to start TensorFlow and
+already uses several cores, so on 2 cores one worker is fastest).
 A video's folder appears only once all its crops and its index are written, so a rerun after
 a crash skips finished videos and redoes the rest.
 Ends with a summary such as:
@@ -33,6 +34,10 @@ from deepfake_detect.dataset import select_shard
 from deepfake_detect.faces import MtcnnDetector, crop_faces_of_video
 from deepfake_detect.files import completed_names, remove_stale_partials
 from deepfake_detect.runner import ALREADY_DONE, DONE, Outcome, Timer, exit_status, run_jobs, summarize, warn
+
+# One MTCNN process per this many cores by default: TensorFlow already runs one detector on
+# several threads, and each extra process pays ~3 s of TensorFlow start-up.
+CORES_PER_DETECTOR = 4
 
 # The worker's detector, made once per process by start_worker (the original made one per frame).
 _detector = None
@@ -96,7 +101,7 @@ def main(argv=None):
         print(f"error: no video folders in {cfg.FRAMES_DIR}: run 00-convert_video_to_image.py first",
               file=sys.stderr)
         return 1
-    workers = settings.worker_count(args.workers or cfg.MTCNN_WORKERS)
+    workers = args.workers or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
     print(settings.describe_settings(cfg, ["FRAMES_DIR", "FACES_DIR", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE",
                                            "MTCNN_BATCH_SIZE"])
           + f", workers={workers}, shard={part}/{count}")

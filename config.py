@@ -49,7 +49,8 @@ WORKERS = None                  # parallel worker processes; None: one per CPU c
 FACE_MARGIN = 0.30              # added on each side, as a fraction of the face box's width/height
 MULTI_FACE_MIN_CONFIDENCE = 0.95  # with 2+ faces in a frame, keep those above this confidence
 MTCNN_BATCH_SIZE = 8            # frames per MTCNN call; one detector per worker process
-MTCNN_WORKERS = None            # processes for stage 01a; None: one per CPU core
+MTCNN_WORKERS = None            # processes for stage 01a; None: one per 4 CPU cores, because TensorFlow
+                                # already spreads one detector over several cores (2 workers on 2 cores: 0.6x)
 
 # Azure (stage 01b). Endpoints and keys come from the environment, never from this file.
 AZURE_SERVICE = "face"          # "face": Face service detect v1.2 | "vision": Image Analysis 3.2 (retires 2028)
