@@ -26,7 +26,7 @@ import numpy as np
 from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, MtcnnDetector, crop_face, keep_faces
 from deepfake_detect.files import read_image
 from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
-from deepfake_detect.model import prepare_faces
+from deepfake_detect.model import load_model, prepare_faces
 
 MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
 
@@ -328,16 +328,13 @@ def find_run_model(runs_dir, run=None):
     return models[-1]
 
 
-def load_model(path):
-    """Load a stage 03 model (uncompiled: only predictions are needed). Raises ModelError."""
+def load_checked_model(path):
+    """Load a stage 03 model (model.load_model) and check its input shape. Raises ModelError."""
     from deepfake_detect.faces import configure_tensorflow_devices
 
     configure_tensorflow_devices()
-    import efficientnet.tfkeras  # noqa: F401 - registers the backbone's swish/FixedDropout for loading
-    import keras
-
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelError(f"{path}: cannot load the model ({type(error).__name__}: {error})") from None
     shape = model.input_shape
@@ -356,7 +353,7 @@ class Scorer:
 
     def __init__(self, model_path, detector=None):
         self.model_path = Path(model_path)
-        self.model = load_model(model_path)
+        self.model = load_checked_model(model_path)
         self.input_size = int(self.model.input_shape[1])
         self.detector = detector or MtcnnDetector()
         self.lock = threading.Lock()

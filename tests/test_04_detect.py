@@ -24,6 +24,7 @@ from deepfake_detect.faces import crop_face, keep_faces
 from deepfake_detect.frames import resize_frame
 from deepfake_detect.model import prepare_faces
 from deepfake_detect.settings import load_config
+from conftest import write_config, write_test_video
 
 stage04 = importlib.import_module("04-detect_deepfakes")
 
@@ -45,13 +46,6 @@ def build_test_model(path, input_size=TEST_INPUT_SIZE, seed=MODEL_SEED):
     return path
 
 
-def write_config(path, runs_dir, **settings):
-    """An override file that points RUNS_DIR at `runs_dir` and sets `settings`."""
-    lines = [f"RUNS_DIR = Path({str(runs_dir)!r})"] + [f"{name} = {value!r}" for name, value in settings.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def write_portrait_video(path, image_rgb, fps=10, seconds=2):
     """An mp4v video showing `image_rgb` for `seconds`, gently panning so frames differ."""
     frame = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
@@ -61,17 +55,6 @@ def write_portrait_video(path, image_rgb, fps=10, seconds=2):
     try:
         for index in range(fps * seconds):
             writer.write(np.roll(frame, index, axis=1))
-    finally:
-        writer.release()
-    return path
-
-
-def write_plain_video(path, colour=(90, 140, 200), size=(320, 240), fps=10, seconds=2):
-    frame = np.full((size[1], size[0], 3), colour, np.uint8)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    try:
-        for _ in range(fps * seconds):
-            writer.write(frame)
     finally:
         writer.release()
     return path
@@ -98,7 +81,7 @@ def write_media(folder):
     cv2.imwrite(str(paths["hopper.jpg"]), cv2.cvtColor(portraits["hopper"], cv2.COLOR_RGB2BGR))
     write_portrait_video(paths["astronaut.mp4"], portraits["astronaut"])
     cv2.imwrite(str(paths["plain.png"]), np.full((200, 200, 3), 128, np.uint8))
-    write_plain_video(paths["plain.mp4"])
+    write_test_video(paths["plain.mp4"], frame_count=20, fps=10)  # a moving square, no face
     paths["text.mp4"].write_text("this is not a video\n")
     paths["text.png"].write_text("this is not an image\n")
     paths["notes.txt"].write_text("notes\n")
@@ -113,7 +96,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("stage04")
     model_path = build_test_model(root / "runs" / "test" / "model.keras")
     return {"root": root, "model": model_path, "media": write_media(root / "media"),
-            "config": write_config(root / "config.py", root / "runs")}
+            "config": write_config(root / "config.py", RUNS_DIR=root / "runs")}
 
 
 @pytest.fixture(scope="module")
@@ -299,7 +282,7 @@ def test_details_show_and_write_every_frame_and_face(workspace, scorer, tmp_path
 
 
 def test_confident_rule_from_the_settings(workspace, scorer, tmp_path):
-    config = write_config(tmp_path / "confident.py", workspace["root"] / "runs", VIDEO_SCORE="confident")
+    config = write_config(tmp_path / "confident.py", RUNS_DIR=workspace["root"] / "runs", VIDEO_SCORE="confident")
     json_path = tmp_path / "scores.json"
     status = stage04.main(["--config", str(config), str(workspace["media"]["astronaut.mp4"]),
                            "--details", "--json", str(json_path)], scorer=scorer)
@@ -316,7 +299,7 @@ def test_a_detector_failure_stays_in_its_own_row(workspace, scorer, tmp_path, mo
     from deepfake_detect.faces import FrameDetectionError
 
     media = workspace["media"]
-    cfg = load_config(write_config(tmp_path / "one.py", workspace["root"] / "runs", MTCNN_BATCH_SIZE=1))
+    cfg = load_config(write_config(tmp_path / "one.py", RUNS_DIR=workspace["root"] / "runs", MTCNN_BATCH_SIZE=1))
     inputs = [media["astronaut.mp4"], media["plain.mp4"], media["hopper.jpg"], media["plain.png"]]
     expected = list(scorer.score_files(inputs, cfg))
     real_detector = scorer.detector
@@ -378,7 +361,7 @@ def test_default_run_is_the_newest_and_run_can_be_chosen(tmp_path):
 
 def test_usage_settings_and_model_errors_exit_2(workspace, scorer, tmp_path, capsys):
     astronaut = str(workspace["media"]["astronaut.png"])
-    empty_runs = write_config(tmp_path / "empty.py", tmp_path / "no_runs")
+    empty_runs = write_config(tmp_path / "empty.py", RUNS_DIR=tmp_path / "no_runs")
     assert stage04.main(["--config", str(empty_runs), astronaut]) == 2
     assert "no trained model" in capsys.readouterr().err
     assert stage04.main(["--config", str(workspace["config"]), "--run", "nope", astronaut]) == 2
@@ -409,11 +392,8 @@ def test_main_loads_the_newest_run_by_itself(workspace, capsys):
     assert "1 scored, 0 not scored" in output
 
 
-def test_real_dfdc_clip(workspace, scorer, tmp_path):
-    sample = os.environ.get("DFDC_SAMPLE_DIR")
-    if not sample:
-        pytest.skip("DFDC_SAMPLE_DIR is not set")
-    clip = Path(sample) / "videos" / "abqwwspghj.mp4"
+def test_real_dfdc_clip(workspace, scorer, tmp_path, dfdc_sample_dir):
+    clip = dfdc_sample_dir / "videos" / "abqwwspghj.mp4"
     json_path = tmp_path / "scores.json"
     assert run_cli(workspace, scorer, clip, "--details", "--json", json_path) == 0
     record = json.loads(json_path.read_text())["inputs"][0]

@@ -22,7 +22,8 @@ import pytest
 
 from deepfake_detect import detect, web
 from deepfake_detect.settings import load_config
-from test_04_detect import build_test_model, write_config, write_media
+from conftest import write_config
+from test_04_detect import build_test_model, write_media
 
 UPLOAD_LIMIT_MB = 2
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -32,7 +33,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("stage04web")
     model_path = build_test_model(root / "runs" / "test" / "model.keras")
-    config = write_config(root / "config.py", root / "runs", WEB_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB)
+    config = write_config(root / "config.py", RUNS_DIR=root / "runs", WEB_MAX_UPLOAD_MB=UPLOAD_LIMIT_MB)
     return {"root": root, "model": model_path, "media": write_media(root / "media"), "cfg": load_config(config)}
 
 
