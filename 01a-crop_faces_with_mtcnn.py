@@ -25,13 +25,12 @@ Ends with a summary such as:
 
 import os
 import sys
-from pathlib import Path
 
 import cv2
 
 from deepfake_detect import settings
 from deepfake_detect.dataset import select_shard
-from deepfake_detect.faces import MtcnnDetector, crop_faces_of_video
+from deepfake_detect.faces import MtcnnDetector, crop_faces_of_video, find_video_folders
 from deepfake_detect.files import completed_names, remove_stale_partials
 from deepfake_detect.runner import ALREADY_DONE, DONE, Outcome, Timer, exit_status, run_jobs, summarize, warn
 
@@ -64,18 +63,6 @@ def crop_video(frames_dir, cfg):
     elif problems:  # skipped or failed: the reason, and the first frame's problem as an example
         outcome.reason += f" (e.g. {problems[0]})"
     return outcome
-
-
-def find_video_folders(frames_root):
-    """The finished per-video folders of stage 00's output, in name order.
-
-    Raises FileNotFoundError with the fix when stage 00 has not been run.
-    """
-    frames_root = Path(frames_root)
-    if not frames_root.is_dir():
-        raise FileNotFoundError(f"frames folder {frames_root} does not exist: "
-                                "run 00-convert_video_to_image.py first")
-    return [frames_root / name for name in sorted(completed_names(frames_root))]
 
 
 def parse_args(argv=None):

@@ -25,7 +25,6 @@ its index are written, so a rerun skips finished videos and redoes the rest. End
       output: data/faces
 """
 
-import importlib
 import sys
 
 from tqdm import tqdm
@@ -33,13 +32,12 @@ from tqdm import tqdm
 from deepfake_detect import settings
 from deepfake_detect.azure import AzureSetupError, AzureStopError, detector_from_config
 from deepfake_detect.dataset import select_shard
-from deepfake_detect.faces import crop_faces_of_video
+from deepfake_detect.faces import crop_faces_of_video, find_video_folders
 from deepfake_detect.files import completed_names, remove_stale_partials
 from deepfake_detect.runner import (ALREADY_DONE, FAILED, SKIPPED, Outcome, Timer, exit_status, summarize,
                                     warn)
 
 # Stage 01a reads the same input folders: its function is used rather than copied.
-stage01a = importlib.import_module("01a-crop_faces_with_mtcnn")
 
 
 def crop_video(frames_dir, cfg, detector):
@@ -98,7 +96,7 @@ def main(argv=None):
         cfg = settings.load_config(args.config)
         part, count = settings.parse_shard(args.shard)
         detector = detector_from_config(cfg)  # checks the endpoint and key; sends nothing
-        folders = stage01a.find_video_folders(cfg.FRAMES_DIR)
+        folders = find_video_folders(cfg.FRAMES_DIR)
     except (settings.ConfigError, AzureSetupError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
+from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder, read_image,
                                    start_partial_folder, write_png, write_text_atomic)
 from deepfake_detect.runner import ALREADY_DONE, FAILED, SKIPPED, Outcome
 
@@ -97,6 +97,18 @@ def read_index(path):
     """Rows of a per-video index as dicts (all values strings)."""
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+def find_video_folders(frames_root):
+    """The finished per-video folders of stage 00's output, in name order.
+
+    Raises FileNotFoundError with the fix when stage 00 has not been run.
+    """
+    frames_root = Path(frames_root)
+    if not frames_root.is_dir():
+        raise FileNotFoundError(f"frames folder {frames_root} does not exist: "
+                                "run 00-convert_video_to_image.py first")
+    return [frames_root / name for name in sorted(completed_names(frames_root))]
 
 
 def list_frame_files(frames_dir):
