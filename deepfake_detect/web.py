@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 import cv2
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from deepfake_detect.detect import (SCORED, SNIFF_BYTES, UNREADABLE, score_meaning,
+from deepfake_detect.detect import (FAILED, SCORED, SNIFF_BYTES, UNREADABLE, score_meaning,
                                     sniff_media_kind)
 
 MAX_CROPS_SHOWN = 60      # a long video has one face a second; the page shows the first ones
@@ -94,6 +94,9 @@ def score_upload(upload, scorer, cfg):
     result.path = upload.filename
     if result.status == UNREADABLE:
         raise UploadError(422, f"{upload.filename} looks like a {kind} but cannot be decoded: {result.reason}.")
+    if result.status == FAILED:
+        current_app.logger.error("scoring %s failed: %s", upload.filename, result.reason)
+        raise UploadError(500, "Scoring failed on this file; the details are in the server's log.")
     return result
 
 

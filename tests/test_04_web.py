@@ -178,6 +178,19 @@ def test_an_unexpected_error_never_reaches_the_browser(workspace, scorer):
     assert_no_trace(response)
 
 
+def test_a_scoring_failure_is_a_sentence_and_the_reason_stays_in_the_log(client, workspace, scorer, monkeypatch):
+    def broken_detector(images_rgb):
+        raise RuntimeError("secret detector detail")
+
+    monkeypatch.setattr(scorer, "detector", broken_detector)
+    for url in ("/api/detect", "/"):
+        response = upload(client, url, workspace["media"]["astronaut.png"])
+        assert response.status_code == 500
+        assert "secret detector detail" not in response.get_data(as_text=True)
+        assert_no_trace(response)
+    assert list(client.uploads.iterdir()) == []
+
+
 def test_user_file_names_are_escaped(client, workspace):
     response = upload(client, "/", workspace["media"]["astronaut.png"], name="<script>alert(1)</script>.png")
     assert "<script>alert(1)" not in response.get_data(as_text=True)
