@@ -43,7 +43,7 @@ from deepfake_detect.files import write_text_atomic
 from deepfake_detect.runner import Timer, warn
 
 SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict",
-                   "threshold", "score_rule", "reason")
+                   "threshold", "score_rule", "reason", "seconds")
 FACE_COLUMNS = ("input", "frame", "face", "x", "y", "width", "height", "detector_confidence",
                 "p_real", "p_fake")
 TABLE_HEADER = ("input", "type", "status", "frames", "faces", "P(real)", "P(fake)", "verdict")
@@ -104,6 +104,7 @@ def summary_record(result, cfg):
         "frames": frames, "faces": faces,
         "p_real": result.p_real, "p_fake": result.p_fake, "verdict": result.verdict,
         "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE, "reason": result.reason,
+        "seconds": round(result.seconds, 3),  # this input's own time, start-up excluded
     }
 
 
