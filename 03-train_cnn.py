@@ -118,10 +118,13 @@ def load_split(files, cfg, split, desc=None):
     for index in sorted(unreadable):
         warn(f"{files[index][0]}: not a readable image, left out")
     readable = [item for index, item in enumerate(files) if index not in unreadable]
-    if split == "train" and len(training.classes_present(label for _, label in readable)) < 2:
-        raise training.DatasetError(f"the readable crops of the {split} split hold one class only")
     if not readable:
         raise training.DatasetError(f"no crop of the {split} split could be read")
+    present = training.classes_present(label for _, label in readable)
+    if len(present) < 2:
+        if split == "train":
+            raise training.DatasetError(f"the readable crops of the {split} split hold one class only")
+        warn(f"the {split} split holds {present[0]} crops only: its ROC AUC is undefined (reported as null)")
     dataset = training.batch_dataset(decoded, len(readable), cfg.BATCH_SIZE, training=split == "train",
                                      augmentation=cfg.AUGMENTATION if cfg.AUGMENT else None)
     return dataset, readable
@@ -166,10 +169,6 @@ def evaluate_run(cfg, run_dir, files_by_split, trained):
     scores = model.predict(test_data, verbose=0).reshape(-1)
     labels = [label for _, label in test_files]
     videos = [training.video_of(path.name) for path, _ in test_files]
-    for level in ("test",):
-        present = training.classes_present(labels)
-        if len(present) < 2:
-            warn(f"the {level} split holds {present[0]} crops only: ROC AUC is reported as null")
     metrics = evaluation.evaluate_scores(videos, labels, scores, cfg.THRESHOLD)
     names = [str(path.relative_to(cfg.SPLIT_DIR)) if path.is_relative_to(cfg.SPLIT_DIR) else str(path)
              for path, _ in test_files]
@@ -230,8 +229,8 @@ def main(argv=None):
                                            "EPOCHS", "LEARNING_RATE", "AUGMENT"]) + f", devices: {devices}")
     counts = training.count_files(files_by_split)
     for split, by_class in counts.items():
-        print(f"{split}: " + ", ".join(f"{c['crops']:,} {name} crops from {c['videos']:,} videos"
-                                       for name, c in by_class.items()))
+        print(f"{split}: " + ", ".join(f"{c['crops']:,} {class_name} crops from {c['videos']:,} videos"
+                                       for class_name, c in by_class.items()))
     print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
     settings.save_settings(cfg, run_dir, "03")
 

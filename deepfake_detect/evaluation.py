@@ -191,7 +191,7 @@ An RGB face crop (the face box found by MTCNN plus a margin), resized to **{size
 as a float32 batch of shape (N, {size}, {size}, 3). No mean/std normalisation.
 
 ## Network and training
-{info['backbone']} (efficientnet package, ImageNet weights: {info['weights']}, global max pooling)
+{info['backbone']} (efficientnet package, global max pooling; starting weights: {info['weights'] or 'none, trained from scratch'})
 -> Dense 512 ReLU -> Dropout 0.5 -> Dense 128 ReLU -> Dense 1 sigmoid. Adam, binary cross-entropy,
 augmentation of training crops as the original's ImageDataGenerator. Trained {info['epochs_run']} epoch(s);
 this file holds the weights of epoch {info['best_epoch']}, the one with the lowest validation loss.
