@@ -272,7 +272,7 @@ def prefetched(make_items, max_items):
     """Iterate `make_items(stop_event)` in a background thread, `max_items` ahead at most.
 
     Decoding the next frames (OpenCV releases the GIL) then overlaps with face detection and
-    the model (TensorFlow releases it too): on 2 cores this hides most of the decoding time.
+    the model (TensorFlow releases it too) whenever a second core is free.
     """
     buffer = queue.Queue(maxsize=max_items)
     stop = threading.Event()
@@ -321,7 +321,9 @@ def find_run_model(runs_dir, run=None):
                 return folder / MODEL_FILE
         raise ModelError(f"--run {run}: no {MODEL_FILE} in {candidate} or {runs_dir / str(run)}; "
                          f"train one with 03-train_cnn.py or give a run folder that holds one")
-    models = sorted(runs_dir.glob(f"*/{MODEL_FILE}"), key=lambda p: p.stat().st_mtime) if runs_dir.is_dir() else []
+    models = [p for p in runs_dir.glob(f"*/{MODEL_FILE}") if not p.parent.name.startswith(".")] \
+        if runs_dir.is_dir() else []
+    models.sort(key=lambda p: p.stat().st_mtime)
     if not models:
         raise ModelError(f"no trained model in {runs_dir} (looked for {runs_dir}/<run>/{MODEL_FILE}): "
                          f"run 03-train_cnn.py first, or give one with --run PATH")

@@ -349,6 +349,8 @@ def test_default_run_is_the_newest_and_run_can_be_chosen(tmp_path):
         (runs / name / "model.keras").write_bytes(b"x")
         os.utime(runs / name / "model.keras", (mtime, mtime))
     (runs / "unfinished").mkdir()
+    (runs / ".partial").mkdir()  # hidden folders are never a run, however new
+    (runs / ".partial" / "model.keras").write_bytes(b"x")
     assert detect.find_run_model(runs) == runs / "newer" / "model.keras"
     assert detect.find_run_model(runs, "older") == runs / "older" / "model.keras"
     assert detect.find_run_model(runs, str(runs / "older")) == runs / "older" / "model.keras"
