@@ -95,6 +95,7 @@ def plot_curves(history_rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     epochs = [row["epoch"] for row in history_rows]
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -105,6 +106,7 @@ def plot_curves(history_rows, path):
             axis.plot(epochs, values, style, markersize=3, label=label)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
@@ -157,13 +159,15 @@ def _fmt(value):
 
 
 def metrics_table(metrics):
-    """Markdown table: accuracy, ROC AUC, log loss and counts at frame and video level."""
-    rows = ["| level | count | accuracy | ROC AUC | log loss | confusion [[fake→fake, fake→real], [real→fake, real→real]] |",
-            "|---|---:|---:|---:|---:|---|"]
+    """Markdown table: count, accuracy, ROC AUC, log loss and confusion counts per level."""
+    rows = ["| level | count | accuracy | ROC AUC | log loss | fake called FAKE | fake called REAL "
+            "| real called FAKE | real called REAL |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for level, name in (("frame", "crops"), ("video", "videos")):
         m = metrics[level]
+        (fake_fake, fake_real), (real_fake, real_real) = m["confusion_matrix"]
         rows.append(f"| {name} | {m['count']:,} | {m['accuracy']:.4f} | {_fmt(m['roc_auc'])} | "
-                    f"{m['log_loss']:.4f} | {m['confusion_matrix']} |")
+                    f"{m['log_loss']:.4f} | {fake_fake:,} | {fake_real:,} | {real_fake:,} | {real_real:,} |")
     return "\n".join(rows)
 
 
@@ -186,7 +190,7 @@ real = 1). Read it as P(fake) = 1 - score. A crop, or a video (the mean of its c
 is called FAKE when its score is below the decision threshold **{info['threshold']}**.
 
 ## Input
-An RGB face crop (the face box found by MTCNN plus a margin), resized to **{size} x {size}**
+An RGB face crop (a detected face box plus a margin, as stages 01a/01b cut them), resized to **{size} x {size}**
 (cv2 INTER_AREA when shrinking, INTER_LINEAR when growing) and scaled to **[0, 1]** (pixel / 255),
 as a float32 batch of shape (N, {size}, {size}, 3). No mean/std normalisation.
 
