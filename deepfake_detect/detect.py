@@ -381,7 +381,7 @@ class Scorer:
         """Yield a Result per path, in order. Frames of the next files are read in the
         background meanwhile. `keep_frames` keeps each input's resized frames (for annotation)."""
         kinds = kinds or [None] * len(paths)
-        todo, early = [], {}
+        items, early = [], {}  # early: position -> Result of a file that is not even read
         for position, (path, kind) in enumerate(zip(paths, kinds)):
             problem = None
             if kind is None:
@@ -389,8 +389,7 @@ class Scorer:
             if problem:
                 early[position] = problem
             else:
-                todo.append((position, (str(path), kind)))
-        items = [item for _, item in todo]
+                items.append((str(path), kind))
         stream = prefetched(lambda stop: _read_all(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
         for position in range(len(paths)):
             if position in early:
