@@ -111,10 +111,11 @@ def check_training_settings(cfg):
         raise settings.ConfigError(str(error)) from None
 
 
-def load_split(files, cfg, split, desc=None):
-    """Decode one split into its cache; return (batched dataset, readable files)."""
+def load_split(files, cfg, split):
+    """Decode one split into its in-memory cache; return (batched dataset, readable files)."""
     decoded = training.decode_dataset(files, cfg.INPUT_SIZE)
-    unreadable = set(training.fill_cache(decoded, len(files), desc or f"decoding {split}"))
+    cache_mb = len(files) * cfg.INPUT_SIZE ** 2 * 3 / 1e6
+    unreadable = set(training.fill_cache(decoded, len(files), f"decoding {split} ({cache_mb:,.0f} MB in memory)"))
     for index in sorted(unreadable):
         warn(f"{files[index][0]}: not a readable image, left out")
     readable = [item for index, item in enumerate(files) if index not in unreadable]
@@ -130,9 +131,8 @@ def load_split(files, cfg, split, desc=None):
     return dataset, readable
 
 
-def train_model(cfg, run_dir, strategy, train_data, val_data):
-    """Build (or restore) the model under `strategy` and fit it; the callbacks write history.csv,
-    model.keras and the backup."""
+def build_compiled_model(cfg, strategy):
+    """The detector with its optimizer, loss and metrics, its variables placed by `strategy`."""
     import keras
 
     with strategy.scope():
@@ -140,7 +140,14 @@ def train_model(cfg, run_dir, strategy, train_data, val_data):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE),
                       loss="binary_crossentropy",
                       metrics=["accuracy", keras.metrics.AUC(name="auc")])
-    model.fit(train_data, validation_data=val_data, epochs=cfg.EPOCHS,
+    return model
+
+
+def train_model(model, cfg, run_dir, train_data, val_data):
+    """Fit the model, resuming from RUN_DIR/backup if an earlier run was interrupted; the
+    callbacks write history.csv, model.keras and the backup."""
+    # shuffle=False: the dataset reshuffles itself every epoch; Keras cannot shuffle a tf.data.
+    model.fit(train_data, validation_data=val_data, epochs=cfg.EPOCHS, shuffle=False,
               callbacks=training.make_callbacks(run_dir, cfg.EARLY_STOPPING_PATIENCE),
               verbose=1 if sys.stdout.isatty() else 2)
 
@@ -236,9 +243,10 @@ def main(argv=None):
 
     try:
         if not (run_dir / TRAINED_MARK).is_file():
+            model = build_compiled_model(cfg, strategy)  # first: a weights problem shows at once
             train_data, _ = load_split(files_by_split["train"], cfg, "train")
             val_data, _ = load_split(files_by_split["val"], cfg, "val")
-            train_model(cfg, run_dir, strategy, train_data, val_data)
+            train_model(model, cfg, run_dir, train_data, val_data)
             write_text_atomic(run_dir / TRAINED_MARK, json.dumps(describe_training(cfg, run_dir)) + "\n")
         if not chief:
             return 0

@@ -156,6 +156,38 @@ def test_empty_or_one_class_split_is_a_clear_error(tmp_path, capsys):
     assert "run 02-prepare_fake_real_dataset.py first" in capsys.readouterr().err
 
 
+def test_interrupted_run_with_another_input_size_is_refused(split_dir, tmp_path, capsys):
+    script = importlib.import_module("03-train_cnn")
+    run_dir = tmp_path / "runs" / "tiny"
+    run_dir.mkdir(parents=True)
+    (run_dir / "settings-03.json").write_text(json.dumps({"BACKBONE": "EfficientNetB0", "INPUT_SIZE": 64}))
+    config = train_config(tmp_path / "tiny.py", split_dir, tmp_path / "runs")
+    assert script.main(["--config", str(config)]) == 2
+    error = capsys.readouterr().err
+    assert "was started with INPUT_SIZE = 64, not 32" in error and "--overwrite" in error
+    (tmp_path / "runs" / "mine").mkdir()
+    (tmp_path / "runs" / "mine" / "notes.txt").write_text("someone's notes")
+    assert script.main(["--config", str(config), "--name", "mine"]) == 2
+    assert "is not a training run" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "mine" / "notes.txt").is_file()
+
+
+def test_imagenet_weights_without_network_say_what_to_set(split_dir, tmp_path):
+    # The download goes to a proxy on a closed local port, so nothing can leave the machine,
+    # into an empty Keras cache, so a weights file cached by an earlier download is not used.
+    config = train_config(tmp_path / "imagenet.py", split_dir, tmp_path / "runs", WEIGHTS="imagenet")
+    closed = "http://127.0.0.1:9"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR), KERAS_HOME=str(tmp_path / "keras"),
+               HTTPS_PROXY=closed, https_proxy=closed, HTTP_PROXY=closed, http_proxy=closed, NO_PROXY="", no_proxy="")
+    result = subprocess.run([sys.executable, str(SCRIPT), "--config", str(config)], cwd=REPO_DIR, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "could not download the ImageNet weights of EfficientNetB0" in error[0]
+    assert "set WEIGHTS = None" in error[0] and "_notop.h5" in error[0]
+    assert not (tmp_path / "runs" / "tiny" / "model.keras").exists()
+
+
 # ------------------------------------------------------------------ input pipeline
 
 def test_pipeline_prepares_faces_exactly_as_detection_and_does_not_augment_val(split_dir):
