@@ -296,6 +296,28 @@ def test_one_class_test_split_reports_null_auc():
     assert json.loads(json.dumps(metrics))["video"]["roc_auc"] is None
 
 
+def test_callbacks_after_a_resume_remember_best_val_loss_and_patience(tmp_path):
+    import keras
+
+    # Three epochs were logged before an interruption; the best val loss, 0.5, was in epoch 1.
+    rows = [{"epoch": 1, "loss": 0.9, "val_loss": 0.5}, {"epoch": 2, "loss": 0.8, "val_loss": 0.6},
+            {"epoch": 3, "loss": 0.7, "val_loss": 0.7}, {"epoch": 4, "loss": 0.6, "val_loss": 0.8}]
+    training.write_history(tmp_path / "history.csv", rows)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.ones((8, 4), np.float32) * 5
+    y = np.array([0, 1] * 4, np.float32)   # no weights do better than log 2 = 0.69 > 0.5
+    callbacks = training.make_callbacks(tmp_path, patience=3)
+    # Resuming at epoch 4 (0-based 3): the logged epoch 4 was never backed up, so it is redone.
+    model.fit(x, y, validation_data=(x, y), initial_epoch=3, epochs=10, callbacks=callbacks, verbose=0)
+    history = training.read_history(tmp_path / "history.csv")
+    # Two epochs since the best when resuming, patience 3: one more epoch, then stop.
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert history[-1]["val_loss"] == pytest.approx(model.evaluate(x, y, verbose=0), abs=1e-4)
+    assert history[-1]["val_loss"] > 0.5
+    assert not (tmp_path / "model.keras").exists(), "not better than the best before the interruption"
+
+
 # ------------------------------------------------------------------ training runs
 # One run serves the tests below, because tracing EfficientNet's training step takes ~25 s of CPU:
 # it trains on the default (one-device) strategy, is SIGKILLed after its first epoch, and is
