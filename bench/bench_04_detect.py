@@ -11,9 +11,9 @@ Measures (median of --repeats runs):
   cold, 2 clips   the same with both clips, and the second clip's own time from its --json
                   "seconds" (what one more clip costs once everything is loaded)
   warm, per clip  Scorer loaded once, the clips scored WARM_PASSES times in one score_files
-                  call, like a folder (frames of the next clip are read in the background)
-  parts           decoding alone (iter_kept_frames), MTCNN alone, the model alone, per clip,
-                  measured right after each warm run so that both see the same machine load
+                  call, like a folder: with the next clip's frames read in a background thread
+                  (the default) and without (read_ahead=False), alternately
+  parts           decoding alone (iter_kept_frames), MTCNN alone, the model alone, per clip
 Targets (2-core CPU): first clip under 15 s with start-up, each further clip under 3 s.
 """
 
@@ -122,20 +122,21 @@ def main():
         print(f"start-up:        {time.perf_counter() - started:5.1f} s to import TensorFlow and load the model "
               f"and MTCNN (once per command or web server)")
         list(scorer.score_files(clips, cfg))  # warm-up: first MTCNN call on this frame size
-        warm, parts = [], []
-        for _ in range(args.repeats):  # each pair measured back to back, so both see the same load
-            started = time.perf_counter()
-            results = list(scorer.score_files(clips * WARM_PASSES, cfg))
-            warm.append((time.perf_counter() - started) / len(results))
-            assert all(r.status == SCORED for r in results), [r.reason for r in results]
-            parts.append(time_parts(clips * WARM_PASSES, cfg, scorer))
+        warm, single, parts = [], [], []
+        for _ in range(args.repeats):  # measured back to back, so all see the same machine load
+            for read_ahead, times in ((True, warm), (False, single)):
+                started = time.perf_counter()
+                results = list(scorer.score_files(clips * WARM_PASSES, cfg, read_ahead=read_ahead))
+                times.append((time.perf_counter() - started) / len(results))
+                assert all(r.status == SCORED for r in results), [r.reason for r in results]
+            parts.append(time_parts(clips, cfg, scorer))
         decode, detect, model = (statistics.median(p[i] for p in parts) for i in range(3))
-        ratios = [sum(p) / w for p, w in zip(parts, warm)]
-        print(f"warm, per clip:  {statistics.median(warm):5.2f} s ({sum(len(r.faces) for r in results) / len(results):.0f} "
-              f"faces in {len(results[0].frame_indices)} frames per clip; {len(results)} clips per score_files call)")
-        print(f"parts, per clip: decode {decode:.2f} s + MTCNN {detect:.2f} s + model {model:.2f} s = "
-              f"{decode + detect + model:.2f} s one after the other; reading ahead makes it "
-              f"x{statistics.median(ratios):.2f} faster")
+        ratios = [b / a for a, b in zip(warm, single)]
+        print(f"warm, per clip:  {statistics.median(warm):5.2f} s with read-ahead, {statistics.median(single):.2f} s "
+              f"without (x{statistics.median(ratios):.2f}; each pair: {', '.join(f'x{r:.2f}' for r in ratios)}); "
+              f"{sum(len(r.faces) for r in results) / len(results):.0f} faces in "
+              f"{len(results[0].frame_indices)} frames per clip, {len(results)} clips per call")
+        print(f"parts, per clip: decode {decode:.2f} s + MTCNN {detect:.2f} s + model {model:.2f} s")
 
 
 if __name__ == "__main__":

@@ -377,9 +377,10 @@ class Scorer:
         """Result for one file; `kind` (IMAGE/VIDEO) skips the content check when already known."""
         return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames))
 
-    def score_files(self, paths, cfg, kinds=None, keep_frames=False):
-        """Yield a Result per path, in order. Frames of the next files are read in the
-        background meanwhile. `keep_frames` keeps each input's resized frames (for annotation)."""
+    def score_files(self, paths, cfg, kinds=None, keep_frames=False, read_ahead=True):
+        """Yield a Result per path, in order. Frames of the next files are read in a background
+        thread meanwhile (read_ahead=False: all in this thread, to compare or debug).
+        `keep_frames` keeps each input's resized frames (for annotation)."""
         kinds = kinds or [None] * len(paths)
         items, early = [], {}  # early: position -> Result of a file that is not even read
         for position, (path, kind) in enumerate(zip(paths, kinds)):
@@ -390,7 +391,10 @@ class Scorer:
                 early[position] = problem
             else:
                 items.append((str(path), kind))
-        stream = prefetched(lambda stop: _read_all(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
+        if read_ahead:
+            stream = prefetched(lambda stop: _read_all(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
+        else:
+            stream = _read_all(items, cfg, threading.Event())
         for position in range(len(paths)):
             if position in early:
                 yield early[position]

@@ -321,6 +321,16 @@ def test_a_detector_failure_stays_in_its_own_row(workspace, scorer, tmp_path, mo
         assert got.p_real == pytest.approx(want.p_real, abs=1e-6)
 
 
+def test_reading_ahead_changes_nothing_but_speed(workspace, scorer, cfg):
+    media = workspace["media"]
+    inputs = [media[n] for n in ("astronaut.mp4", "notes.txt", "plain.mp4", "hopper.jpg", "text.mp4")]
+    ahead = list(scorer.score_files(inputs, cfg))
+    inline = list(scorer.score_files(inputs, cfg, read_ahead=False))
+    assert [(r.path, r.status, r.frame_indices, len(r.faces)) for r in ahead] == \
+           [(r.path, r.status, r.frame_indices, len(r.faces)) for r in inline]
+    assert [r.p_real for r in ahead] == pytest.approx([r.p_real for r in inline], abs=1e-6)
+
+
 def test_annotate_draws_boxes_on_images_and_videos(workspace, scorer, tmp_path):
     media = workspace["media"]
     small = tmp_path / "small.png"  # 256 px wide: RESIZE_RULES doubles it, as for video frames
