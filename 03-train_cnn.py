@@ -17,11 +17,11 @@ The run folder gets model.keras (best val loss), history.csv, predictions.csv, m
 curves.png, roc.png, settings-03.json and MODEL_CARD.md. A finished run is never overwritten
 without --overwrite. Ends with a summary such as:
 
-    stage 03 finished in 1,804.2 s: run 2026-11-27_093000, 14 epochs (best 9, early stopping)
-    | level | count | accuracy | ROC AUC | log loss | confusion ... |
-    | crops | 2,210 | 0.9131 | 0.9688 | 0.2402 | [[1030, 75], [117, 988]] |
-    | videos | 80 | 0.9500 | 0.9900 | 0.1811 | [[39, 1], [3, 37]] |
-      output: runs/2026-11-27_093000
+    stage 03 finished in 1,804.2 s: run 2026-11-27_093000, 14 epochs (best 9, early stopping), test metrics ...
+    | level | count | accuracy | ROC AUC | log loss | fake called FAKE | fake called REAL | real called FAKE | ...
+    | crops | 2,210 | 0.9131 | 0.9688 | 0.2402 | 1,030 | 75 | 117 | 988 |
+    | videos | 80 | 0.9500 | 0.9900 | 0.1811 | 39 | 1 | 3 | 37 |
+      output: runs/2026-11-27_093000  (model.keras, MODEL_CARD.md, metrics.json, ...)
 """
 
 import json

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import evaluation, training
+from deepfake_detect import evaluation, settings, training
 from deepfake_detect.files import write_png
 from deepfake_detect.model import CLASS_NAMES, prepare_faces
 from tests.conftest import write_config
@@ -83,10 +83,10 @@ def split_dir(tmp_path_factory):
 
 def train_config(path, split_dir, runs_dir, **overrides):
     """A config override for a tiny, offline training run."""
-    settings = dict(SPLIT_DIR=split_dir, RUNS_DIR=runs_dir, RUN_NAME="tiny", WEIGHTS=None,
-                    INPUT_SIZE=TEST_INPUT_SIZE, BATCH_SIZE=8, EPOCHS=2, EARLY_STOPPING_PATIENCE=10)
-    settings.update(overrides)
-    return write_config(path, **settings)
+    values = dict(SPLIT_DIR=split_dir, RUNS_DIR=runs_dir, RUN_NAME="tiny", WEIGHTS=None,
+                  INPUT_SIZE=TEST_INPUT_SIZE, BATCH_SIZE=8, EPOCHS=2, EARLY_STOPPING_PATIENCE=10)
+    values.update(overrides)
+    return write_config(path, **values)
 
 
 def run_script(*args, timeout=240):
@@ -218,7 +218,7 @@ def test_unreadable_crop_is_named_and_left_out(tmp_path):
 def test_augmentation_keeps_shape_and_range_and_varies_per_image(split_dir):
     import tensorflow as tf
 
-    from config import AUGMENTATION
+    AUGMENTATION = settings.load_config().AUGMENTATION
 
     files = training.list_split(split_dir, "train")
     decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
