@@ -206,7 +206,7 @@ def decode_dataset(files, input_size):
     """tf.data of (image uint8, label, readable) per file, in order, decoded once and cached.
 
     Unreadable files stay in the cache as a blank image with readable = False, so the caller
-    can name them; `filter_readable` drops them.
+    can name them; `batch_dataset` leaves them out.
     """
     import tensorflow as tf
 
