@@ -10,7 +10,7 @@ its width and height on each side, clipped to the frame, as in the original. NN 
 frame's kept faces 00, 01, ... Each video's faces.csv lists every kept face (frame, face
 number, box, confidence) and every frame in which none was found.
 
-MTCNN runs as in the original (mtcnn 0.1's steps, see faces.MtcnnDetector). Each worker
+MTCNN runs as in the original (mtcnn 0.1's steps, see mtcnn_detector.py). Each worker
 process loads it once and sends it MTCNN_BATCH_SIZE frames at a time; videos run in parallel,
 one per worker (default: one worker per 4 cores; each pays ~3 s to start TensorFlow and
 already uses several cores, so on 2 cores one worker is fastest).
@@ -30,7 +30,8 @@ import cv2
 
 from deepfake_detect import settings
 from deepfake_detect.dataset import select_shard
-from deepfake_detect.faces import MtcnnDetector, crop_faces_of_video, find_video_folders
+from deepfake_detect.faces import crop_faces_of_video, find_video_folders
+from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.files import completed_names, remove_stale_partials
 from deepfake_detect.runner import ALREADY_DONE, DONE, Outcome, Timer, exit_status, run_jobs, summarize, warn
 

@@ -23,7 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, MtcnnDetector, crop_face, keep_faces
+from deepfake_detect.devices import configure_tensorflow
+from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
+from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.files import read_image
 from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
 from deepfake_detect.model import load_model, prepare_faces
@@ -332,9 +334,7 @@ def find_run_model(runs_dir, run=None):
 
 def load_checked_model(path):
     """Load a stage 03 model (model.load_model) and check its input shape. Raises ModelError."""
-    from deepfake_detect.faces import configure_tensorflow_devices
-
-    configure_tensorflow_devices()
+    configure_tensorflow()
     try:
         model = load_model(path)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file

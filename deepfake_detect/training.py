@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_detect.devices import configure_tensorflow
 from deepfake_detect.files import read_image, write_text_atomic
 from deepfake_detect.model import CLASS_NAMES, resize_face
 
@@ -397,9 +398,7 @@ def choose_strategy(mixed_precision=True, cpu_devices=0):
     import keras
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
+    gpus = configure_tensorflow()
     if cpu_devices and cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from deepfake_detect import settings
-from deepfake_detect.faces import MtcnnDetector
 from deepfake_detect.frames import iter_kept_frames
+from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.sample import LANDMARKS, face_mask, make_sample, portrait_images, swap_face
 
 
