@@ -4,5 +4,8 @@ VIDEOS_DIR = Path("data/sample/videos")
 OUTPUT_DIR = Path("data/sample")
 RUNS_DIR = Path("runs")
 RUN_NAME = "sample"
-WEIGHTS = None          # the demo must run offline; real training wants "imagenet"
-EPOCHS = 5              # a demo, not a detector: enough to see every output
+# The demo must run offline, so the backbone starts from random weights; 5 epochs on ~100 crops
+# then teach it nothing (scores stay near 0.5). It shows every stage and output working; real
+# training starts from WEIGHTS = "imagenet" (downloaded once), as config.py does.
+WEIGHTS = None
+EPOCHS = 5
