@@ -33,6 +33,23 @@ def write_config(path, **settings):
     return Path(path)
 
 
+def write_video_frames(frames_root, video, frames):
+    """Write `frames` (BGR arrays) as stage 00 would: frames_root/<video>/<video>-NNN.png."""
+    from deepfake_detect.files import write_png
+
+    folder = Path(frames_root) / video
+    folder.mkdir(parents=True)
+    for number, frame in enumerate(frames):
+        write_png(folder / f"{video}-{number:03d}.png", frame)
+    return folder
+
+
+def folder_contents(root):
+    """{relative path: bytes} of every file under root, settings files left out (they hold paths)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
+            if p.is_file() and not p.name.startswith("settings-")}
+
+
 @pytest.fixture
 def dfdc_sample_dir():
     """The real DFDC sample (two clips + 22 original crops); skips when DFDC_SAMPLE_DIR is unset."""

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import write_config, write_test_video
+from conftest import folder_contents, write_config, write_test_video
 from deepfake_detect import settings
 from deepfake_detect.dataset import discover_videos, select_shard
 from deepfake_detect.frames import VideoError, frame_step, iter_kept_frames, resize_factor, resize_frame
@@ -189,12 +189,6 @@ def test_shards_split_the_videos_between_machines(tmp_path):
     assert select_shard(list(range(7)), 3, 3) == [2, 5]
 
 
-def snapshot(folder):
-    """{relative path: bytes} of every file, settings files aside (they hold paths)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith("settings-")}
-
-
 def test_killed_run_resumes_to_exactly_the_files_of_an_uninterrupted_run(tmp_path):
     videos = {f"clip{i}": (300, 25.0, (640, 480)) for i in range(6)}
     make_dataset(tmp_path / "killed" / "videos", videos)
@@ -217,7 +211,7 @@ def test_killed_run_resumes_to_exactly_the_files_of_an_uninterrupted_run(tmp_pat
 
     subprocess.run(command(tmp_path / "killed"), env=env, check=True, capture_output=True)
     subprocess.run(command(tmp_path / "clean"), env=env, check=True, capture_output=True)
-    killed, clean = snapshot(frames), snapshot(tmp_path / "clean" / "out" / "frames")
+    killed, clean = folder_contents(frames), folder_contents(tmp_path / "clean" / "out" / "frames")
     assert sorted(killed) == sorted(clean)
     assert killed == clean
     assert not [p for p in frames.rglob("*") if ".partial-" in p.name or ".tmp-" in p.name]

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import folder_contents, write_video_frames
+from conftest import write_config as write_config_file
 from deepfake_detect.faces import (INDEX_FILE, Face, expand_box, keep_faces, load_frame_rgb,
                                    read_index)
 from deepfake_detect.files import PARTIAL_MARK, write_png
@@ -50,27 +52,8 @@ def detector():
 
 
 def write_config(tmp_path, frames_dir, faces_dir, **extra):
-    lines = [f"FRAMES_DIR = Path({str(frames_dir)!r})", f"FACES_DIR = Path({str(faces_dir)!r})",
-             f"OUTPUT_DIR = Path({str(tmp_path / 'out')!r})"]
-    lines += [f"{name} = {value!r}" for name, value in extra.items()]
-    path = tmp_path / "test_config.py"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_video_frames(frames_root, video, frames):
-    """Write `frames` (BGR arrays) as stage 00 would: frames_root/<video>/<video>-NNN.png."""
-    folder = frames_root / video
-    folder.mkdir(parents=True)
-    for number, frame in enumerate(frames):
-        write_png(folder / f"{video}-{number:03d}.png", frame)
-    return folder
-
-
-def folder_contents(root):
-    """{relative path: bytes} of every file under root, settings files left out."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith("settings-")}
+    return write_config_file(tmp_path / "test_config.py", FRAMES_DIR=frames_dir, FACES_DIR=faces_dir,
+                             OUTPUT_DIR=tmp_path / "out", **extra)
 
 
 # ------------------------------------------------------------ margin and keep rule

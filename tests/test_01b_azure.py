@@ -28,11 +28,13 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import folder_contents, write_video_frames
+from conftest import write_config as write_config_file
 from deepfake_detect.azure import (AzureFaceDetector, AzureSetupError, AzureStopError, ImageLimits,
                                    ImageRejectedError, RateLimiter, check_endpoint, check_key,
                                    parse_retry_after)
 from deepfake_detect.faces import INDEX_FILE, read_index
-from deepfake_detect.files import PARTIAL_MARK, write_png
+from deepfake_detect.files import PARTIAL_MARK
 from deepfake_detect.sample import portrait_images
 
 stage01b = importlib.import_module("01b-crop_faces_with_azure-vision-api")
@@ -245,21 +247,8 @@ def write_config(tmp_path, **extra):
     """A config override: frames in tmp_path/frames, faces in tmp_path/faces, no waiting."""
     settings = {"AZURE_CALLS_PER_MINUTE": None, "AZURE_RETRY_BASE_SECONDS": 0.01, "AZURE_TIMEOUT_SECONDS": 5,
                 "AZURE_MAX_RETRIES": 3, **extra}
-    lines = [f"FRAMES_DIR = Path({str(tmp_path / 'frames')!r})", f"FACES_DIR = Path({str(tmp_path / 'faces')!r})",
-             f"OUTPUT_DIR = Path({str(tmp_path / 'out')!r})"]
-    lines += [f"{name} = {value!r}" for name, value in settings.items()]
-    path = tmp_path / "test_config.py"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_video_frames(frames_root, video, frames):
-    """Write `frames` (BGR arrays) as stage 00 would: frames_root/<video>/<video>-NNN.png."""
-    folder = frames_root / video
-    folder.mkdir(parents=True)
-    for number, frame in enumerate(frames):
-        write_png(folder / f"{video}-{number:03d}.png", frame)
-    return folder
+    return write_config_file(tmp_path / "test_config.py", FRAMES_DIR=tmp_path / "frames",
+                             FACES_DIR=tmp_path / "faces", OUTPUT_DIR=tmp_path / "out", **settings)
 
 
 def finished_videos(faces_root):
@@ -472,10 +461,7 @@ def test_killed_run_reruns_to_the_same_files(tmp_path, portraits_bgr, fake_azure
     assert stage01b.main(["--config", str(write_config(killed_dir))]) == 0
     assert not list(killed_root.glob(".*"))
 
-    def contents(root):
-        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-                if p.is_file() and not p.name.startswith("settings-")}
-    assert contents(killed_root) == contents(clean_dir / "faces")
+    assert folder_contents(killed_root) == folder_contents(clean_dir / "faces")
 
 
 # ------------------------------------------------------------------ the client on its own
