@@ -19,11 +19,10 @@ Ends with a summary such as:
 import sys
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import discover_videos, select_shard
-from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder,
-                                   remove_stale_partials, start_partial_folder, write_png)
+from deepfake_detect.dataset import discover_videos
+from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
 from deepfake_detect.frames import VideoError, frame_file_name, iter_kept_frames
-from deepfake_detect.runner import (ALREADY_DONE, SKIPPED, Outcome, Timer, exit_status, run_jobs,
+from deepfake_detect.runner import (ALREADY_DONE, SKIPPED, Outcome, Timer, exit_status, plan_shard, run_jobs,
                                     summarize, warn)
 
 # A header that promises many more frames than could be decoded means a truncated file.
@@ -76,20 +75,13 @@ def main(argv=None):
           + f", workers={workers}, shard={part}/{count}")
     for problem in problems:
         warn(problem)
-    videos = select_shard(videos, part, count)
-    cfg.FRAMES_DIR.mkdir(parents=True, exist_ok=True)
-    if remove_stale_partials(cfg.FRAMES_DIR):
-        print("cleared the unfinished folders of an interrupted earlier run")
-    finished = completed_names(cfg.FRAMES_DIR)
-    todo = [v for v in videos if v.name not in finished]
-    print(f"{len(videos):,} videos in this shard, {len(videos) - len(todo):,} already converted")
+    todo, already = plan_shard(videos, cfg.FRAMES_DIR, part, count)
 
     timer = Timer()
     outcomes = run_jobs(convert_video, todo, cfg, workers, desc="stage 00 videos")
     for outcome in outcomes:
         if outcome.status == "done" and outcome.reason:
             warn(f"{outcome.name}: {outcome.reason}")
-    already = [Outcome(v.name, ALREADY_DONE) for v in videos if v.name in finished]
     settings.save_settings(cfg, cfg.FRAMES_DIR, "00")
     summarize("stage 00", already + outcomes, timer.seconds, cfg.FRAMES_DIR)
     return exit_status(already + outcomes)

@@ -29,11 +29,9 @@ import sys
 import cv2
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import select_shard
 from deepfake_detect.faces import crop_faces_of_video, find_video_folders
 from deepfake_detect.mtcnn_detector import MtcnnDetector
-from deepfake_detect.files import completed_names, remove_stale_partials
-from deepfake_detect.runner import ALREADY_DONE, DONE, Outcome, Timer, exit_status, run_jobs, summarize, warn
+from deepfake_detect.runner import DONE, Timer, exit_status, plan_shard, run_jobs, summarize, warn
 
 # One MTCNN process per this many cores by default: TensorFlow already runs one detector on
 # several threads, and each extra process pays ~3 s of TensorFlow start-up.
@@ -72,7 +70,7 @@ def parse_args(argv=None):
     settings.add_shard_argument(parser)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
-                             "else one per CPU core); 1 runs in this process")
+                             "else one per 4 CPU cores); 1 runs in this process")
     return parser.parse_args(argv)
 
 
@@ -93,13 +91,7 @@ def main(argv=None):
     print(settings.describe_settings(cfg, ["FRAMES_DIR", "FACES_DIR", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE",
                                            "MTCNN_BATCH_SIZE"])
           + f", workers={workers}, shard={part}/{count}")
-    folders = select_shard(folders, part, count)
-    cfg.FACES_DIR.mkdir(parents=True, exist_ok=True)
-    if remove_stale_partials(cfg.FACES_DIR):
-        print("cleared the unfinished folders of an interrupted earlier run")
-    finished = completed_names(cfg.FACES_DIR)
-    todo = [folder for folder in folders if folder.name not in finished]
-    print(f"{len(folders):,} videos in this shard, {len(todo):,} to do, {len(folders) - len(todo):,} already cropped")
+    todo, already = plan_shard(folders, cfg.FACES_DIR, part, count)
 
     timer = Timer()
     # Loading MTCNN takes seconds: not worth it when every video is already cropped.
@@ -111,7 +103,6 @@ def main(argv=None):
         if outcome.status == DONE and outcome.reason:
             for line in outcome.reason.splitlines():
                 warn(f"skipped frame {line}")
-    already = [Outcome(folder.name, ALREADY_DONE) for folder in folders if folder.name in finished]
     settings.save_settings(cfg, cfg.FACES_DIR, "01a")
     summarize("stage 01a", already + outcomes, timer.seconds, cfg.FACES_DIR)
     return exit_status(already + outcomes)

@@ -31,11 +31,8 @@ from tqdm import tqdm
 
 from deepfake_detect import settings
 from deepfake_detect.azure import AzureSetupError, AzureStopError, detector_from_config
-from deepfake_detect.dataset import select_shard
 from deepfake_detect.faces import crop_faces_of_video, find_video_folders
-from deepfake_detect.files import completed_names, remove_stale_partials
-from deepfake_detect.runner import (ALREADY_DONE, FAILED, SKIPPED, Outcome, Timer, exit_status, summarize,
-                                    warn)
+from deepfake_detect.runner import FAILED, SKIPPED, Outcome, Timer, exit_status, plan_shard, summarize, warn
 
 # Stage 01a reads the same input folders: its function is used rather than copied.
 
@@ -117,17 +114,10 @@ def crop_all(cfg, detector, folders, part, count):
                                            endpoint_variable, "AZURE_CALLS_PER_MINUTE",
                                            "AZURE_TIMEOUT_SECONDS", "AZURE_MAX_RETRIES"])
           + f", shard={part}/{count}")
-    folders = select_shard(folders, part, count)
-    cfg.FACES_DIR.mkdir(parents=True, exist_ok=True)
-    if remove_stale_partials(cfg.FACES_DIR):
-        print("cleared the unfinished folders of an interrupted earlier run")
-    finished = completed_names(cfg.FACES_DIR)
-    todo = [folder for folder in folders if folder.name not in finished]
-    print(f"{len(folders):,} videos in this shard, {len(todo):,} to do, {len(folders) - len(todo):,} already cropped")
+    todo, already = plan_shard(folders, cfg.FACES_DIR, part, count)
 
     timer = Timer()
     outcomes, stop = crop_videos(todo, cfg, detector)
-    already = [Outcome(folder.name, ALREADY_DONE) for folder in folders if folder.name in finished]
     settings.save_settings(cfg, cfg.FACES_DIR, "01b")
     extra = [describe_requests(detector)]
     if stop:

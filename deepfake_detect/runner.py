@@ -27,6 +27,26 @@ class Outcome:
     counts: dict = field(default_factory=dict)
 
 
+def plan_shard(items, output_dir, part, count):
+    """This machine's share of `items` (anything with a `.name`), split into what is left to do.
+
+    Creates `output_dir`, clears the partial folders a killed run left there, and returns
+    (items to do, Outcomes of the items already done), printing one line with the counts.
+    """
+    from deepfake_detect.dataset import select_shard
+    from deepfake_detect.files import completed_names, remove_stale_partials
+
+    items = select_shard(items, part, count)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if remove_stale_partials(output_dir):
+        print("cleared the unfinished folders of an interrupted earlier run")
+    finished = completed_names(output_dir)
+    todo = [item for item in items if item.name not in finished]
+    already = [Outcome(item.name, ALREADY_DONE) for item in items if item.name in finished]
+    print(f"{len(items):,} videos in this shard, {len(todo):,} to do, {len(already):,} already done")
+    return todo, already
+
+
 def warn(message):
     """Print a one-line problem to stderr without breaking a progress bar."""
     tqdm.write(message, file=sys.stderr)

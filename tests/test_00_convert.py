@@ -20,6 +20,7 @@ import pytest
 from conftest import folder_contents, write_config, write_test_video
 from deepfake_detect import settings
 from deepfake_detect.dataset import discover_videos, select_shard
+from deepfake_detect.files import completed_names
 from deepfake_detect.frames import VideoError, frame_step, iter_kept_frames, resize_factor, resize_frame
 
 stage00 = importlib.import_module("00-convert_video_to_image")
@@ -203,11 +204,11 @@ def test_killed_run_resumes_to_exactly_the_files_of_an_uninterrupted_run(tmp_pat
     process = subprocess.Popen(command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while time.time() < deadline and not stage00.completed_names(frames):
+    while time.time() < deadline and not completed_names(frames):
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 0 < len(stage00.completed_names(frames)) < 6, "the kill should land mid-run"
+    assert 0 < len(completed_names(frames)) < 6, "the kill should land mid-run"
 
     subprocess.run(command(tmp_path / "killed"), env=env, check=True, capture_output=True)
     subprocess.run(command(tmp_path / "clean"), env=env, check=True, capture_output=True)

@@ -322,7 +322,7 @@ def test_face_service_crops_portraits_with_the_30_percent_margin(tmp_path, portr
     # A rerun finds both videos done and asks nothing.
     assert stage01b.main(["--config", str(config)]) == 0
     assert len(fake_azure.requests) == 4
-    assert "0 to do, 2 already cropped" in capsys.readouterr().out
+    assert "0 to do, 2 already done" in capsys.readouterr().out
 
 
 def test_vision_service(tmp_path, portraits_bgr, fake_azure, monkeypatch, capsys):
