@@ -395,10 +395,10 @@ def choose_strategy(mixed_precision=True, cpu_devices=0):
     like GPUs, to exercise the multi-device path on a machine without GPUs. Otherwise the default
     (one-device) strategy: training runs unchanged on CPU.
     """
+    gpus = configure_tensorflow()  # first: it sets TensorFlow's log level before the import
     import keras
     import tensorflow as tf
 
-    gpus = configure_tensorflow()
     if cpu_devices and cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
