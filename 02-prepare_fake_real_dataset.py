@@ -43,8 +43,6 @@ stage 02 output. Ends with a table and a summary:
       output: data/sample/split_dataset
 """
 
-import csv
-import io
 import os
 import random
 import shutil
@@ -57,7 +55,7 @@ from tqdm import tqdm
 
 from deepfake_detect import settings
 from deepfake_detect.dataset import LABELS, discover_videos
-from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_text_atomic
+from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_csv
 from deepfake_detect.runner import SKIPPED, Outcome, Timer, summarize, warn
 
 SPLITS = ("train", "val", "test")
@@ -267,14 +265,6 @@ def split_rows(crops, assignment):
     return sorted(rows, key=lambda row: (order[row["split"]], row["class"] != "real", row["file"]))
 
 
-def write_split_csv(path, rows):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SPLIT_CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
-
-
 def split_table(rows):
     """The table of crops, videos and groups per class per split, as text."""
     header = ("split", "real crops", "real videos", "fake crops", "fake videos", "groups")
@@ -371,7 +361,7 @@ def build_outputs(crops, assignment, cfg, placer):
         by_name = {c.name: c for c in crops}
         write_files([(by_name[Path(r["file"]).name].path, split_dir / r["file"]) for r in rows], placer,
                     desc="stage 02 split")
-        write_split_csv(split_dir / SPLIT_CSV, rows)
+        write_csv(split_dir / SPLIT_CSV, rows, SPLIT_CSV_COLUMNS)
         settings.save_settings(cfg, split_dir, "02")
         install_folder(prepared, cfg.PREPARED_DIR)
         install_folder(split_dir, cfg.SPLIT_DIR)  # last: a complete SPLIT_DIR means a complete run

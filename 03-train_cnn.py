@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deepfake_detect import evaluation, settings, training
-from deepfake_detect.files import write_text_atomic
+from deepfake_detect.files import write_csv, write_text_atomic
 from deepfake_detect.model import BACKBONES, WeightsError, build_model, load_model
 from deepfake_detect.runner import Timer, warn
 
@@ -179,7 +179,8 @@ def evaluate_run(cfg, run_dir, files_by_split, trained):
     metrics = evaluation.evaluate_scores(videos, labels, scores, cfg.THRESHOLD)
     names = [str(path.relative_to(cfg.SPLIT_DIR)) if path.is_relative_to(cfg.SPLIT_DIR) else str(path)
              for path, _ in test_files]
-    write_text_atomic(run_dir / "predictions.csv", evaluation.predictions_csv(names, videos, labels, scores))
+    write_csv(run_dir / "predictions.csv", evaluation.prediction_rows(names, videos, labels, scores),
+              evaluation.PREDICTION_COLUMNS)
     evaluation.plot_curves(training.read_history(run_dir / "history.csv"), run_dir / "curves.png")
     evaluation.plot_roc(labels, scores, evaluation.video_scores(videos, labels, scores), run_dir / "roc.png")
 

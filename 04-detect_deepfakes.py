@@ -28,8 +28,6 @@ Inputs without a score (no face, unreadable, unsupported) say why and carry no s
 Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
 """
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -39,7 +37,7 @@ from tqdm import tqdm
 from deepfake_detect import settings
 from deepfake_detect.detect import (SCORED, VIDEO, ModelError, Scorer, find_run_model, list_inputs,
                                     score_meaning, write_annotated)
-from deepfake_detect.files import write_text_atomic
+from deepfake_detect.files import write_csv, write_text_atomic
 from deepfake_detect.runner import Timer, warn
 
 SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict",
@@ -129,30 +127,26 @@ def face_records(result):
     return records
 
 
-def csv_text(records, columns):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: ("" if v is None else round(v, 6) if isinstance(v, float) else v)
-                      for k, v in record.items()} for record in records)
-    return buffer.getvalue()
+def csv_cells(record):
+    """A record with None as an empty cell and floats to 6 decimals."""
+    return {k: ("" if v is None else round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
 
 
-def write_csv(path, results, cfg, details):
+def write_results_csv(path, results, cfg, details):
     """PATH: one row per input; with details also PATH's `<stem>-faces.csv`, one row per face.
     Returns the paths written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, csv_text([summary_record(r, cfg) for r in results], SUMMARY_COLUMNS))
+    write_csv(path, [csv_cells(summary_record(r, cfg)) for r in results], SUMMARY_COLUMNS)
     written = [path]
     if details:
         faces_path = path.with_name(f"{path.stem}-faces{path.suffix or '.csv'}")
-        write_text_atomic(faces_path, csv_text([f for r in results for f in face_records(r)], FACE_COLUMNS))
+        write_csv(faces_path, [csv_cells(f) for r in results for f in face_records(r)], FACE_COLUMNS)
         written.append(faces_path)
     return written
 
 
-def write_json(path, results, cfg, model_path, details):
+def write_results_json(path, results, cfg, model_path, details):
     """Everything in one JSON file: model, settings, score meaning, one object per input."""
     inputs = []
     for result in results:
@@ -243,9 +237,9 @@ def detect_files(args, cfg, scorer):
     print(score_meaning(cfg))
     written = []
     if args.csv:
-        written += write_csv(args.csv, results, cfg, args.details)
+        written += write_results_csv(args.csv, results, cfg, args.details)
     if args.json:
-        written.append(write_json(args.json, results, cfg, scorer.model_path, args.details))
+        written.append(write_results_json(args.json, results, cfg, scorer.model_path, args.details))
     scored = sum(r.status == SCORED for r in results)
     print(f"stage 04 finished in {timer.seconds:,.1f} s: {len(results):,} inputs "
           f"({scored:,} scored, {len(results) - scored:,} not scored)")

@@ -67,12 +67,13 @@ def evaluate_scores(videos, labels, scores, threshold=0.5):
     }
 
 
-def predictions_csv(files, videos, labels, scores):
-    """Text of predictions.csv: file, video, true label (name and number), score = P(pristine)."""
-    lines = ["file,video,label,label_name,score"]
-    for path, video, label, score in zip(files, videos, labels, scores):
-        lines.append(f"{path},{video},{int(label)},{CLASS_NAMES[int(label)]},{float(score):.6f}")
-    return "\n".join(lines) + "\n"
+PREDICTION_COLUMNS = ("file", "video", "label", "label_name", "score")
+
+
+def prediction_rows(files, videos, labels, scores):
+    """Rows of predictions.csv: file, video, true label (number and name), score = P(pristine)."""
+    return [{"file": path, "video": video, "label": int(label), "label_name": CLASS_NAMES[int(label)],
+             "score": f"{float(score):.6f}"} for path, video, label, score in zip(files, videos, labels, scores)]
 
 
 def sha256_of(path):

@@ -6,14 +6,13 @@ frame, a list of Face, or a FrameDetectionError when that one frame could not be
 """
 
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
 from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder, read_image,
-                                   start_partial_folder, write_png, write_text_atomic)
+                                   start_partial_folder, write_csv, write_png)
 from deepfake_detect.runner import ALREADY_DONE, FAILED, SKIPPED, Outcome
 
 INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which none was found
@@ -84,11 +83,7 @@ def index_rows(frame_file, faces):
 
 def write_index(path, rows):
     """Write the per-video index CSV atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=INDEX_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())
+    write_csv(path, rows, INDEX_COLUMNS)
 
 
 def read_index(path):

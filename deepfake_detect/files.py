@@ -6,6 +6,8 @@ folder named after a video exists only once that video is complete; a rerun skip
 clears partial folders that a killed run left behind.
 """
 
+import csv
+import io
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +30,15 @@ def write_bytes_atomic(path, data):
 def write_text_atomic(path, text):
     """Write UTF-8 `text` to `path` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_csv(path, rows, columns):
+    """Write dict rows as CSV (header first, missing keys empty) atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def write_png(path, image_bgr):
