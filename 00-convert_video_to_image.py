@@ -53,9 +53,7 @@ def convert_video(video, cfg):
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
-    settings.add_config_argument(parser)
-    settings.add_shard_argument(parser)
+    parser = settings.new_parser(__doc__, shard=True)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: config WORKERS, else one per CPU core)")
     return parser.parse_args(argv)

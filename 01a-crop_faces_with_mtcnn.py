@@ -65,9 +65,7 @@ def crop_video(frames_dir, cfg):
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
-    settings.add_config_argument(parser)
-    settings.add_shard_argument(parser)
+    parser = settings.new_parser(__doc__, shard=True)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
                              "else one per 4 CPU cores); 1 runs in this process")

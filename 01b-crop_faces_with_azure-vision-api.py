@@ -81,9 +81,7 @@ def describe_requests(detector):
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
-    settings.add_config_argument(parser)
-    settings.add_shard_argument(parser)
+    parser = settings.new_parser(__doc__, shard=True)
     return parser.parse_args(argv)
 
 

@@ -390,7 +390,6 @@ def labelled_videos(cfg):
 
 def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
-    settings.add_config_argument(parser)
     parser.add_argument("--replace", action="store_true",
                         help="delete and rebuild PREPARED_DIR and SPLIT_DIR if they are not empty")
     return parser.parse_args(argv)

@@ -202,7 +202,6 @@ def evaluate_run(cfg, run_dir, files_by_split, trained):
 
 def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
-    settings.add_config_argument(parser)
     parser.add_argument("--name", default=None,
                         help="run folder under RUNS_DIR (default: config RUN_NAME, else a timestamp); "
                              "an interrupted run with this name resumes")

@@ -182,7 +182,6 @@ def exit_code(results):
 
 def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
-    settings.add_config_argument(parser)
     parser.add_argument("inputs", nargs="*", type=Path, help="video files, image files and folders")
     parser.add_argument("--run", default=None, metavar="PATH_OR_NAME",
                         help="run folder, run name in RUNS_DIR or a .keras file (default: newest run)")

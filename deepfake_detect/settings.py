@@ -162,6 +162,11 @@ def add_shard_argument(parser):
                              "across N machines (1/3, 2/3, 3/3); default 1/1")
 
 
-def new_parser(doc):
-    """An argparse parser whose description is a script's docstring."""
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+def new_parser(doc, shard=False):
+    """A stage's argparse parser: the script's docstring as description, --config, and with
+    `shard` also --shard K/N."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_argument(parser)
+    if shard:
+        add_shard_argument(parser)
+    return parser
