@@ -1,0 +1,218 @@
+"""Stage 05's robustness sweep: which perturbations to run, and how their results are reported.
+
+The sweep evaluates one model on one dataset again for each DeeperForensics-1.0 perturbation
+type and level (see deepfake_detect/perturb.py). Its results are a list of dicts, one per
+(type, level), with the evaluation's video-level metrics:
+
+    {"type": "blur", "level": 3, "video_auc": 0.81, "log_loss": 0.52, "accuracy": 0.75,
+     "faces_found": 118, "videos": 20, ...any other metric...}
+
+plus one row with level 0: the clean evaluation, shared by every type (its "type" is ignored).
+`write_robustness(folder, results)` writes, in the evaluation folder:
+
+- robustness.csv: one row per (type, level), the clean row first as type "none", level 0;
+  columns ROBUSTNESS_COLUMNS, then any other keys the rows carry; metrics with 4 decimals;
+  `parameter` is DeeperForensics-1.0's parameter for the level, `auc_drop` = clean AUC - AUC.
+- robustness.png: video AUC against level, one line per type, all starting at the clean AUC,
+  with a dashed line AUC_DROP below it.
+
+and returns a markdown section for report.md that names, per type, the first level at which the
+video AUC falls more than AUC_DROP below level 0 ("none up to level N" otherwise).
+"""
+
+import math
+from pathlib import Path
+
+from deepfake_detect.evaluation import _save_figure  # atomic PNG, as stage 03's plots
+from deepfake_detect.files import write_csv
+from deepfake_detect.perturb import LEVELS, PERTURBATION_TYPES, TYPE_NAMES, Perturbation
+
+AUC_DROP = 0.05  # a type "costs" AUC at the first level whose video AUC is more than this below clean
+CLEAN_TYPE = "none"
+ROBUSTNESS_COLUMNS = ("type", "level", "parameter", "video_auc", "auc_drop", "log_loss", "accuracy",
+                      "faces_found", "videos")
+CSV_NAME = "robustness.csv"
+PLOT_NAME = "robustness.png"
+
+
+def plan_sweep(types=None, levels=None, seed=0):
+    """The perturbations to evaluate, type by type (PERTURBATION_TYPES order), level by level.
+
+    `types`: names from PERTURBATION_TYPES (None: all seven); `levels`: 1-5 (None: all five).
+    Level 0 is left out: it is the clean evaluation, run once and shared by every type.
+    Raises ValueError naming the bad type or level.
+    """
+    types = PERTURBATION_TYPES if types is None else tuple(types)
+    levels = LEVELS if levels is None else tuple(levels)
+    unknown = [kind for kind in types if kind not in PERTURBATION_TYPES]
+    if unknown:
+        raise ValueError(f"unknown perturbation type {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(PERTURBATION_TYPES)}")
+    bad = [level for level in levels if level not in (0, *LEVELS)]
+    if bad:
+        raise ValueError(f"perturbation levels are 1-5, got {', '.join(map(repr, bad))}")
+    return [Perturbation(kind, level, seed) for kind in PERTURBATION_TYPES if kind in types
+            for level in sorted(set(levels)) if level != 0]
+
+
+def split_results(results):
+    """(clean row, {type: {level: row}}) from the sweep's result rows, checked.
+
+    Raises ValueError when there is no level-0 row, two level-0 rows disagree, a type or level
+    is unknown, or a (type, level) appears twice.
+    """
+    clean_rows = [row for row in results if row["level"] == 0]
+    if not clean_rows:
+        raise ValueError("the robustness results have no level-0 row (the clean evaluation)")
+    clean = clean_rows[0]
+    for row in clean_rows[1:]:
+        if _metric(row, "video_auc") != _metric(clean, "video_auc"):
+            raise ValueError("the robustness results have level-0 rows with different AUCs; "
+                             "level 0 must be the one clean evaluation")
+    by_type = {}
+    for row in results:
+        if row["level"] == 0:
+            continue
+        Perturbation(row["type"], row["level"])  # raises ValueError on an unknown type or level
+        levels = by_type.setdefault(row["type"], {})
+        if row["level"] in levels:
+            raise ValueError(f"the robustness results hold {row['type']} level {row['level']} twice")
+        levels[row["level"]] = row
+    ordered = {kind: dict(sorted(by_type[kind].items())) for kind in PERTURBATION_TYPES if kind in by_type}
+    return clean, ordered
+
+
+def robustness_table(results):
+    """The CSV's rows (dicts of strings) and columns: clean first, then type by type, level by level."""
+    clean, by_type = split_results(results)
+    rows = [dict(clean, type=CLEAN_TYPE, level=0)]
+    rows += [row for levels in by_type.values() for row in levels.values()]
+    columns = list(ROBUSTNESS_COLUMNS)
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    clean_auc = _metric(clean, "video_auc")
+    table = []
+    for row in rows:
+        auc = _metric(row, "video_auc")
+        values = dict(row)
+        values["parameter"] = Perturbation(row["type"], row["level"]).parameter if row["level"] else None
+        values["auc_drop"] = clean_auc - auc if clean_auc is not None and auc is not None else None
+        table.append({key: _format(values.get(key), key) for key in columns})
+    return table, columns
+
+
+def first_costly_level(clean_auc, auc_by_level, auc_drop=AUC_DROP):
+    """The first level whose AUC is more than `auc_drop` below `clean_auc`; None if there is none.
+
+    Levels without an AUC (None: undefined, e.g. one class left) are passed over. The difference
+    is rounded to 9 decimals first, so 0.90 -> 0.85 counts as exactly 0.05 (not more).
+    """
+    for level, auc in sorted(auc_by_level.items()):
+        if auc is not None and round(clean_auc - auc, 9) > auc_drop:
+            return level
+    return None
+
+
+def robustness_markdown(results, auc_drop=AUC_DROP, skipped=None, plot_name=PLOT_NAME):
+    """report.md's robustness section: video AUC per type and level, and each type's first costly level.
+
+    `skipped`: {type: reason} for types that could not run (e.g. video compression without an
+    encoder); they get a row saying so.
+    """
+    clean, by_type = split_results(results)
+    skipped = dict(skipped or {})
+    clean_auc = _metric(clean, "video_auc")
+    levels = sorted({level for type_levels in by_type.values() for level in type_levels})
+    clean_text = "undefined" if clean_auc is None else f"{clean_auc:.4f}"
+    lines = [
+        "## Robustness to perturbations",
+        "",
+        f"Video AUC under DeeperForensics-1.0's perturbations (Jiang et al. 2020) at levels 1-5, "
+        f"against the clean evaluation (level 0, video AUC {clean_text}). The last column names the "
+        f"first level at which a type costs more than {auc_drop:g} AUC. All metrics: `{CSV_NAME}`.",
+        "",
+        "| perturbation | " + " | ".join(f"level {level}" for level in levels)
+        + f" | first level costing > {auc_drop:g} AUC |",
+        "|---|" + "---:|" * len(levels) + "---|",
+    ]
+    for kind in PERTURBATION_TYPES:
+        if kind in skipped:
+            lines.append(f"| {TYPE_NAMES[kind]} | " + " | ".join("" for _ in levels)
+                         + f" | not run: {skipped[kind]} |")
+        if kind not in by_type:
+            continue
+        aucs = {level: _metric(row, "video_auc") for level, row in by_type[kind].items()}
+        cells = [_format(aucs.get(level), "video_auc") or "—" for level in levels]
+        lines.append(f"| {TYPE_NAMES[kind]} | " + " | ".join(cells) + f" | {_costly_text(clean_auc, aucs, auc_drop)} |")
+    lines += ["", f"![video AUC against perturbation level]({plot_name})", ""]
+    return "\n".join(lines)
+
+
+def _costly_text(clean_auc, aucs, auc_drop):
+    """The last table cell: "level 3 (AUC 0.8100)", "none up to level 5" or why it cannot be said."""
+    if clean_auc is None:
+        return "not measurable: the clean AUC is undefined"
+    measured = [level for level, auc in aucs.items() if auc is not None]
+    if not measured:
+        return "not measurable: AUC undefined at every level"
+    level = first_costly_level(clean_auc, aucs, auc_drop)
+    if level is None:
+        return f"none up to level {max(measured)}"
+    return f"level {level} (AUC {aucs[level]:.4f})"
+
+
+def plot_robustness(results, path, auc_drop=AUC_DROP):
+    """robustness.png: video AUC against level, one line per type from the shared clean point."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    clean, by_type = split_results(results)
+    clean_auc = _metric(clean, "video_auc")
+    clean_y = math.nan if clean_auc is None else clean_auc
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    markers = "osD^vPX"
+    for number, (kind, levels) in enumerate(by_type.items()):
+        xs = [0, *levels]
+        ys = [clean_y] + [math.nan if _metric(row, "video_auc") is None else _metric(row, "video_auc")
+                          for row in levels.values()]
+        axis.plot(xs, ys, marker=markers[number % len(markers)], markersize=4, label=TYPE_NAMES[kind])
+    if clean_auc is not None:
+        axis.axhline(clean_auc - auc_drop, linestyle="--", color="grey", linewidth=1,
+                     label=f"clean AUC - {auc_drop:g}")
+    axis.set_xlabel("perturbation level (DeeperForensics-1.0; 0 = clean)")
+    axis.set_ylabel("video AUC")
+    axis.set_title("Robustness: video AUC under perturbation")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
+def write_robustness(folder, results, auc_drop=AUC_DROP, skipped=None):
+    """Write robustness.csv and robustness.png into `folder`; return report.md's markdown section."""
+    folder = Path(folder)
+    table, columns = robustness_table(results)
+    write_csv(folder / CSV_NAME, table, columns)
+    plot_robustness(results, folder / PLOT_NAME, auc_drop)
+    return robustness_markdown(results, auc_drop, skipped)
+
+
+def _metric(row, key):
+    """A metric of a result row as a float; None when missing, None or NaN."""
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def _format(value, key):
+    """A CSV/markdown cell: "" for missing, 4 decimals for float metrics, the value as text otherwise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and key != "parameter":
+        return f"{value:.4f}"
+    return str(value)
