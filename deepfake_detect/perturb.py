@@ -133,8 +133,9 @@ class Perturbation:
     def apply(self, frame_bgr, frame_index, video_name):
         """The perturbed copy of one frame (H, W, 3) BGR uint8; the frame itself at level 0.
 
-        `frame_index` and `video_name` seed the random types (block, noise), so each frame gets
-        its own draw and a rerun gets the same one.
+        `frame_index` (the frame's index in its video, as frames.iter_kept_frames yields it) and
+        `video_name` seed the random types (block, noise), so each frame gets its own draw and a
+        rerun gets the same one.
         """
         if self.applies_to_video:
             raise ValueError(f"{self.kind} perturbs the video file: use reencode(), not apply()")
@@ -288,11 +289,13 @@ def encode_h264(src_path, dst_path, crf):
 
     Like DF-1.0's `ffmpeg -i in -crf N out`: default preset, frame rate and size kept (odd sizes
     rounded down to even, which yuv420p needs); audio dropped, since the detector never reads it.
+    The container is MP4 whatever `dst_path`'s extension, so the re-encoded video can keep its
+    source's file name (which metadata.json names); OpenCV finds the format from the content.
     """
     command = [ffmpeg_executable(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
                "-i", str(src_path), "-map", "0:v:0", "-an",
                "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
-               "-c:v", VIDEO_ENCODER, "-crf", str(crf), "-pix_fmt", "yuv420p", str(dst_path)]
+               "-c:v", VIDEO_ENCODER, "-crf", str(crf), "-pix_fmt", "yuv420p", "-f", "mp4", str(dst_path)]
     result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from deepfake_detect.evaluation import _save_figure  # atomic PNG, as stage 03's plots
 from deepfake_detect.files import write_csv
-from deepfake_detect.perturb import LEVELS, PERTURBATION_TYPES, TYPE_NAMES, Perturbation
+from deepfake_detect.perturb import (LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation,
+                                     ffmpeg_executable)
 
 AUC_DROP = 0.05  # a type "costs" AUC at the first level whose video AUC is more than this below clean
 CLEAN_TYPE = "none"
@@ -53,6 +54,22 @@ def plan_sweep(types=None, levels=None, seed=0):
         raise ValueError(f"perturbation levels are 1-5, got {', '.join(map(repr, bad))}")
     return [Perturbation(kind, level, seed) for kind in PERTURBATION_TYPES if kind in types
             for level in sorted(set(levels)) if level != 0]
+
+
+def runnable_plan(plan):
+    """(the plan without what cannot run here, {type: reason}) for robustness_markdown's `skipped`.
+
+    Only video compression can be unrunnable: without an ffmpeg with libx264 its levels are
+    dropped with CodecError's message (what to install); the six frame types always run.
+    """
+    if not any(perturbation.applies_to_video for perturbation in plan):
+        return list(plan), {}
+    try:
+        ffmpeg_executable()
+    except CodecError as error:
+        return ([p for p in plan if not p.applies_to_video],
+                {kind: str(error) for kind in VIDEO_TYPES if any(p.kind == kind for p in plan)})
+    return list(plan), {}
 
 
 def split_results(results):

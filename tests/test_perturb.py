@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from deepfake_detect import settings
 from deepfake_detect.frames import VideoError
 from deepfake_detect.perturb import (FRAME_TYPES, LEVELS, PERTURBATION_TYPES, CodecError, Perturbation,
                                      psnr)
@@ -86,6 +87,19 @@ def test_psnr_falls_with_each_level(face_bgr, kind):
     assert values[0] < 45, values  # level 1 already changes the image visibly
 
 
+def test_psnr_falls_with_each_level_on_a_dfdc_frame(dfdc_sample_dir):
+    # The frame stage 00 keeps first from a real DFDC clip (633x356), where the sweep applies them.
+    from deepfake_detect.frames import iter_kept_frames
+
+    frames = iter_kept_frames(dfdc_sample_dir / "videos" / "abqwwspghj.mp4", settings.load_config().RESIZE_RULES)
+    _, frame = next(frames)
+    frames.close()
+    assert frame.shape == (356, 633, 3)
+    for kind in FRAME_TYPES:
+        values = [psnr(frame, Perturbation(kind, level).apply(frame, 0, "abqwwspghj")) for level in LEVELS]
+        assert all(earlier > later for earlier, later in zip(values, values[1:])), (kind, values)
+
+
 def test_block_levels_include_lower_levels_blocks(face_bgr):
     level2 = Perturbation("block", 2).apply(face_bgr, 0, "v")
     level4 = Perturbation("block", 4).apply(face_bgr, 0, "v")
@@ -111,6 +125,20 @@ def test_video_level_0_is_a_plain_copy(tmp_path, face_bgr):
     source = write_portrait_video(tmp_path / "clip.mp4", face_bgr, frame_count=3)
     out = Perturbation("video", 0).reencode(source, tmp_path / "copy.mp4")
     assert out.read_bytes() == source.read_bytes()
+
+
+def test_reencoded_video_keeps_any_file_name(tmp_path, face_bgr):
+    # An .avi keeps its name (metadata.json names it) and is still read: MP4 inside, found by content.
+    source = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (320, 240))
+    for index in range(5):
+        writer.write(np.ascontiguousarray(face_bgr[index:index + 240, :320]))
+    writer.release()
+    (tmp_path / "out").mkdir()
+    out = Perturbation("video", 3).reencode(source, tmp_path / "out" / "clip.avi")
+    frames = read_frames(out)
+    assert len(frames) == 5 and frames[0].shape == (240, 320, 3)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["clip.avi"]
 
 
 def test_missing_ffmpeg_is_a_codec_error_naming_the_fix(tmp_path, monkeypatch, face_bgr):

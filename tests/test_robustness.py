@@ -10,7 +10,7 @@ import pytest
 
 from deepfake_detect.perturb import PERTURBATION_TYPES, Perturbation
 from deepfake_detect.robustness import (first_costly_level, plan_sweep, robustness_markdown,
-                                        write_robustness)
+                                        runnable_plan, write_robustness)
 
 
 def result(kind, level, auc, log_loss, accuracy, faces, **extra):
@@ -61,6 +61,15 @@ def test_plan_sweep_names_bad_types_and_levels():
         plan_sweep(["blur", "resize"], [1])
     with pytest.raises(ValueError, match="levels are 1-5, got 6"):
         plan_sweep(["blur"], [1, 6])
+
+
+def test_runnable_plan_drops_video_compression_without_an_encoder(tmp_path, monkeypatch):
+    plan = plan_sweep(["blur", "video"], [1, 2])
+    assert runnable_plan(plan) == (plan, {})
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-ffmpeg"))
+    runnable, skipped = runnable_plan(plan)
+    assert runnable == [Perturbation("blur", 1), Perturbation("blur", 2)]
+    assert list(skipped) == ["video"] and "pip install imageio-ffmpeg" in skipped["video"]
 
 
 def test_robustness_csv_exact_content(tmp_path):
