@@ -9,15 +9,18 @@ Every number comes from DeeperForensics-1.0's released perturbation code (Jiang 
 github.com/EndlessSora/DeeperForensics-1.0, `perturbation/add_distortion_to_video.py`,
 `get_distortion_parameter`, and the functions in `perturbation/distortions.py`):
 
-| kind       | DF-1.0 name | parameter per level 1..5          | what it does here (as DF-1.0's function) |
-|------------|-------------|-----------------------------------|-------------------------------------------|
-| saturation | CS          | 0.4, 0.3, 0.2, 0.1, 0.0           | chroma (Cb, Cr) scaled by the parameter about neutral grey |
-| contrast   | CC          | 0.85, 0.725, 0.6, 0.475, 0.35     | every pixel value multiplied by the parameter |
-| block      | BW          | 16, 32, 48, 64, 80                | that many x (short side // 256) grey (128) 8x8 blocks at random places |
-| noise      | GNC         | 0.001, 0.002, 0.005, 0.01, 0.05   | white Gaussian noise of that variance on Y, Cb, Cr scaled to [0, 1] (studio swing) |
-| blur       | GB          | 7, 9, 13, 17, 21                  | Gaussian blur, kernel k x k, sigma k / 6 |
-| jpeg       | JPEG        | 2, 3, 4, 5, 6                     | down-scaled by the factor and back up (bilinear): DF-1.0's code models its "JPEG compression" this way |
-| video      | VC          | CRF 30, 32, 35, 38, 40            | re-encoded with H.264 (libx264, ffmpeg's default preset) at that CRF |
+| kind       | DF-1.0 | parameter, levels 1..5        | what it does (as DF-1.0's function)          |
+|------------|--------|-------------------------------|----------------------------------------------|
+| saturation | CS     | 0.4, 0.3, 0.2, 0.1, 0.0       | Cb, Cr scaled by it about neutral grey       |
+| contrast   | CC     | 0.85, 0.725, 0.6, 0.475, 0.35 | every pixel value multiplied by it           |
+| block      | BW     | 16, 32, 48, 64, 80            | that many x (short side // 256) grey 8x8     |
+|            |        |                               | blocks (value 128) at random places          |
+| noise      | GNC    | 0.001, 0.002, 0.005, 0.01,    | white Gaussian noise of that variance on Y,  |
+|            |        | 0.05                          | Cb, Cr scaled to [0, 1] (studio swing)       |
+| blur       | GB     | 7, 9, 13, 17, 21              | Gaussian blur, k x k kernel, sigma k / 6     |
+| jpeg       | JPEG   | 2, 3, 4, 5, 6                 | down-scaled by it and back up (bilinear):    |
+|            |        |                               | how DF-1.0's code makes "JPEG compression"   |
+| video      | VC     | CRF 30, 32, 35, 38, 40        | H.264 re-encode (libx264, default preset)    |
 
 Differences from DF-1.0's code, each so a sweep is reproducible and degrades steadily:
 values are rounded, not truncated, to uint8 (truncation darkens every image by half a grey level
@@ -299,4 +302,5 @@ def encode_h264(src_path, dst_path, crf):
     result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         lines = result.stderr.strip().splitlines()
-        raise VideoError(f"ffmpeg could not re-encode it: {lines[-1] if lines else 'exit code ' + str(result.returncode)}")
+        reason = lines[-1] if lines else f"exit code {result.returncode}"
+        raise VideoError(f"ffmpeg could not re-encode it: {reason}")
