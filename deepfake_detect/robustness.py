@@ -18,6 +18,18 @@ plus one row with level 0: the clean evaluation, shared by every type (its "type
 
 and returns a markdown section for report.md that names, per type, the first level at which the
 video AUC falls more than AUC_DROP below level 0 ("none up to level N" otherwise).
+
+How stage 05 drives it (one model, one dataset):
+
+    plan, skipped = runnable_plan(plan_sweep(types, levels, seed))   # no encoder: video skipped
+    results = [dict(clean_metrics, type="none", level=0)]
+    for perturbation in plan:            # faces cached per perturbation.cache_tag
+        if perturbation.applies_to_video:  # each video -> perturbation.reencode(src, dst), then stage 00
+            ...
+        else:                            # stage 00's frames -> perturbation.apply(frame, index, video)
+            ...
+        results.append(dict(metrics, type=perturbation.kind, level=perturbation.level))
+    section = write_robustness(eval_folder, results, skipped=skipped)   # append to report.md
 """
 
 import math
