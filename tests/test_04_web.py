@@ -151,7 +151,7 @@ def test_page_shows_verdict_score_and_crops(client, workspace, scorer):
     assert response.status_code == 200
     assert re.search(r'id="verdict">(\w+)<', text).group(1) == expected.verdict
     assert float(re.search(r'id="p-fake">([0-9.]+)<', text).group(1)) == pytest.approx(expected.p_fake, abs=5e-4)
-    assert text.count('src="data:image/jpeg;base64,') == len(expected.faces) >= 1
+    assert text.count('class="crop" src="data:image/jpeg;base64,') == len(expected.faces) >= 1
     assert "astronaut.png" in text and "P(fake) = 1 - P(real)" in text
 
 
@@ -242,7 +242,7 @@ def test_headless_chromium_uploads_an_image_and_reads_the_verdict(app, workspace
         verdict = WebDriverWait(driver, 60).until(
             expected_conditions.presence_of_element_located((By.ID, "verdict"))).text
         p_fake = float(driver.find_element(By.ID, "p-fake").text)
-        crops = driver.find_elements(By.CSS_SELECTOR, ".faces img")
+        crops = driver.find_elements(By.CSS_SELECTOR, ".faces img.crop")
     finally:
         if driver:
             driver.quit()
