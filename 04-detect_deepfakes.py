@@ -263,6 +263,8 @@ def detect_files(args, cfg, scorer):
     if args.explain and not scorer.can_explain:
         warn(f"--explain: {scorer.model_path} is an exported model; Grad-CAM needs the run's model.keras, "
              f"so the inputs are scored without heatmaps")
+    elif args.explain:
+        scorer.explain_faces([])  # builds and traces Grad-CAM before the first input, not during it
     timer = Timer()
     name_width = min(60, max(len("input"), *(len(str(p)) for p in files)))
     tqdm.write(table_header(name_width))

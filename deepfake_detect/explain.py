@@ -85,6 +85,7 @@ class GradCam:
             return p_real, tf.math.divide_no_nan(cam, peak)
 
         self._run = run
+        run(np.zeros((batch_size, self.input_size, self.input_size, 3), np.float32))  # trace now, once
 
     def explain(self, batch):
         """(p_real float list, list of heatmaps) for a prepared float32 batch, in fixed-size

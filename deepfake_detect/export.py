@@ -73,9 +73,11 @@ def tflite_bytes(saved_model_dir, int8):
 def export_model(model_path, out_dir, threshold):
     """Write the SavedModel, both TFLite models and their sidecars to `out_dir` (built in a
     hidden partial folder and renamed at the end). Returns {artefact name: path}."""
+    from deepfake_detect.devices import configure_tensorflow
     from deepfake_detect.evaluation import sha256_of
     from deepfake_detect.model import load_model
 
+    configure_tensorflow()
     model_path, out_dir = Path(model_path), Path(out_dir)
     model = load_model(model_path)
     digest = sha256_of(model_path)
