@@ -91,7 +91,9 @@ def main(argv=None):
             driver.find_element(By.ID, "submit").click()
             WebDriverWait(driver, 120).until(expected_conditions.presence_of_element_located((By.ID, "verdict")))
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1000, min(height + 40, 2400))
+            # the whole page, not just the window (a headless window is capped at the screen's height)
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": 1000, "height": min(height + 20, 2400), "deviceScaleFactor": 1, "mobile": False})
             png = compress_png(driver.get_screenshot_as_png())
     if len(png) > MAX_BYTES:
         png = compress_png(png, width=760)
