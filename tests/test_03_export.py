@@ -125,3 +125,23 @@ def test_export_never_replaces_an_export_unasked(exported, capsys):
     assert status == 2 and "--overwrite" in capsys.readouterr().err
     assert (exported["dir"] / export.TFLITE_FLOAT32).is_file()
     assert stage03.main(["--config", str(exported["config"]), "--export", "no-such-run"]) == 2
+
+
+def test_web_page_serves_an_exported_model_without_heatmaps(exported):
+    import io
+
+    from deepfake_detect import web
+    from deepfake_detect.settings import load_config
+
+    media = write_media(exported["root"] / "web-media")
+    scorer = detect.Scorer(exported["dir"] / export.TFLITE_INT8)
+    assert not scorer.can_explain
+    client = web.create_app(scorer, load_config(exported["config"])).test_client()
+    image = media["astronaut.png"].read_bytes()
+    response = client.post("/api/detect?explain=1&crops=1", data={"file": (io.BytesIO(image), "a.png")},
+                           content_type="multipart/form-data")
+    result = response.get_json()
+    assert response.status_code == 200 and result["status"] == "scored"
+    assert "crop" in result["face_scores"][0] and "overlay" not in result["face_scores"][0]
+    page = client.post("/", data={"file": (io.BytesIO(image), "a.png")}, content_type="multipart/form-data")
+    assert page.status_code == 200 and 'class="overlay"' not in page.get_data(as_text=True)
