@@ -3,6 +3,7 @@
     SPLIT_DIR/{train,val,test}/{real,fake}/*.png  ->  RUNS_DIR/<run name>/
 
     python 03-train_cnn.py [--config configs/my_dataset.py] [--name NAME] [--overwrite] [--cpu-devices N]
+    python 03-train_cnn.py --export RUN [--overwrite]   # RUNS_DIR/RUN/export/: SavedModel + TFLite (export.py)
 
 The network (config BACKBONE, INPUT_SIZE, WEIGHTS) outputs P(pristine): labels are fake = 0,
 real = 1, as the original's flow_from_directory gave them. Crops are decoded and resized once
@@ -207,14 +208,49 @@ def parse_args(argv=None):
                              "an interrupted run with this name resumes")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run folder of this name instead of refusing")
+    parser.add_argument("--export", default=None, metavar="RUN",
+                        help="instead of training, export RUN's model.keras (a run name in RUNS_DIR or a run "
+                             "folder) as a SavedModel and float32/int8 TFLite models in RUN/export/")
     parser.add_argument("--cpu-devices", type=int, default=0, metavar="N",
                         help="split the CPU into N logical devices and mirror training across them "
                              "(tests the multi-GPU path on a machine without GPUs)")
     return parser.parse_args(argv)
 
 
+def export_run(cfg, run, overwrite):
+    """--export RUN: write RUN/export/ (export.py) and print what was written; return the exit status."""
+    from deepfake_detect import export
+
+    run_dir = Path(run) if (Path(run) / "model.keras").is_file() else cfg.RUNS_DIR / run
+    model_path, out_dir = run_dir / "model.keras", run_dir / export.EXPORT_DIR
+    if not model_path.is_file():
+        print(f"error: --export {run}: no model.keras in {run_dir}", file=sys.stderr)
+        return 2
+    if out_dir.exists():
+        if not overwrite:
+            print(f"error: {out_dir} exists: add --overwrite to replace it", file=sys.stderr)
+            return 2
+        shutil.rmtree(out_dir)
+    timer = Timer()
+    print(f"exporting {model_path} to {out_dir}")
+    written = export.export_model(model_path, out_dir, cfg.THRESHOLD)
+    print(f"stage 03 export finished in {timer.seconds:,.1f} s:")
+    for name, path in written.items():
+        size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        print(f"  {name:<22} {size / 1e6:8.2f} MB   + {export.sidecar_path(path).name}")
+    print(f"  score with: python 04-detect_deepfakes.py INPUTS --run {written[export.TFLITE_FLOAT32]}")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.export:
+        try:
+            cfg = settings.load_config(args.config)
+        except settings.ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return export_run(cfg, args.export, args.overwrite)
     try:
         cfg = settings.load_config(args.config)
         check_training_settings(cfg)

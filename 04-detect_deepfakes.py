@@ -3,7 +3,8 @@
     videos, images, folders  +  RUNS_DIR/<run>/model.keras  ->  a table (and --csv / --json / --annotate)
 
     python 04-detect_deepfakes.py clip.mp4 photo.jpg folder/ [--run NAME_OR_PATH] [--details]
-                                  [--csv scores.csv] [--json scores.json] [--annotate out/]
+                                  [--csv scores.csv] [--json scores.json] [--annotate out/] [--explain]
+    python 04-detect_deepfakes.py clip.mp4 --run runs/NAME/export/model_float32.tflite   # or .../saved_model
     python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page
 
 Frames, faces and input scaling are exactly those of stages 00, 01a and 03 (shared code):
@@ -24,6 +25,8 @@ up for illustration; long reasons cut):
     P(real) = the model's probability that the faces are real (pristine); P(fake) = 1 - P(real). ...
     stage 04 finished in 12.0 s: 5 inputs (3 scored, 2 not scored)
 
+--explain adds a Grad-CAM heatmap per face (explain.py) to --annotate, --details and --json;
+--annotate also writes each video's P(fake) per frame as <name>-timeline.png (timeline.py).
 Inputs without a score (no face, unreadable, unsupported) say why and carry no score.
 Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
 """
@@ -83,8 +86,30 @@ def detail_lines(result):
         for face in faces:
             x, y, width, height = face.box
             lines.append(f"    {where} face {face.number}: box {width}x{height} at ({x},{y})  "
-                         f"P(real) {face.p_real:.3f}  P(fake) {face.p_fake:.3f}")
+                         f"P(real) {face.p_real:.3f}  P(fake) {face.p_fake:.3f}" + gradcam_note(face))
     return lines
+
+
+def gradcam_note(face):
+    """'  Grad-CAM peak at 40%,70% of the crop' for a face with a heatmap (--explain), else ''."""
+    if face.heatmap is None:
+        return ""
+    from deepfake_detect.explain import heatmap_peak
+
+    peak_x, peak_y = heatmap_peak(face.heatmap)
+    return f"  Grad-CAM peak at {peak_x:.0%},{peak_y:.0%} (x,y) of the crop"
+
+
+def gradcam_records(result):
+    """--explain in the JSON: per face its heatmap's peak and the overlay as a data: URI."""
+    from deepfake_detect.explain import heatmap_peak, overlay_heatmap
+    from deepfake_detect.web import crop_data_uri
+
+    return [{"frame": face.frame, "face": face.number,
+             "peak": dict(zip(("x", "y"), heatmap_peak(face.heatmap))),
+             "heatmap": [[round(float(v), 4) for v in row] for row in face.heatmap],
+             "overlay": crop_data_uri(overlay_heatmap(face.crop, face.heatmap))}
+            for face in result.faces if face.heatmap is not None and face.crop is not None]
 
 
 def counts_of(result):
@@ -146,13 +171,15 @@ def write_results_csv(path, results, cfg, details):
     return written
 
 
-def write_results_json(path, results, cfg, model_path, details):
+def write_results_json(path, results, cfg, model_path, details, explain=False):
     """Everything in one JSON file: model, settings, score meaning, one object per input."""
     inputs = []
     for result in results:
         record = summary_record(result, cfg)
         if details:
             record["faces_detail"] = face_records(result)
+        if explain:
+            record["gradcam"] = gradcam_records(result)
         inputs.append(record)
     document = {"model": str(model_path), "score_meaning": score_meaning(cfg),
                 "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE,
@@ -175,6 +202,22 @@ def annotation_path(out_dir, result, used):
     return candidate
 
 
+def write_annotations(result, path, cfg, explain):
+    """The annotated image or video at `path` (heatmaps under the boxes with --explain) and,
+    for a video, its P(fake) timeline beside it as `<name>-timeline.png`."""
+    if explain:
+        from deepfake_detect.explain import paint_result_frames
+
+        paint_result_frames(result, cfg.FACE_MARGIN)
+    write_annotated(result, path, cfg.THRESHOLD, cfg.FRAMES_PER_SECOND)
+    if result.kind == VIDEO:
+        from deepfake_detect.timeline import frame_series, write_timeline_png
+
+        write_timeline_png(frame_series(result.frame_indices, result.faces), cfg.THRESHOLD,
+                           path.with_name(path.name.replace("-annotated.mp4", "-timeline.png")),
+                           title=f"{Path(result.path).name}: P(fake) per frame")
+
+
 def exit_code(results):
     """0 when every input was scored, else 1."""
     return 0 if results and all(r.status == SCORED for r in results) else 1
@@ -190,6 +233,9 @@ def parse_args(argv=None):
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the rows to this JSON file")
     parser.add_argument("--annotate", type=Path, metavar="DIR",
                         help="write each input with its face boxes and scores drawn to this folder")
+    parser.add_argument("--explain", action="store_true",
+                        help="Grad-CAM heatmap per face (where the evidence for fake lies) in --annotate, "
+                             "--details and --json; needs a .keras model")
     parser.add_argument("--serve", action="store_true", help="start the local web page instead")
     parser.add_argument("--host", default=None, help="web page address (default: config WEB_HOST)")
     parser.add_argument("--port", type=int, default=None, help="web page port (default: config WEB_PORT)")
@@ -214,21 +260,25 @@ def detect_files(args, cfg, scorer):
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
         settings.save_settings(cfg, args.annotate, "04")
+    if args.explain and not scorer.can_explain:
+        warn(f"--explain: {scorer.model_path} is an exported model; Grad-CAM needs the run's model.keras, "
+             f"so the inputs are scored without heatmaps")
+    elif args.explain:
+        scorer.explain_faces([])  # builds and traces Grad-CAM before the first input, not during it
     timer = Timer()
     name_width = min(60, max(len("input"), *(len(str(p)) for p in files)))
     tqdm.write(table_header(name_width))
     results, used_names = [], set()
     bar = tqdm(total=len(files), desc="stage 04 inputs", unit="input", dynamic_ncols=True)
     try:
-        for result in scorer.score_files(files, cfg, keep_frames=bool(args.annotate)):
+        for result in scorer.score_files(files, cfg, keep_frames=bool(args.annotate), explain=args.explain):
             results.append(result)
             tqdm.write(table_row(result, name_width))
             if args.details:
                 for line in detail_lines(result):
                     tqdm.write(line)
             if args.annotate and result.status == SCORED:
-                write_annotated(result, annotation_path(args.annotate, result, used_names),
-                                cfg.THRESHOLD, cfg.FRAMES_PER_SECOND)
+                write_annotations(result, annotation_path(args.annotate, result, used_names), cfg, args.explain)
             result.frames_bgr = None  # frees the frames as soon as they are drawn
             bar.update(1)
     finally:
@@ -238,7 +288,7 @@ def detect_files(args, cfg, scorer):
     if args.csv:
         written += write_results_csv(args.csv, results, cfg, args.details)
     if args.json:
-        written.append(write_results_json(args.json, results, cfg, scorer.model_path, args.details))
+        written.append(write_results_json(args.json, results, cfg, scorer.model_path, args.details, args.explain))
     scored = sum(r.status == SCORED for r in results)
     print(f"stage 04 finished in {timer.seconds:,.1f} s: {len(results):,} inputs "
           f"({scored:,} scored, {len(results) - scored:,} not scored)")

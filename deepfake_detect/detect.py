@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from deepfake_detect.devices import configure_tensorflow
+from deepfake_detect.export import is_exported, load_exported
 from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
 from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.files import read_image
@@ -61,6 +62,7 @@ class FaceScore:
     detector_confidence: float | None
     p_real: float                   # the model's P(pristine)
     crop: np.ndarray | None = None  # RGB crop as the model saw it before resizing
+    heatmap: np.ndarray | None = None  # Grad-CAM map for P(fake) in [0, 1], only with explain (explain.py)
 
     @property
     def p_fake(self):
@@ -316,8 +318,8 @@ def find_run_model(runs_dir, run=None):
     runs_dir = Path(runs_dir)
     if run:
         candidate = Path(run)
-        if candidate.is_file():
-            return candidate
+        if candidate.is_file() or is_exported(candidate):
+            return candidate  # a .keras or .tflite file, or a SavedModel folder (export.py)
         for folder in (candidate, runs_dir / str(run)):
             if (folder / MODEL_FILE).is_file():
                 return folder / MODEL_FILE
@@ -345,6 +347,29 @@ def load_checked_model(path):
     return model
 
 
+class KerasPredictor:
+    """P(real) from a stage 03 model.keras; the other predictors are in export.py."""
+
+    def __init__(self, path):
+        self.keras_model = load_checked_model(path)
+        self.input_size = int(self.keras_model.input_shape[1])
+
+    def predict(self, batch):
+        return np.asarray(self.keras_model.predict_on_batch(batch)).reshape(-1)
+
+
+def load_predictor(path):
+    """The predictor for `path`: a .keras model, a .tflite file or a SavedModel folder, each
+    with `input_size` and `predict(float32 batch) -> P(real) array`. Raises ModelError."""
+    if not is_exported(path):
+        return KerasPredictor(path)
+    configure_tensorflow()
+    try:
+        return load_exported(path)
+    except Exception as error:  # noqa: BLE001 - TensorFlow and LiteRT raise many types
+        raise ModelError(f"{path}: cannot load the exported model ({type(error).__name__}: {error})") from None
+
+
 class Scorer:
     """The detector and the model, loaded once and used for every input.
 
@@ -355,8 +380,10 @@ class Scorer:
 
     def __init__(self, model_path, detector=None):
         self.model_path = Path(model_path)
-        self.model = load_checked_model(model_path)
-        self.input_size = int(self.model.input_shape[1])
+        self.predictor = load_predictor(model_path)
+        self.model = self.predictor.keras_model  # None for exported models (no Grad-CAM)
+        self.input_size = self.predictor.input_size
+        self._grad_cam = None
         self.detector = detector or MtcnnDetector()
         self.lock = threading.Lock()
         self.predict_p_real([])  # traces the model now, so the first input is not slower
@@ -369,18 +396,35 @@ class Scorer:
         for start in range(0, max(len(batch), 1), PREDICT_BATCH):
             chunk = batch[start:start + PREDICT_BATCH]
             padded[:len(chunk)] = chunk
-            output = np.asarray(self.model.predict_on_batch(padded)).reshape(-1)
+            output = self.predictor.predict(padded)
             scores += [float(p) for p in output[:len(chunk)]]
         return scores
 
-    def score_file(self, path, cfg, kind=None, keep_frames=False):
-        """Result for one file; `kind` (IMAGE/VIDEO) skips the content check when already known."""
-        return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames))
+    @property
+    def can_explain(self):
+        """True when the model is a Keras model, which Grad-CAM needs (exports are not)."""
+        return self.model is not None
 
-    def score_files(self, paths, cfg, kinds=None, keep_frames=False, read_ahead=True):
+    def explain_faces(self, crops_rgb):
+        """(P(real) list, Grad-CAM heatmap list) for RGB face crops, in one pass (explain.py)."""
+        if self._grad_cam is None:
+            from deepfake_detect.explain import GradCam
+
+            self._grad_cam = GradCam(self.model, PREDICT_BATCH)
+        return self._grad_cam.explain(prepare_faces(crops_rgb, self.input_size))
+
+    def score_file(self, path, cfg, kind=None, keep_frames=False, explain=False, progress=None):
+        """Result for one file; `kind` (IMAGE/VIDEO) skips the content check when already known."""
+        return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames,
+                                     explain=explain, progress=progress))
+
+    def score_files(self, paths, cfg, kinds=None, keep_frames=False, read_ahead=True, explain=False,
+                    progress=None):
         """Yield a Result per path, in order. Frames of the next files are read in a background
         thread meanwhile (read_ahead=False: all in this thread, to compare or debug).
-        `keep_frames` keeps each input's resized frames (for annotation)."""
+        `keep_frames` keeps each input's resized frames (for annotation); `explain` adds a
+        Grad-CAM heatmap to each face when the model allows (can_explain); `progress(frames
+        read)` is called after each frame of an input."""
         kinds = kinds or [None] * len(paths)
         items, early = [], {}  # early: position -> Result of a file that is not even read
         for position, (path, kind) in enumerate(zip(paths, kinds)):
@@ -399,9 +443,9 @@ class Scorer:
             if position in early:
                 yield early[position]
             else:
-                yield self._score_stream(stream, cfg, keep_frames)
+                yield self._score_stream(stream, cfg, keep_frames, explain, progress)
 
-    def _score_stream(self, stream, cfg, keep_frames):
+    def _score_stream(self, stream, cfg, keep_frames, explain=False, progress=None):
         """Consume one input's frames from the reading stream and score them.
 
         Whatever goes wrong, this input's frames are read to their end marker, so the next
@@ -415,6 +459,8 @@ class Scorer:
                 read_error = frame
                 break
             frame_indices.append(index)
+            if progress:
+                progress(len(frame_indices))
             if keep_frames:
                 frames_kept[index] = frame
             batch.append((index, frame))
@@ -432,14 +478,14 @@ class Scorer:
             if failure is not None:
                 raise failure
             faces += self._detect_faces(batch, cfg, unsearched)
-            self._conclude(result, faces, unsearched, read_error, cfg)
+            self._conclude(result, faces, unsearched, read_error, cfg, explain)
         except Exception as error:  # noqa: BLE001 - reported in the row, the other inputs go on
             result.status, result.reason = FAILED, f"{type(error).__name__}: {error}"
             result.faces, result.p_real, result.verdict = [], None, None
         result.seconds = time.perf_counter() - started
         return result
 
-    def _conclude(self, result, faces, unsearched, read_error, cfg):
+    def _conclude(self, result, faces, unsearched, read_error, cfg, explain=False):
         """Set the status, reason and, when there are faces, the scores of `result`."""
         frame_count = len(result.frame_indices)
         if read_error and not frame_count:
@@ -451,8 +497,11 @@ class Scorer:
             result.status = NO_FACE
             result.reason = self._no_face_reason(result.kind, result.frame_indices, read_error)
         else:
-            for face, p_real in zip(faces, self.predict_p_real([f.crop for f in faces])):
-                face.p_real = p_real
+            crops = [f.crop for f in faces]
+            scores, heatmaps = (self.explain_faces(crops) if explain and self.can_explain
+                                else (self.predict_p_real(crops), [None] * len(faces)))
+            for face, p_real, heatmap in zip(faces, scores, heatmaps):
+                face.p_real, face.heatmap = p_real, heatmap
             result.faces = faces
             result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
             result.verdict = verdict_of(result.p_real, cfg.THRESHOLD)

@@ -10,6 +10,7 @@ fresh model (fixed seed, weights=None) and MTCNN load once for the whole file.
 """
 
 import base64
+import contextlib
 import io
 import re
 import tempfile
@@ -151,7 +152,7 @@ def test_page_shows_verdict_score_and_crops(client, workspace, scorer):
     assert response.status_code == 200
     assert re.search(r'id="verdict">(\w+)<', text).group(1) == expected.verdict
     assert float(re.search(r'id="p-fake">([0-9.]+)<', text).group(1)) == pytest.approx(expected.p_fake, abs=5e-4)
-    assert text.count('src="data:image/jpeg;base64,') == len(expected.faces) >= 1
+    assert text.count('class="crop" src="data:image/jpeg;base64,') == len(expected.faces) >= 1
     assert "astronaut.png" in text and "P(fake) = 1 - P(real)" in text
 
 
@@ -213,14 +214,14 @@ def test_serve_reports_a_busy_port_and_binds_loopback_by_default(workspace, scor
 
 # ------------------------------------------------------------------ the real page in Chromium
 
-def test_headless_chromium_uploads_an_image_and_reads_the_verdict(app, workspace, scorer, tmp_path):
+@contextlib.contextmanager
+def chromium_on(app, tmp_path):
+    """(driver, base URL) of headless Chromium and a real local server for `app`; skips
+    without Debian's chromium and chromedriver."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     server = web.make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -235,20 +236,140 @@ def test_headless_chromium_uploads_an_image_and_reads_the_verdict(app, workspace
     try:
         driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
         driver.set_page_load_timeout(60)
-        driver.get(f"http://127.0.0.1:{server.server_port}/")
+        yield driver, f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        if driver:
+            driver.quit()
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_headless_chromium_uploads_an_image_and_reads_the_verdict(app, workspace, scorer, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with chromium_on(app, tmp_path) as (driver, url):
+        driver.get(url)
         image = workspace["media"]["hopper.jpg"]
         driver.find_element(By.ID, "file").send_keys(str(image))
         driver.find_element(By.ID, "submit").click()
         verdict = WebDriverWait(driver, 60).until(
             expected_conditions.presence_of_element_located((By.ID, "verdict"))).text
         p_fake = float(driver.find_element(By.ID, "p-fake").text)
-        crops = driver.find_elements(By.CSS_SELECTOR, ".faces img")
-    finally:
-        if driver:
-            driver.quit()
-        server.shutdown()
-        thread.join(timeout=10)
+        crops = driver.find_elements(By.CSS_SELECTOR, ".faces img.crop")
     expected = scorer.score_file(image, workspace["cfg"])
     assert verdict == expected.verdict
     assert p_fake == pytest.approx(expected.p_fake, abs=5e-4)
     assert len(crops) == len(expected.faces) >= 1
+
+
+# ------------------------------------------------------------------ heatmaps, timeline, progress
+
+def decode_data_uri(uri):
+    assert uri.startswith("data:image/jpeg;base64,")
+    return cv2.imdecode(np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_api_explain_returns_grad_cam_overlays(client, workspace):
+    result = upload(client, "/api/detect?explain=1&crops=1", workspace["media"]["hopper.jpg"]).get_json()
+    assert result["faces"] >= 1
+    for face in result["face_scores"]:
+        crop, overlay = decode_data_uri(face["crop"]), decode_data_uri(face["overlay"])
+        assert overlay.shape == crop.shape
+        assert np.abs(overlay.astype(int) - crop.astype(int)).mean() > 10  # the heatmap is painted on
+    plain = upload(client, "/api/detect", workspace["media"]["hopper.jpg"]).get_json()
+    assert "overlay" not in plain["face_scores"][0] and plain["timeline"] == []
+
+
+def test_page_shows_heatmaps_and_the_timeline_of_a_video(client, workspace):
+    response = upload(client, "/", workspace["media"]["astronaut.mp4"])
+    text = response.get_data(as_text=True)
+    faces = upload(client, "/api/detect", workspace["media"]["astronaut.mp4"]).get_json()["face_scores"]
+    assert response.status_code == 200
+    assert text.count('class="overlay" src="data:image/jpeg;base64,') == len(faces) == 2
+    svg = re.search(r'<div id="timeline"><svg.*?</svg>', text, re.S).group(0)
+    points = re.search(r'<polyline class="scores" points="([^"]+)"', svg).group(1).split()
+    from deepfake_detect import timeline
+
+    read_back = [1 - (float(p.split(",")[1]) - timeline.TOP) / timeline.PLOT_HEIGHT for p in points]
+    assert read_back == pytest.approx([f["p_fake"] for f in faces], abs=0.01)
+
+
+def wait_for_job(client, job_id, seconds=120):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state = client.get(f"/api/jobs/{job_id}").get_json()
+        if state["state"] == "done":
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still running after {seconds} s")
+
+
+def test_a_job_reports_frames_read_of_expected_then_its_result(client, workspace, scorer):
+    video = workspace["media"]["astronaut.mp4"]  # 2 s at 10 fps: frames 0 and 10 are read
+    with scorer.lock:  # another upload is being scored: this one waits, and says so
+        response = upload(client, "/api/jobs?crops=1&explain=1", video)
+        assert response.status_code == 202
+        job = response.get_json()
+        state = client.get(job["status_url"]).get_json()
+        assert state["state"] == "running" and state["frames_read"] == 0 and state["frames_expected"] == 2
+        waiting = client.get(job["page_url"])
+        assert waiting.status_code == 202
+        assert "frames read 0 of 2" in waiting.get_data(as_text=True)
+        assert 'http-equiv="refresh"' in waiting.get_data(as_text=True)  # reloads itself without JavaScript
+    state = wait_for_job(client, job["job"])
+    expected = scorer.score_file(video, workspace["cfg"])
+    assert state["status"] == 200 and state["frames_read"] == 2
+    assert state["result"]["p_real"] == pytest.approx(expected.p_real, abs=1e-5)
+    assert all("overlay" in face and "crop" in face for face in state["result"]["face_scores"])
+    page = client.get(job["page_url"]).get_data(as_text=True)
+    assert re.search(r'id="verdict">(\w+)<', page).group(1) == expected.verdict
+    assert '<div id="timeline"><svg' in page
+    assert list(client.uploads.iterdir()) == []
+
+
+def test_jobs_are_limited_and_say_why_they_fail(client, workspace, scorer):
+    with scorer.lock:
+        started = [upload(client, "/api/jobs", workspace["media"]["hopper.jpg"]) for _ in range(web.MAX_RUNNING_JOBS)]
+        assert [r.status_code for r in started] == [202] * web.MAX_RUNNING_JOBS
+        busy = upload(client, "/api/jobs", workspace["media"]["hopper.jpg"])
+        assert busy.status_code == 429 and "try again" in busy.get_json()["error"]
+    for response in started:
+        assert wait_for_job(client, response.get_json()["job"])["status"] == 200
+    assert upload(client, "/api/jobs", data=b"plain text\n", name="x.png").status_code == 415
+    broken = upload(client, "/api/jobs", data=b"\xff\xd8\xff\xe0" + b"garbage" * 20, name="broken.jpg")
+    state = wait_for_job(client, broken.get_json()["job"])
+    assert state["status"] == 422 and "broken.jpg" in state["error"] and "result" not in state
+    assert client.get("/api/jobs/no-such-job").status_code == 404
+    assert client.get("/jobs/no-such-job").status_code == 404
+    assert list(client.uploads.iterdir()) == []
+
+
+def test_headless_chromium_shows_progress_then_heatmaps_and_the_timeline(app, workspace, scorer, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    video = workspace["media"]["astronaut.mp4"]
+    with chromium_on(app, tmp_path) as (driver, url):
+        driver.get(url)
+        driver.find_element(By.ID, "file").send_keys(str(video))
+        with scorer.lock:  # held: the job waits, so its progress can be seen
+            driver.find_element(By.ID, "submit").click()
+            WebDriverWait(driver, 30).until(
+                expected_conditions.text_to_be_present_in_element((By.ID, "progress-text"), "frames read 0 of 2"))
+            assert driver.find_element(By.ID, "progress-box").is_displayed()
+            assert not driver.find_element(By.ID, "submit").is_displayed()
+        verdict = WebDriverWait(driver, 60).until(
+            expected_conditions.presence_of_element_located((By.ID, "verdict"))).text
+        overlays = driver.find_elements(By.CSS_SELECTOR, ".faces img.overlay")
+        circles = driver.find_elements(By.CSS_SELECTOR, "#timeline svg circle")
+        loaded = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.faces img')).every(i => i.complete && i.naturalWidth > 0)")
+    expected = scorer.score_file(video, workspace["cfg"])
+    assert verdict == expected.verdict
+    assert len(overlays) == len(expected.faces) == 2 and loaded
+    assert len(circles) == 2  # one point per frame with a face

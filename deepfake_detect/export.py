@@ -1,0 +1,178 @@
+"""Ship a trained model without this repository: export a run's model.keras as a TensorFlow
+SavedModel and as TFLite models (float32, and int8 with dynamic-range quantisation), each with
+a sidecar JSON saying what goes in and what comes out; and read those exports back for stage 04.
+
+    python 03-train_cnn.py --export RUN      ->  RUNS_DIR/RUN/export/
+        saved_model/           Keras' model.export(): signature "serve", float32 (N, S, S, 3) -> (N, 1)
+        saved_model.json       the sidecar of saved_model/
+        model_float32.tflite   + model_float32.json
+        model_int8.tflite      + model_int8.json   (weights int8, activations float: ~4x smaller)
+
+Every export takes what model.keras takes: RGB face crops resized to S x S (the sidecar's
+input_size) and scaled to [0, 1] float32, and answers P(pristine): 1 = real, 0 = fake.
+
+Stage 04 scores with any of them (`--run RUN/export/model_float32.tflite`, `--run
+RUN/export/saved_model`) through the predictors below, which Scorer uses in place of the Keras
+model. TFLite runs with LiteRT's interpreter (the ai-edge-litert package) when it is installed,
+else with TensorFlow's own tf.lite.Interpreter (deprecated, still in TF 2.21).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deepfake_detect.files import finish_partial_folder, start_partial_folder, write_text_atomic
+
+EXPORT_DIR = "export"               # inside the run folder
+SAVED_MODEL = "saved_model"
+TFLITE_FLOAT32 = "model_float32.tflite"
+TFLITE_INT8 = "model_int8.tflite"
+SCORE_MEANING = "P(pristine): the probability that the face is real; 1 = real, 0 = deepfake. P(fake) = 1 - output."
+
+
+class ExportError(RuntimeError):
+    """An export cannot be written or read; the message says why."""
+
+
+def sidecar_path(artefact):
+    """`x/model_int8.tflite` -> `x/model_int8.json`; `x/saved_model` -> `x/saved_model.json`."""
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.stem + ".json")
+
+
+def sidecar(model, fmt, quantization, source, source_sha256, threshold):
+    """The sidecar JSON of one exported artefact."""
+    size = int(model.input_shape[1])
+    return {
+        "format": fmt,
+        "quantization": quantization,
+        "input": {"shape": [None, size, size, 3], "dtype": "float32", "input_size": size,
+                  "colour_order": "RGB",
+                  "scaling": "pixel / 255, so values are in [0, 1] (no mean or std normalisation)",
+                  "preparation": "crop the face with a 30% margin, resize to input_size x input_size "
+                                 "(INTER_AREA when shrinking, INTER_LINEAR when growing)"},
+        "output": {"shape": [None, 1], "dtype": "float32", "meaning": SCORE_MEANING},
+        "threshold": threshold,
+        "source_model": str(source), "source_sha256": source_sha256,
+        "model_name": model.name,
+    }
+
+
+def tflite_bytes(saved_model_dir, int8):
+    """A TFLite flatbuffer converted from a SavedModel; int8: dynamic-range quantisation."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]  # weights to int8, activations stay float
+    return converter.convert()
+
+
+def export_model(model_path, out_dir, threshold):
+    """Write the SavedModel, both TFLite models and their sidecars to `out_dir` (built in a
+    hidden partial folder and renamed at the end). Returns {artefact name: path}."""
+    from deepfake_detect.devices import configure_tensorflow
+    from deepfake_detect.evaluation import sha256_of
+    from deepfake_detect.model import load_model
+
+    configure_tensorflow()
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    model = load_model(model_path)
+    digest = sha256_of(model_path)
+    partial = start_partial_folder(out_dir)
+    try:
+        model.export(str(partial / SAVED_MODEL), format="tf_saved_model", verbose=False)
+        write_text_atomic(sidecar_path(partial / SAVED_MODEL), json.dumps(
+            sidecar(model, "tf_saved_model (signature serve)", "none", model_path, digest, threshold), indent=2) + "\n")
+        for name, int8 in ((TFLITE_FLOAT32, False), (TFLITE_INT8, True)):
+            (partial / name).write_bytes(tflite_bytes(partial / SAVED_MODEL, int8))
+            quantization = "dynamic-range int8 weights, float32 activations" if int8 else "none (float32)"
+            write_text_atomic(sidecar_path(partial / name), json.dumps(
+                sidecar(model, "tflite", quantization, model_path, digest, threshold), indent=2) + "\n")
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if not finish_partial_folder(partial, out_dir):
+        raise ExportError(f"{out_dir} was written by another run meanwhile")
+    return {name: out_dir / name for name in (SAVED_MODEL, TFLITE_FLOAT32, TFLITE_INT8)}
+
+
+# ------------------------------------------------------------ reading exports back
+
+def is_exported(path):
+    """True for a .tflite file or a SavedModel folder."""
+    path = Path(path)
+    return (path.is_file() and path.suffix == ".tflite") or (path.is_dir() and (path / "saved_model.pb").is_file())
+
+
+def tflite_interpreter(model_path):
+    """LiteRT's Interpreter (ai-edge-litert) when installed, else TensorFlow's tf.lite one."""
+    threads = os.cpu_count() or 1
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(model_path), num_threads=threads)
+
+
+class TFLitePredictor:
+    """P(real) from a .tflite export. Not thread-safe (Scorer's callers hold its lock)."""
+
+    keras_model = None  # no Grad-CAM
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.interpreter = tflite_interpreter(path)
+        details = self.interpreter.get_input_details()[0]
+        shape = details["shape"]
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
+            raise ExportError(f"{path}: expected square RGB face input (N, S, S, 3), found {list(shape)}")
+        self.input_size = int(shape[1])
+        self._input = details["index"]
+        self._output = self.interpreter.get_output_details()[0]["index"]
+        self._batch = None
+
+    def predict(self, batch):
+        batch = np.ascontiguousarray(batch, np.float32)
+        if self._batch != len(batch):
+            self.interpreter.resize_tensor_input(self._input, list(batch.shape))
+            self.interpreter.allocate_tensors()
+            self._batch = len(batch)
+        self.interpreter.set_tensor(self._input, batch)
+        self.interpreter.invoke()
+        return np.asarray(self.interpreter.get_tensor(self._output)).reshape(-1)
+
+
+class SavedModelPredictor:
+    """P(real) from a SavedModel folder written by Keras' model.export (signature "serve")."""
+
+    keras_model = None
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = Path(path)
+        self.model = tf.saved_model.load(str(path))
+        if not hasattr(self.model, "serve"):
+            raise ExportError(f"{path}: no 'serve' endpoint (export it with 03-train_cnn.py --export)")
+        shape = self.model.serve.input_signature[0].shape
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
+            raise ExportError(f"{path}: expected square RGB face input (None, S, S, 3), found {shape}")
+        self.input_size = int(shape[1])
+
+    def predict(self, batch):
+        return np.asarray(self.model.serve(np.asarray(batch, np.float32))).reshape(-1)
+
+
+def load_exported(path):
+    """The predictor for an exported model (.tflite file or SavedModel folder)."""
+    path = Path(path)
+    if path.suffix == ".tflite":
+        return TFLitePredictor(path)
+    return SavedModelPredictor(path)

@@ -1,0 +1,114 @@
+"""A video's P(fake) frame by frame: an inline SVG for the web page (no script, no font, no
+request: it works offline) and the same plot as `<name>-timeline.png` for `--annotate`.
+
+A frame's P(fake) is the mean of its faces' P(fake); a frame in which no face was found has
+none and is marked on the time axis instead. The dashed line is the threshold: a score above
+1 - THRESHOLD in P(fake) terms is FAKE (P(real) below THRESHOLD).
+
+Geometry (SVG user units): the plot area starts at (LEFT, TOP) and is PLOT_WIDTH x PLOT_HEIGHT;
+frame f of a video whose frames run from first to last sits at x_of(f, first, last), and
+P(fake) p at y_of(p) = TOP + (1 - p) * PLOT_HEIGHT, so the points can be read back.
+"""
+
+from html import escape
+
+import numpy as np
+
+WIDTH, HEIGHT = 640, 190
+LEFT, RIGHT, TOP, BOTTOM = 46, 14, 12, 38
+PLOT_WIDTH, PLOT_HEIGHT = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+FAKE_COLOUR, REAL_COLOUR, LINE_COLOUR, NO_FACE_COLOUR = "#b00020", "#1b7f2a", "#1f4e9c", "#888888"
+
+
+def frame_series(frame_indices, faces):
+    """[(frame index, P(fake) or None)] for every frame read: the mean P(fake) of its faces,
+    None when it has none. `faces` are FaceScores (frame, p_fake)."""
+    by_frame = {}
+    for face in faces:
+        by_frame.setdefault(face.frame, []).append(face.p_fake)
+    return [(index, float(np.mean(by_frame[index])) if index in by_frame else None) for index in frame_indices]
+
+
+def x_of(frame, first, last):
+    return LEFT + (frame - first) / (last - first) * PLOT_WIDTH if last > first else LEFT + PLOT_WIDTH / 2
+
+
+def y_of(p_fake):
+    return TOP + (1.0 - p_fake) * PLOT_HEIGHT
+
+
+def timeline_svg(series, threshold):
+    """The SVG markup (a string) of P(fake) per frame; `threshold` is THRESHOLD (a P(real))."""
+    if not series:
+        return ""
+    first, last = series[0][0], series[-1][0]
+    scored = [(frame, p) for frame, p in series if p is not None]
+    cut = 1.0 - threshold
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" viewBox="0 0 {WIDTH} {HEIGHT}" '
+             f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="P(fake) per frame" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect x="{LEFT}" y="{TOP}" width="{PLOT_WIDTH}" height="{PLOT_HEIGHT}" fill="#fafafa" stroke="#ccc"/>']
+    for value in (0.0, 0.5, 1.0):
+        y = y_of(value)
+        parts.append(f'<line x1="{LEFT - 4}" y1="{y:.2f}" x2="{LEFT}" y2="{y:.2f}" stroke="#666"/>'
+                     f'<text x="{LEFT - 6}" y="{y + 4:.2f}" text-anchor="end">{value:.1f}</text>')
+    parts.append(f'<text x="12" y="{TOP + PLOT_HEIGHT / 2:.1f}" transform="rotate(-90 12 {TOP + PLOT_HEIGHT / 2:.1f})" '
+                 f'text-anchor="middle">P(fake)</text>')
+    parts.append(f'<line class="threshold" x1="{LEFT}" y1="{y_of(cut):.2f}" x2="{LEFT + PLOT_WIDTH}" '
+                 f'y2="{y_of(cut):.2f}" stroke="{FAKE_COLOUR}" stroke-dasharray="5 4"/>'
+                 f'<text x="{LEFT + PLOT_WIDTH - 2}" y="{y_of(cut) - 4:.2f}" text-anchor="end" '
+                 f'fill="{FAKE_COLOUR}">threshold: FAKE above {cut:.2f}</text>')
+    if scored:
+        points = " ".join(f"{x_of(frame, first, last):.2f},{y_of(p):.2f}" for frame, p in scored)
+        parts.append(f'<polyline class="scores" points="{points}" fill="none" stroke="{LINE_COLOUR}" stroke-width="1.5"/>')
+        for frame, p in scored:
+            colour = FAKE_COLOUR if p > cut else REAL_COLOUR
+            parts.append(f'<circle cx="{x_of(frame, first, last):.2f}" cy="{y_of(p):.2f}" r="3" fill="{colour}">'
+                         f'<title>frame {frame}: P(fake) {p:.3f}</title></circle>')
+    base = TOP + PLOT_HEIGHT
+    for frame, p in series:
+        if p is None:
+            x = x_of(frame, first, last)
+            parts.append(f'<path class="no-face" data-frame="{frame}" d="M{x - 3:.2f},{base - 3:.2f} l6,6 m0,-6 l-6,6" '
+                         f'stroke="{NO_FACE_COLOUR}" stroke-width="1.5"><title>frame {frame}: no face</title></path>')
+    parts.append(f'<text x="{LEFT}" y="{HEIGHT - 20}">frame {first}</text>'
+                 f'<text x="{LEFT + PLOT_WIDTH}" y="{HEIGHT - 20}" text-anchor="end">frame {last}</text>')
+    no_face = sum(p is None for _, p in series)
+    legend = (f"{len(scored)} frames with faces" + (f", {no_face} without (grey x)" if no_face else "")
+              + "; dashed: threshold")
+    parts.append(f'<text x="{LEFT + PLOT_WIDTH / 2}" y="{HEIGHT - 5}" text-anchor="middle" fill="#555">{escape(legend)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def write_timeline_png(series, threshold, path, title=""):
+    """The same plot as a PNG (matplotlib), written atomically; None when there is no frame."""
+    if not series:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepfake_detect.evaluation import _save_figure
+
+    cut = 1.0 - threshold
+    scored = [(frame, p) for frame, p in series if p is not None]
+    figure, axis = plt.subplots(figsize=(8, 2.6))
+    if scored:
+        frames, values = zip(*scored)
+        axis.plot(frames, values, "-", color=LINE_COLOUR, linewidth=1.5, label="P(fake) of the frame's faces")
+        axis.scatter(frames, values, c=[FAKE_COLOUR if p > cut else REAL_COLOUR for p in values], s=14, zorder=3)
+    missing = [frame for frame, p in series if p is None]
+    if missing:
+        axis.scatter(missing, [0.0] * len(missing), marker="x", color=NO_FACE_COLOUR, label="no face", zorder=3)
+    axis.axhline(cut, color=FAKE_COLOUR, linestyle="--", linewidth=1, label=f"threshold (FAKE above {cut:.2f})")
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_xlabel("video frame")
+    axis.set_ylabel("P(fake)")
+    axis.set_title(title, fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    _save_figure(figure, path)
+    plt.close(figure)
+    return path
