@@ -141,7 +141,7 @@ def load_dataset(name, folder, cfg):
                            f"(video files ending {', '.join(cfg.VIDEO_EXTENSIONS)})"))
     unlabelled = [v for v in videos if v.label is None]
     if unlabelled:
-        raise DatasetError(f"dataset {name}: {folder} gives no labels ({len(unlabelled):,} videos without one): "
+        raise DatasetError(f"dataset {name}: {folder} gives no labels (videos without one: {len(unlabelled):,}): "
                            f"add a DFDC metadata.json or put the videos in real/ and fake/ subfolders")
     return EvalDataset(name, Path(folder), tuple(videos), tuple(problems))
 
@@ -362,8 +362,9 @@ def as_table(rows, columns):
 
 
 def write_table(path, table):
-    """Write a DataFrame as CSV atomically (floats to 6 decimals, None as an empty cell)."""
-    write_text_atomic(path, table.to_csv(index=False, float_format="%.6f", lineterminator="\n"))
+    """Write a DataFrame as CSV atomically (floats in full, None as an empty cell): the scores of an
+    untrained or very confident model can differ only in the 7th decimal, and ranks must survive."""
+    write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
 
 
 def unscored_videos(video_table):
