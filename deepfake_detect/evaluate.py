@@ -313,39 +313,62 @@ def score_dataset(model, temperature, dataset, extraction, cfg, run_name):
 
     p_real is calibrated with `temperature` (None: raw); p_real_raw is the network's output.
     A video's scores combine its faces' by VIDEO_SCORE (detect.combine_face_scores). Videos
-    without a face or unreadable get a row with their status and reason and no score.
+    without a face or unreadable get a row with their status and reason and no score. Faces of
+    several videos go through the model together (SCORE_CHUNK_FACES at a time), so small videos
+    do not each pay for a half-empty batch.
     """
     from tqdm import tqdm
 
+    video_rows, face_rows, pending = [], [], []
+    bar = tqdm(total=len(dataset.videos), desc=f"stage 05 scoring {run_name} on {dataset.name}", unit="video",
+               dynamic_ncols=True)
+    try:
+        for video in dataset.videos:
+            record = read_video_record(extraction.cache_dir, video.name)
+            if record is None:
+                outcome = next((o for o in extraction.outcomes if o.name == video.name), None)
+                record = {"status": FAILED, "frames": None, "faces": [],
+                          "reason": outcome.reason if outcome else "not extracted"}
+            pending.append((video, record, load_crops(extraction.cache_dir, record) if record["faces"] else []))
+            if sum(len(crops) for _, _, crops in pending) >= SCORE_CHUNK_FACES:
+                _score_pending(pending, model, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
+                bar.update(len(pending))
+                pending = []
+        _score_pending(pending, model, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
+        bar.update(len(pending))
+    finally:
+        bar.close()
+    return video_rows, face_rows
+
+
+SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
+
+
+def _score_pending(pending, model, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
+    """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
     from deepfake_detect.calibration import apply_temperature
     from deepfake_detect.detect import combine_face_scores, predict_p_real, verdict_of
 
-    input_size = int(model.input_shape[1])
-    video_rows, face_rows = [], []
-    for video in tqdm(dataset.videos, desc=f"stage 05 scoring {run_name} on {dataset.name}", unit="video",
-                      dynamic_ncols=True):
-        base = {"run": run_name, "dataset": dataset.name, "video": video.name, "label": video.label,
-                "method": video.method or ""}
-        record = read_video_record(extraction.cache_dir, video.name)
-        if record is None:
-            outcome = next((o for o in extraction.outcomes if o.name == video.name), None)
-            video_rows.append({**base, "status": FAILED, "frames": None, "faces": None, "p_real": None,
-                               "p_real_raw": None, "verdict": None,
-                               "reason": outcome.reason if outcome else "not extracted"})
-            continue
-        raw = predict_p_real(model, load_crops(extraction.cache_dir, record), input_size) if record["faces"] else []
+    crops = [crop for _, _, video_crops in pending for crop in video_crops]
+    raw_all = predict_p_real(model, crops, int(model.input_shape[1])) if crops else []
+    start = 0
+    for video, record, video_crops in pending:
+        raw = raw_all[start:start + len(video_crops)]
+        start += len(video_crops)
         calibrated = apply_temperature(raw, temperature).tolist()
+        base = {"run": run_name, "dataset": dataset_name, "video": video.name, "label": video.label,
+                "method": video.method or ""}
         for entry, p_raw, p_real in zip(record["faces"], raw, calibrated):
             face_rows.append({**base, "frame": entry["frame"], "face": entry["face"], "x": entry["x"], "y": entry["y"],
                               "width": entry["width"], "height": entry["height"],
                               "detector_confidence": entry["detector_confidence"],
                               "p_real": p_real, "p_real_raw": p_raw})
         p_video = combine_face_scores(calibrated, cfg.VIDEO_SCORE)
-        video_rows.append({**base, "status": record["status"], "frames": len(record["frames"]),
-                           "faces": len(record["faces"]), "p_real": p_video,
+        video_rows.append({**base, "status": record["status"],
+                           "frames": None if record["frames"] is None else len(record["frames"]),
+                           "faces": None if record["frames"] is None else len(record["faces"]), "p_real": p_video,
                            "p_real_raw": combine_face_scores(raw, cfg.VIDEO_SCORE),
                            "verdict": verdict_of(p_video, cfg.THRESHOLD), "reason": record["reason"]})
-    return video_rows, face_rows
 
 
 VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
