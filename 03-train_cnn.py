@@ -217,6 +217,9 @@ def fit_calibration(model, cfg, run_dir, files_by_split, test_labels, test_score
         return None
     print(f"calibration: temperature {fitted['temperature']:.4f} fitted on the val split; test log loss "
           f"{fitted['test_log_loss_raw']:.4f} raw -> {fitted['test_log_loss_calibrated']:.4f} calibrated")
+    if fitted["temperature"] >= 0.99 * calibration.TEMPERATURE_RANGE[1]:
+        warn("the temperature reached its upper bound: the val scores barely tell real from fake, so "
+             "calibration flattens them towards 0.5")
     return fitted
 
 

@@ -431,3 +431,21 @@ def test_stage04_reports_calibrated_scores_and_keeps_the_raw(evaluated, workspac
     cfg_raw = load_config(write_config(workspace["root"] / "raw.py", CALIBRATE=False,
                                        RUNS_DIR=workspace["runs"]))
     assert scorer.score_file(image, cfg_raw).p_real == pytest.approx(result.p_real_raw)
+
+
+def test_a_killed_extraction_resumes_without_half_written_videos(evaluated, workspace):
+    cfg = workspace["cfg"]
+    full = evaluate.load_dataset("sample", workspace["videos"], cfg)
+    dataset = evaluate.EvalDataset(full.name, full.folder, full.videos[:1])
+    folder = evaluate.cache_folder(dataset, cfg)
+    name = dataset.videos[0].name
+    before = evaluate.read_video_record(folder, name)
+    shutil.rmtree(folder / name)  # as if the run was killed while this video was being extracted
+    stale = folder / f".{name}.partial-99999"
+    stale.mkdir()
+    (stale / "half.png").write_bytes(b"\x89PNG half")
+    extraction = evaluate.extract_faces(dataset, cfg)
+    assert extraction.extracted == 1 and not stale.exists()
+    assert evaluate.read_video_record(folder, name) == before
+    assert sorted(p.name for p in (folder / name).iterdir()) == sorted(
+        [evaluate.VIDEO_RECORD] + [face["file"] for face in before["faces"]])
