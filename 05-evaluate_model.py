@@ -16,17 +16,19 @@ run's faces get P(real), calibrated by the run's temperature (CALIBRATE; raw kep
 videos a P(real) by VIDEO_SCORE. Metrics at face and video level: ROC AUC, AP, EER, accuracy
 and balanced accuracy at THRESHOLD, log loss, ECE before and after calibration, the confusion
 matrix, 95% bootstrap intervals by video (BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED), and all of them
-per manipulation method. Ends with a summary such as:
+per manipulation method. Ends with a summary such as (make demo's untrained run, 2-core CPU):
 
-    stage 05 finished in 41.3 s: 2 runs x 2 datasets
-      sample: 20 videos (10 real, 10 fake), 0 extracted, 20 from the cache, 0 without a score
+    stage 05 finished in 99.3 s: 2 runs x 2 datasets
+      sample: 20 videos (10 real, 10 fake), 20 extracted, 0 from the cache, 0 without a score
       dfdc: 2 videos (0 real, 2 fake), 2 extracted, 0 from the cache, 0 without a score
     video ROC AUC / log loss (runs x datasets):
-    run                     sample                    dfdc
-    b0-sample      0.580 / 0.693         - / 0.701
-    b0-dfdc        0.640 / 0.689         - / 0.650
-      output: evals/2026-11-28_221500 (report.md, metrics.json, per_video.csv, per_face.csv, plots)
+    run                         sample                    dfdc
+    sample               0.400 / 0.693               - / 0.693
+    sample-raw           0.400 / 0.693               - / 0.693
+      output: evals/demo (report.md, metrics.json, per_video.csv, per_face.csv, plots)
 
+Videos without a face or unreadable are listed and left out of the video metrics (no stand-in
+score); a one-class dataset (as "dfdc" here) gets no AUC, AP or EER, with the reason.
 Exit status: 0 done, 2 for a usage, settings, dataset or model error (nothing is evaluated then).
 """
 
