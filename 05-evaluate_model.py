@@ -51,6 +51,18 @@ SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FAC
                   "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR"]
 
 
+def check_evaluation_settings(cfg):
+    """Raise ConfigError for stage 05 settings that cannot work."""
+    for name in ("BOOTSTRAP_SAMPLES", "CALIBRATION_BINS"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise settings.ConfigError(f"{name} must be a whole number >= 1")
+    if not isinstance(cfg.CALIBRATE, bool):
+        raise settings.ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
+    if not 0 < cfg.THRESHOLD < 1:
+        raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
+
+
 def resolve_runs(cfg, runs):
     """{run label: model path} for each --run (default: the newest run). Raises ModelError."""
     models = {}
@@ -122,6 +134,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = settings.load_config(args.config)
+        check_evaluation_settings(cfg)
         models = resolve_runs(cfg, args.run)
         datasets = load_datasets(cfg, args.dataset)
     except (settings.ConfigError, ModelError, DatasetError) as error:

@@ -395,6 +395,9 @@ def test_bad_datasets_and_runs_are_refused(workspace, tmp_path, capsys):
         assert stage05.main(["--config", config, *arguments]) == 2
         assert message in capsys.readouterr().err
     assert not (workspace["root"] / "evals" / "plainfolder").exists()
+    bad = write_config(tmp_path / "bad.py", BOOTSTRAP_SAMPLES=0)
+    assert stage05.main(["--config", str(bad), "--dataset", f"sample={workspace['videos']}"]) == 2
+    assert "BOOTSTRAP_SAMPLES must be a whole number >= 1" in capsys.readouterr().err
 
 
 def test_real_dfdc_clips_one_class(workspace, dfdc_sample_dir, capsys):
