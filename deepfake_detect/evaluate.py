@@ -106,8 +106,8 @@ class Extraction:
 
     @property
     def extracted(self):
-        """Videos extracted by this call (not found in the cache)."""
-        return sum(o.status != ALREADY_DONE for o in self.outcomes)
+        """Videos extracted by this call (not found in the cache); failed ones are not."""
+        return sum(o.status in (DONE, SKIPPED) for o in self.outcomes)
 
     @property
     def reused(self):
