@@ -15,7 +15,8 @@ mixed precision (MIXED_PRECISION) and MirroredStrategy over all of them; several
 in TF_CONFIG: MultiWorkerMirroredStrategy. --cpu-devices 2 mirrors over two logical CPU devices.
 
 The run folder gets model.keras (best val loss), history.csv, predictions.csv, metrics.json,
-curves.png, roc.png, settings-03.json and MODEL_CARD.md. A finished run is never overwritten
+curves.png, roc.png, settings-03.json, MODEL_CARD.md and calibration.json (one temperature fitted
+on the val split, which stages 04 and 05 apply). A finished run is never overwritten
 without --overwrite. Ends with a summary such as:
 
     stage 03 finished in 1,804.2 s: run 2026-11-27_093000, 14 epochs (best 9, early stopping), test metrics ...
@@ -33,7 +34,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from deepfake_detect import evaluation, settings, training
+from deepfake_detect import calibration, evaluation, settings, training
 from deepfake_detect.files import write_csv, write_text_atomic
 from deepfake_detect.model import BACKBONES, WeightsError, build_model, load_model
 from deepfake_detect.runner import Timer, warn
@@ -185,20 +186,42 @@ def evaluate_run(cfg, run_dir, files_by_split, trained):
     evaluation.plot_curves(training.read_history(run_dir / "history.csv"), run_dir / "curves.png")
     evaluation.plot_roc(labels, scores, evaluation.video_scores(videos, labels, scores), run_dir / "roc.png")
 
+    fitted = fit_calibration(model, cfg, run_dir, files_by_split, labels, scores)
+
     counts = training.count_files(files_by_split)
     sha256 = evaluation.sha256_of(model_path)
     card = evaluation.model_card({
         "run": run_dir.name, "backbone": cfg.BACKBONE, "input_size": cfg.INPUT_SIZE, "weights": cfg.WEIGHTS,
         "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"], "counts": counts,
         "metrics": metrics, "threshold": cfg.THRESHOLD, "versions": evaluation.library_versions(),
-        "sha256": sha256, "settings_file": "settings-03.json"})
+        "sha256": sha256, "settings_file": "settings-03.json"}) + calibration.model_card_section(fitted)
     write_text_atomic(run_dir / "MODEL_CARD.md", card)
     report = {"run": run_dir.name, "split_dir": str(cfg.SPLIT_DIR), "score": "P(pristine): 1 = real, 0 = fake",
-              **metrics, "training": trained, "counts": counts,
+              **metrics, "calibration": fitted, "training": trained, "counts": counts,
               "test_unreadable": len(files_by_split["test"]) - len(test_files), "model_sha256": sha256}
     # Last: its presence marks the run finished.
     write_text_atomic(run_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
     return metrics
+
+
+def fit_calibration(model, cfg, run_dir, files_by_split, test_labels, test_scores):
+    """Fit the temperature on the val split and write calibration.json; None (with a warning)
+    when the val split cannot calibrate (one class only)."""
+    val_data, val_files = load_split(files_by_split["val"], cfg, "val")
+    val_scores = model.predict(val_data, verbose=0).reshape(-1)
+    try:
+        fitted = calibration.calibrate_run(run_dir, [label for _, label in val_files], val_scores,
+                                           test_labels, test_scores)
+    except ValueError as error:
+        warn(f"not calibrated: {error}, and the val split holds one class only; stages 04 and 05 use raw scores")
+        (run_dir / calibration.CALIBRATION_FILE).unlink(missing_ok=True)
+        return None
+    print(f"calibration: temperature {fitted['temperature']:.4f} fitted on the val split; test log loss "
+          f"{fitted['test_log_loss_raw']:.4f} raw -> {fitted['test_log_loss_calibrated']:.4f} calibrated")
+    if fitted["temperature"] >= 0.99 * calibration.TEMPERATURE_RANGE[1]:
+        warn("the temperature reached its upper bound: the val scores barely tell real from fake, so "
+             "calibration flattens them towards 0.5")
+    return fitted
 
 
 def parse_args(argv=None):

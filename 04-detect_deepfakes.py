@@ -38,15 +38,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepfake_detect import settings
+from deepfake_detect.calibration import run_temperature
 from deepfake_detect.detect import (SCORED, VIDEO, ModelError, Scorer, find_run_model, list_inputs,
                                     score_meaning, write_annotated)
 from deepfake_detect.files import write_csv, write_text_atomic
 from deepfake_detect.runner import Timer, warn
 
 SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict",
-                   "threshold", "score_rule", "reason", "seconds")
+                   "threshold", "score_rule", "reason", "seconds", "p_real_raw")
 FACE_COLUMNS = ("input", "frame", "face", "x", "y", "width", "height", "detector_confidence",
-                "p_real", "p_fake")
+                "p_real", "p_fake", "p_real_raw")
 TABLE_HEADER = ("input", "type", "status", "frames", "faces", "P(real)", "P(fake)", "verdict")
 
 
@@ -128,6 +129,7 @@ def summary_record(result, cfg):
         "p_real": result.p_real, "p_fake": result.p_fake, "verdict": result.verdict,
         "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE, "reason": result.reason,
         "seconds": round(result.seconds, 3),  # this input's own time, start-up excluded
+        "p_real_raw": result.p_real_raw,  # before calibration (equal to p_real without a temperature)
     }
 
 
@@ -142,13 +144,13 @@ def face_records(result):
         if not faces:
             records.append({"input": result.path, "frame": index, "face": None, "x": None, "y": None,
                             "width": None, "height": None, "detector_confidence": None,
-                            "p_real": None, "p_fake": None})
+                            "p_real": None, "p_fake": None, "p_real_raw": None})
         for face in faces:
             x, y, width, height = face.box
             records.append({"input": result.path, "frame": index, "face": face.number, "x": x, "y": y,
                             "width": width, "height": height,
                             "detector_confidence": face.detector_confidence,
-                            "p_real": face.p_real, "p_fake": face.p_fake})
+                            "p_real": face.p_real, "p_fake": face.p_fake, "p_real_raw": face.p_real_raw})
     return records
 
 
@@ -182,6 +184,7 @@ def write_results_json(path, results, cfg, model_path, details, explain=False):
             record["gradcam"] = gradcam_records(result)
         inputs.append(record)
     document = {"model": str(model_path), "score_meaning": score_meaning(cfg),
+                "calibration": run_temperature(model_path, cfg)[1],
                 "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE,
                 "settings": settings.public_settings(cfg), "inputs": inputs}
     path = Path(path)
@@ -284,6 +287,7 @@ def detect_files(args, cfg, scorer):
     finally:
         bar.close()
     print(score_meaning(cfg))
+    print(run_temperature(scorer.model_path, cfg)[1])
     written = []
     if args.csv:
         written += write_results_csv(args.csv, results, cfg, args.details)

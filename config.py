@@ -93,3 +93,13 @@ VIDEO_SCORE = "mean"            # "mean" of face scores | "confident": DFDC winn
 WEB_HOST = "127.0.0.1"          # the web page binds here; 0.0.0.0 exposes it to your network
 WEB_PORT = 8000
 WEB_MAX_UPLOAD_MB = 50
+# Stage 03 fits one temperature on the val split (calibration.json beside model.keras); stages
+# 04 and 05 then report calibrated P(real) (raw scores stay in their CSV/JSON). False: raw only.
+CALIBRATE = True
+
+# --------------------------------------------------------- stage 05: evaluation
+EVALS_DIR = Path("evals")       # stage 05 output: <EVALS_DIR>/<name>/ (metrics.json, report.md, CSVs, plots)
+EVAL_CACHE_DIR = None           # faces extracted once per dataset and settings; None: OUTPUT_DIR/eval_cache
+BOOTSTRAP_SAMPLES = 1000        # resamples (by video) for the 95% intervals of AUC and log loss
+BOOTSTRAP_SEED = 1377           # fixes those resamples, so a rerun gives the same intervals
+CALIBRATION_BINS = 15           # equal-width bins of P(real) for the expected calibration error

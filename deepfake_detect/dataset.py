@@ -5,7 +5,8 @@ Layouts, tried in this order (see config.VIDEOS_DIR):
      {"x.mp4": {"label": "FAKE" | "REAL", "original": "y.mp4", ...}, ...}
   2. DFDC in parts: a folder whose subfolders (dfdc_train_part_0, ...) each hold videos plus
      their own metadata.json
-  3. a folder with real/ and fake/ subfolders of videos (Celeb-DF and many others)
+  3. a folder with real/ and fake/ subfolders of videos (Celeb-DF and many others); videos in
+     fake/<method>/ subfolders are fakes made by that manipulation method
   4. a plain folder of videos: labels unknown
 """
 
@@ -24,6 +25,7 @@ class Video:
     path: Path
     label: str | None = None     # "REAL", "FAKE" or None when the layout gives none
     original: str | None = None  # for a fake: the name of the real video it was made from
+    method: str | None = None    # for a fake: the manipulation method, when the dataset names it
 
 
 class MetadataError(ValueError):
@@ -67,18 +69,26 @@ def videos_from_metadata(folder, metadata_file, extensions):
         if not path.is_file():
             problems.append(f"{file_name}: listed in {Path(metadata_file).name} but not in {folder}, skipped")
             continue
-        original = entry.get("original")
-        videos.append(Video(_stem(file_name), path, label, _stem(original) if original else None))
+        original, method = entry.get("original"), entry.get("method")
+        videos.append(Video(_stem(file_name), path, label, _stem(original) if original else None,
+                            str(method) if method and label == "FAKE" else None))
     return videos, problems
 
 
 def videos_from_label_folders(folder, extensions):
-    """Videos under `folder`/real and `folder`/fake, labelled by their subfolder."""
+    """Videos under `folder`/real and `folder`/fake, labelled by their subfolder; a video in
+    fake/<method>/ is a fake made by <method> (FaceForensics++'s Deepfakes, Face2Face, ...), named
+    <method>_<file name> because such datasets reuse file names across methods."""
     videos = []
     for label in LABELS:
         sub = Path(folder) / label.lower()
         if sub.is_dir():
             videos += [Video(p.stem, p, label) for p in _video_files(sub, extensions)]
+    fake = Path(folder) / "fake"
+    if fake.is_dir():
+        for method_dir in sorted(p for p in fake.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            videos += [Video(f"{method_dir.name}_{p.stem}", p, "FAKE", method=method_dir.name)
+                       for p in _video_files(method_dir, extensions)]
     return videos, []
 
 

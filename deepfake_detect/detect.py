@@ -11,6 +11,8 @@ detector and the model faces at the scale they were trained on.
 The model outputs P(pristine) = P(real) for each face. A whole video or image gets one score,
 also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default) or "confident" (the
 DFDC winner's rule, see confident_score). Verdict: FAKE when that score is below THRESHOLD.
+With CALIBRATE and a run's calibration.json, face scores are temperature-scaled first
+(calibration.py); the raw scores stay in `p_real_raw`.
 An input with no face, or that cannot be read, gets a status saying so and no score at all.
 """
 
@@ -23,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from deepfake_detect.calibration import apply_temperature, read_temperature
 from deepfake_detect.devices import configure_tensorflow
 from deepfake_detect.export import is_exported, load_exported
 from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
@@ -60,9 +63,10 @@ class FaceScore:
     number: int                     # face number within its frame: 0, 1, ...
     box: tuple
     detector_confidence: float | None
-    p_real: float                   # the model's P(pristine)
+    p_real: float                   # the model's P(pristine), calibrated when the run has a temperature
     crop: np.ndarray | None = None  # RGB crop as the model saw it before resizing
     heatmap: np.ndarray | None = None  # Grad-CAM map for P(fake) in [0, 1], only with explain (explain.py)
+    p_real_raw: float | None = None  # the network's own output, before calibration
 
     @property
     def p_fake(self):
@@ -80,6 +84,7 @@ class Result:
     frame_indices: list = field(default_factory=list)  # every frame read, with a face or not
     faces: list = field(default_factory=list)          # FaceScore, in frame order
     p_real: float | None = None
+    p_real_raw: float | None = None  # from the uncalibrated face scores
     verdict: str | None = None      # "REAL" | "FAKE"
     seconds: float = 0.0
     frames_bgr: dict | None = None  # frame index -> resized BGR frame, only when asked for
@@ -385,20 +390,14 @@ class Scorer:
         self.input_size = self.predictor.input_size
         self._grad_cam = None
         self.detector = detector or MtcnnDetector()
+        # Applied only when cfg.CALIBRATE is True; calibration_note says which, for the output.
+        self.temperature, self.calibration_note = read_temperature(model_path)
         self.lock = threading.Lock()
         self.predict_p_real([])  # traces the model now, so the first input is not slower
 
     def predict_p_real(self, crops_rgb):
-        """P(real) for each RGB face crop, as a float list; a few at a time in fixed-size chunks."""
-        batch = prepare_faces(crops_rgb, self.input_size)
-        padded = np.zeros((PREDICT_BATCH, self.input_size, self.input_size, 3), np.float32)
-        scores = []
-        for start in range(0, max(len(batch), 1), PREDICT_BATCH):
-            chunk = batch[start:start + PREDICT_BATCH]
-            padded[:len(chunk)] = chunk
-            output = self.predictor.predict(padded)
-            scores += [float(p) for p in output[:len(chunk)]]
-        return scores
+        """Raw P(real) for each RGB face crop, as a float list (see predict_p_real)."""
+        return predict_p_real(self.predictor, crops_rgb, self.input_size)
 
     @property
     def can_explain(self):
@@ -498,12 +497,14 @@ class Scorer:
             result.reason = self._no_face_reason(result.kind, result.frame_indices, read_error)
         else:
             crops = [f.crop for f in faces]
-            scores, heatmaps = (self.explain_faces(crops) if explain and self.can_explain
-                                else (self.predict_p_real(crops), [None] * len(faces)))
-            for face, p_real, heatmap in zip(faces, scores, heatmaps):
-                face.p_real, face.heatmap = p_real, heatmap
+            raw, heatmaps = (self.explain_faces(crops) if explain and self.can_explain
+                             else (self.predict_p_real(crops), [None] * len(faces)))
+            calibrated = apply_temperature(raw, self.temperature if cfg.CALIBRATE else None)
+            for face, p_raw, p_real, heatmap in zip(faces, raw, calibrated, heatmaps):
+                face.p_real_raw, face.p_real, face.heatmap = p_raw, float(p_real), heatmap
             result.faces = faces
             result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
+            result.p_real_raw = combine_face_scores(raw, cfg.VIDEO_SCORE)
             result.verdict = verdict_of(result.p_real, cfg.THRESHOLD)
             problems = [f"stopped early: {read_error}"] if read_error else []
             if unsearched:
@@ -517,29 +518,49 @@ class Scorer:
         return f"{reason} ({error})" if error else reason
 
     def _detect_faces(self, batch, cfg, unsearched):
-        """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)].
+        return find_face_crops(self.detector, batch, cfg, unsearched)
 
-        Frames the detector could not search (a FrameDetectionError in place of their faces)
-        are appended to `unsearched`, as (frame index, error)."""
-        usable = [(index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for index, frame in batch
-                  if min(frame.shape[:2]) >= MIN_FRAME_SIDE]
-        if not usable:
-            return []
-        found = self.detector([rgb for _, rgb in usable])
-        faces = []
-        for (index, rgb), detected in zip(usable, found):
-            if isinstance(detected, FrameDetectionError):
-                unsearched.append((index, detected))
-                continue
-            number = 0
-            for face in keep_faces(detected, cfg.MULTI_FACE_MIN_CONFIDENCE):
-                crop = crop_face(rgb, face, cfg.FACE_MARGIN)
-                if crop.size == 0:
-                    continue  # a box entirely outside the frame, skipped as stage 01a does
-                faces.append(FaceScore(index, number, (face.x, face.y, face.width, face.height),
-                                       face.confidence, float("nan"), crop))
-                number += 1
-        return faces
+
+def predict_p_real(predictor, crops_rgb, input_size):
+    """The model's raw P(real) for each RGB face crop, as a float list; a few at a time in
+    fixed-size chunks (PREDICT_BATCH), so the model is traced once. `predictor` is one of
+    load_predictor's (Keras, SavedModel or TFLite)."""
+    batch = prepare_faces(crops_rgb, input_size)
+    padded = np.zeros((PREDICT_BATCH, input_size, input_size, 3), np.float32)
+    scores = []
+    for start in range(0, max(len(batch), 1), PREDICT_BATCH):
+        chunk = batch[start:start + PREDICT_BATCH]
+        padded[:len(chunk)] = chunk
+        output = predictor.predict(padded)
+        scores += [float(p) for p in output[:len(chunk)]]
+    return scores
+
+
+def find_face_crops(detector, batch, cfg, unsearched):
+    """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)], found,
+    kept and cropped as stage 01a does (keep_faces, crop_face with FACE_MARGIN).
+
+    Frames the detector could not search (a FrameDetectionError in place of their faces)
+    are appended to `unsearched`, as (frame index, error)."""
+    usable = [(index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for index, frame in batch
+              if min(frame.shape[:2]) >= MIN_FRAME_SIDE]
+    if not usable:
+        return []
+    found = detector([rgb for _, rgb in usable])
+    faces = []
+    for (index, rgb), detected in zip(usable, found):
+        if isinstance(detected, FrameDetectionError):
+            unsearched.append((index, detected))
+            continue
+        number = 0
+        for face in keep_faces(detected, cfg.MULTI_FACE_MIN_CONFIDENCE):
+            crop = crop_face(rgb, face, cfg.FACE_MARGIN)
+            if crop.size == 0:
+                continue  # a box entirely outside the frame, skipped as stage 01a does
+            faces.append(FaceScore(index, number, (face.x, face.y, face.width, face.height),
+                                   face.confidence, float("nan"), crop))
+            number += 1
+    return faces
 
 
 # ------------------------------------------------------------ annotation

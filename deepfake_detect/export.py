@@ -7,6 +7,7 @@ a sidecar JSON saying what goes in and what comes out; and read those exports ba
         saved_model.json       the sidecar of saved_model/
         model_float32.tflite   + model_float32.json
         model_int8.tflite      + model_int8.json   (weights int8, activations float: ~4x smaller)
+        calibration.json       a copy of the run's temperature (stage 03), when it has one
 
 Every export takes what model.keras takes: RGB face crops resized to S x S (the sidecar's
 input_size) and scaled to [0, 1] float32, and answers P(pristine): 1 = real, 0 = fake.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_detect.calibration import CALIBRATION_FILE
 from deepfake_detect.files import finish_partial_folder, start_partial_folder, write_text_atomic
 
 EXPORT_DIR = "export"               # inside the run folder
@@ -91,6 +93,11 @@ def export_model(model_path, out_dir, threshold):
             quantization = "dynamic-range int8 weights, float32 activations" if int8 else "none (float32)"
             write_text_atomic(sidecar_path(partial / name), json.dumps(
                 sidecar(model, "tflite", quantization, model_path, digest, threshold), indent=2) + "\n")
+        # The run's temperature travels with the exports: stage 04 looks for calibration.json
+        # beside whatever model it loads, so exported scores are calibrated like model.keras's.
+        calibration = model_path.parent / CALIBRATION_FILE
+        if calibration.is_file():
+            write_text_atomic(partial / CALIBRATION_FILE, calibration.read_text(encoding="utf-8"))
     except BaseException:
         import shutil
 

@@ -20,6 +20,7 @@ DERIVED_FOLDERS = {
     "FACES_DIR": "faces",
     "PREPARED_DIR": "prepared_dataset",
     "SPLIT_DIR": "split_dataset",
+    "EVAL_CACHE_DIR": "eval_cache",
 }
 SECRET_SETTINGS = ("FACE_APIKEY", "VISION_KEY")
 CHOICES = {
@@ -68,7 +69,7 @@ def load_config(path=None):
 def resolve_config(cfg):
     """Fill derived folders, turn folder strings into Paths and check values. Returns cfg."""
     for name in ("VIDEOS_DIR", "OUTPUT_DIR", "RUNS_DIR", "FRAMES_DIR", "FACES_DIR",
-                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE"):
+                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE", "EVALS_DIR", "EVAL_CACHE_DIR"):
         value = getattr(cfg, name)
         if value is not None:
             setattr(cfg, name, Path(value))

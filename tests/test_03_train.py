@@ -406,6 +406,22 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     np.testing.assert_allclose(detected, scores, atol=1e-5)
 
 
+def test_training_run_fits_a_temperature_on_the_val_split(killed_and_resumed_run):
+    from deepfake_detect import calibration
+
+    run_dir, _, _, result = killed_and_resumed_run
+    fitted = json.loads((run_dir / calibration.CALIBRATION_FILE).read_text())
+    assert calibration.TEMPERATURE_RANGE[0] < fitted["temperature"] < calibration.TEMPERATURE_RANGE[1]
+    assert fitted["val_log_loss_calibrated"] <= fitted["val_log_loss_raw"] + 1e-9
+    assert json.loads((run_dir / "metrics.json").read_text())["calibration"] == fitted
+    assert f"**T = {fitted['temperature']:.4f}**" in (run_dir / "MODEL_CARD.md").read_text()
+    assert f"test log loss {fitted['test_log_loss_raw']:.4f} raw -> " in result.stdout
+    predictions = (run_dir / "predictions.csv").read_text().splitlines()[1:]
+    labels = [int(line.split(",")[2]) for line in predictions]
+    scores = [float(line.split(",")[4]) for line in predictions]
+    assert fitted["test_log_loss_raw"] == pytest.approx(calibration.negative_log_likelihood(labels, scores), abs=1e-5)
+
+
 def test_finished_run_is_not_overwritten_unless_asked(killed_and_resumed_run, capsys):
     run_dir, config, _, _ = killed_and_resumed_run
     script = importlib.import_module("03-train_cnn")

@@ -1,0 +1,399 @@
+"""Stage 05's machinery: labelled datasets -> face crops, extracted once -> any model's scores.
+
+Frames and faces go through exactly the training stages' code and settings: frames by
+frames.iter_kept_frames (FRAMES_PER_SECOND, RESIZE_RULES, as stage 00), faces by MTCNN as the
+original ran it, kept and cropped by detect.find_face_crops (keep_faces, crop_face with
+FACE_MARGIN, as stage 01a and stage 04). The crops are cached, so every further model scored on
+the same dataset costs only its own time:
+
+    EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of cache_key()
+        key.json                                what the key was made of (folder, settings, detector, perturbation)
+        <video>/faces.json                      status, frames read, reason, one entry per kept face
+        <video>/<video>-<frame>-<NN>.png        the crops (BGR PNG, the size MTCNN's box gave)
+        .<video>.partial-<pid>/                 a video being extracted (cleared by the next run)
+
+A video's folder appears only once all its crops are written (files.start_partial_folder), so
+a killed run resumes where it stopped. Changing any setting in EXTRACTION_SETTINGS, the dataset
+folder, the detector or the perturbation gives another key, hence a fresh cache, never stale crops.
+
+Perturbations (the robustness sweep of issue #11 plugs in here): extract_faces takes an optional
+object following the Perturbation protocol. A video perturbation (`applies_to_video`) re-encodes
+each video before frames are read; a frame perturbation changes each kept, resized frame before
+face detection. Its `cache_tag` is part of the cache key, so perturbed crops are cached apart.
+"""
+
+import hashlib
+import json
+import os
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+
+from deepfake_detect.dataset import discover_videos
+from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
+                                   remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
+from deepfake_detect.frames import VideoError, iter_kept_frames
+from deepfake_detect.runner import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome, run_jobs
+
+# The settings that decide which crops a video gives; all of them are in the cache key.
+EXTRACTION_SETTINGS = ("FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE")
+# The detector's identity, in the key too: other steps or weights would find other faces.
+DETECTOR_ID = "mtcnn-0.1-steps"
+VIDEO_RECORD = "faces.json"
+# Statuses of an extracted video (faces.json) and of its row in per_video.csv.
+SCORED, NO_FACE, UNREADABLE = "scored", "no face", "unreadable"
+CORES_PER_DETECTOR = 4  # as stage 01a: one MTCNN already uses several cores
+
+
+class DatasetError(ValueError):
+    """A --dataset cannot be evaluated; the message names the folder and the fix."""
+
+
+@runtime_checkable
+class Perturbation(Protocol):
+    """What extract_faces needs of a perturbation (any object with these attributes; it must be
+    picklable, as extraction may run in worker processes).
+
+    kind: str               e.g. "brightness", "video_compression"
+    level: int              1 (mild) ... 5 (severe); level 0 is no perturbation at all (pass None)
+    seed: int               the perturbation is deterministic for a seed
+    cache_tag: str | None   distinguishes its crops in the cache key, e.g. "jpeg-3-seed0"; None = clean
+    applies_to_video: bool  True: reencode() each video before frame extraction; False: apply() to frames
+    """
+
+    kind: str
+    level: int
+    seed: int
+    cache_tag: str | None
+    applies_to_video: bool
+
+    def reencode(self, src_path, dst_path):
+        """Write a re-encoded copy of the video at src_path to dst_path (an .mp4 path)."""
+
+    def apply(self, frame_bgr, frame_index, video_name):
+        """The perturbed copy of one kept, resized BGR frame (uint8, same shape)."""
+
+
+@dataclass(frozen=True)
+class EvalDataset:
+    """A labelled dataset given as --dataset NAME=FOLDER, with its videos (dataset.Video)."""
+
+    name: str
+    folder: Path
+    videos: tuple
+    problems: tuple = ()  # lines about videos left out while reading the layout
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    """One video to extract into `cache_dir` (one runner job; `name` orders the outcomes)."""
+
+    name: str
+    video: object
+    cache_dir: Path
+    perturbation: object = None
+
+
+@dataclass
+class Extraction:
+    """What extract_faces did: the cache folder and each video's Outcome."""
+
+    cache_dir: Path
+    outcomes: list = field(default_factory=list)
+
+    @property
+    def extracted(self):
+        """Videos extracted by this call (not found in the cache); failed ones are not."""
+        return sum(o.status in (DONE, SKIPPED) for o in self.outcomes)
+
+    @property
+    def reused(self):
+        return sum(o.status == ALREADY_DONE for o in self.outcomes)
+
+
+# ------------------------------------------------------------------ datasets
+
+def parse_dataset_argument(text):
+    """'NAME=FOLDER' -> (NAME, Path(FOLDER)); a bare FOLDER is named after its last part."""
+    name, separator, folder = text.partition("=")
+    if not separator:
+        name, folder = Path(text).name, text
+    if not name or not folder or "/" in name or "\\" in name:
+        raise DatasetError(f"--dataset {text!r}: write NAME=FOLDER, e.g. dfdc=/data/dfdc_train_part_0")
+    return name, Path(folder)
+
+
+def load_dataset(name, folder, cfg):
+    """The labelled videos of `folder`, read like stage 00 reads VIDEOS_DIR (DFDC metadata.json,
+    DFDC parts, real/ + fake/[<method>/]). Raises DatasetError when the folder is missing, has
+    no video, or gives no labels (a plain folder of videos cannot be evaluated)."""
+    dataset_cfg = types.SimpleNamespace(**vars(cfg))
+    dataset_cfg.VIDEOS_DIR, dataset_cfg.METADATA_FILE = Path(folder), Path(folder) / "metadata.json"
+    try:
+        videos, problems = discover_videos(dataset_cfg)
+    except FileNotFoundError:
+        raise DatasetError(f"dataset {name}: folder {folder} does not exist") from None
+    if not videos:
+        raise DatasetError(f"dataset {name}: no labelled video in {folder} " + (f"({problems[0]})" if problems else
+                           f"(video files ending {', '.join(cfg.VIDEO_EXTENSIONS)})"))
+    unlabelled = [v for v in videos if v.label is None]
+    if unlabelled:
+        raise DatasetError(f"dataset {name}: {folder} gives no labels (videos without one: {len(unlabelled):,}): "
+                           f"add a DFDC metadata.json or put the videos in real/ and fake/ subfolders")
+    return EvalDataset(name, Path(folder), tuple(videos), tuple(problems))
+
+
+# ------------------------------------------------------------------ the cache
+
+def cache_key(dataset, cfg, perturbation=None):
+    """What decides a dataset's crops: its folder, EXTRACTION_SETTINGS, the detector, the perturbation."""
+    from importlib.metadata import version
+
+    return {"dataset": dataset.name, "folder": str(Path(dataset.folder).resolve()),
+            "settings": {name: _plain(getattr(cfg, name)) for name in EXTRACTION_SETTINGS},
+            "detector": f"{DETECTOR_ID} on mtcnn {version('mtcnn')}",
+            "perturbation": getattr(perturbation, "cache_tag", None)}
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def cache_folder(dataset, cfg, cache_root=None, perturbation=None):
+    """EVAL_CACHE_DIR/<dataset name>-<12 hex digits of the key>[-<perturbation tag>]."""
+    key = cache_key(dataset, cfg, perturbation)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    tag = f"-{key['perturbation']}" if key["perturbation"] else ""
+    return Path(cache_root or cfg.EVAL_CACHE_DIR) / f"{dataset.name}-{digest}{tag}"
+
+
+# ------------------------------------------------------------------ extraction
+
+_detector = None  # this process's MTCNN, made on first use (one per worker, as stage 01a)
+
+
+def start_worker(tensorflow_threads=None):
+    """Process-pool initializer: load MTCNN once for this process."""
+    global _detector
+    from deepfake_detect.mtcnn_detector import MtcnnDetector
+
+    if _detector is None:
+        _detector = MtcnnDetector(threads=tensorflow_threads)
+
+
+def extract_video(job, cfg):
+    """Find, keep and crop one video's faces into job.cache_dir/<video>/; return its Outcome.
+
+    An unreadable video is cached as such (status "unreadable", Outcome skipped with the
+    reason) so that further models do not try it again; a video whose frames the detector
+    could not search is left out of the cache (failed), so that a rerun retries it.
+    """
+    from deepfake_detect.detect import find_face_crops
+
+    video, perturbation = job.video, job.perturbation
+    final_dir = Path(job.cache_dir) / video.name
+    if final_dir.is_dir():
+        return Outcome(video.name, ALREADY_DONE)
+    start_worker()
+    partial = start_partial_folder(final_dir)
+    try:
+        source = video.path
+        if perturbation is not None and perturbation.applies_to_video:
+            source = partial / ".reencoded.mp4"
+            perturbation.reencode(video.path, source)
+        frames, faces, unsearched, batch, error = [], [], [], [], None
+        try:
+            for index, frame in iter_kept_frames(source, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND):
+                if perturbation is not None and not perturbation.applies_to_video:
+                    frame = perturbation.apply(frame, index, video.name)
+                frames.append(index)
+                batch.append((index, frame))
+                if len(batch) >= cfg.MTCNN_BATCH_SIZE:
+                    faces += find_face_crops(_detector, batch, cfg, unsearched)
+                    batch = []
+        except VideoError as problem:
+            error = str(problem)
+        faces += find_face_crops(_detector, batch, cfg, unsearched)
+        if unsearched:
+            discard_partial_folder(partial)
+            return Outcome(video.name, FAILED, f"{len(unsearched)} of {len(frames)} frames could not be "
+                           "searched for faces; left out of the cache so that a rerun retries it")
+        record = write_video_record(partial, video, frames, faces, error)
+        Path(partial / ".reencoded.mp4").unlink(missing_ok=True)
+    except BaseException:
+        discard_partial_folder(partial)
+        raise
+    finish_partial_folder(partial, final_dir)
+    status = SKIPPED if record["status"] == UNREADABLE else DONE
+    return Outcome(video.name, status, record["reason"] if status == SKIPPED else "",
+                   {"frames": len(frames), "faces": len(faces)})
+
+
+def write_video_record(folder, video, frames, faces, error):
+    """Write the crops (PNG) and faces.json of one video into `folder`; return the record."""
+    entries = []
+    for face in faces:
+        file_name = f"{video.name}-{face.frame:05d}-{face.number:02d}.png"
+        write_png(folder / file_name, cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR))
+        x, y, width, height = face.box
+        entries.append({"frame": face.frame, "face": face.number, "file": file_name, "x": int(x), "y": int(y),
+                        "width": int(width), "height": int(height),
+                        "detector_confidence": None if face.detector_confidence is None
+                        else float(face.detector_confidence)})
+    if error and not frames:
+        status, reason = UNREADABLE, error
+    elif not faces:
+        status, reason = NO_FACE, f"no face found in {len(frames)} frames" + (f" ({error})" if error else "")
+    else:
+        status, reason = SCORED, f"stopped early: {error}" if error else ""
+    record = {"video": video.name, "status": status, "reason": reason, "frames": frames, "faces": entries}
+    write_text_atomic(folder / VIDEO_RECORD, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None):
+    """Make sure every video of `dataset` has its crops in the cache; return an Extraction.
+
+    Videos already in the cache folder for these settings (and perturbation) are not touched.
+    One job per video through runner.run_jobs, so any engine it offers applies here too.
+    `workers`: processes (default MTCNN_WORKERS, else one per CORES_PER_DETECTOR cores).
+    """
+    folder = cache_folder(dataset, cfg, cache_root, perturbation)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "key.json").is_file():
+        write_text_atomic(folder / "key.json", json.dumps(cache_key(dataset, cfg, perturbation), indent=2) + "\n")
+    remove_stale_partials(folder)
+    jobs = [ExtractionJob(video.name, video, folder, perturbation) for video in dataset.videos]
+    todo = [job for job in jobs if not (folder / job.name).is_dir()]
+    workers = workers or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    done = run_jobs(extract_video, todo, cfg, workers, desc=f"stage 05 faces of {dataset.name}",
+                    initializer=start_worker, initargs=(threads,)) if todo else []
+    done_names = {outcome.name for outcome in done}
+    already = [Outcome(job.name, ALREADY_DONE) for job in jobs if job.name not in done_names]
+    return Extraction(folder, done + already)
+
+
+# ------------------------------------------------------------------ scoring
+
+def read_video_record(cache_dir, video_name):
+    """faces.json of one cached video, or None when the video is not in the cache."""
+    path = Path(cache_dir) / video_name / VIDEO_RECORD
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_crops(cache_dir, record):
+    """The RGB crops of one cached video, in faces.json order. Raises OSError on a missing one."""
+    crops = []
+    for entry in record["faces"]:
+        image = read_image(Path(cache_dir) / record["video"] / entry["file"])
+        if image is None:
+            raise OSError(f"cached crop {entry['file']} of {record['video']} is missing or unreadable: "
+                          f"delete {Path(cache_dir) / record['video']} to extract it again")
+        crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return crops
+
+
+def run_label(model_path):
+    """A run's name for tables: its folder's name for .../<run>/model.keras, else the file's stem."""
+    from deepfake_detect.detect import MODEL_FILE
+
+    model_path = Path(model_path)
+    return model_path.parent.name if model_path.name == MODEL_FILE else model_path.stem
+
+
+def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name):
+    """Score every cached face of `dataset` with `predictor` (detect.load_predictor); return (video rows, face rows) as lists
+    of dicts (the columns of per_video.csv and per_face.csv).
+
+    p_real is calibrated with `temperature` (None: raw); p_real_raw is the network's output.
+    A video's scores combine its faces' by VIDEO_SCORE (detect.combine_face_scores). Videos
+    without a face or unreadable get a row with their status and reason and no score. Faces of
+    several videos go through the model together (SCORE_CHUNK_FACES at a time), so small videos
+    do not each pay for a half-empty batch.
+    """
+    from tqdm import tqdm
+
+    video_rows, face_rows, pending = [], [], []
+    bar = tqdm(total=len(dataset.videos), desc=f"stage 05 scoring {run_name} on {dataset.name}", unit="video",
+               dynamic_ncols=True)
+    try:
+        for video in dataset.videos:
+            record = read_video_record(extraction.cache_dir, video.name)
+            if record is None:
+                outcome = next((o for o in extraction.outcomes if o.name == video.name), None)
+                record = {"status": FAILED, "frames": None, "faces": [],
+                          "reason": outcome.reason if outcome else "not extracted"}
+            pending.append((video, record, load_crops(extraction.cache_dir, record) if record["faces"] else []))
+            if sum(len(crops) for _, _, crops in pending) >= SCORE_CHUNK_FACES:
+                _score_pending(pending, predictor, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
+                bar.update(len(pending))
+                pending = []
+        _score_pending(pending, predictor, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
+        bar.update(len(pending))
+    finally:
+        bar.close()
+    return video_rows, face_rows
+
+
+SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
+
+
+def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
+    """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
+    from deepfake_detect.calibration import apply_temperature
+    from deepfake_detect.detect import combine_face_scores, predict_p_real, verdict_of
+
+    crops = [crop for _, _, video_crops in pending for crop in video_crops]
+    raw_all = predict_p_real(predictor, crops, predictor.input_size) if crops else []
+    start = 0
+    for video, record, video_crops in pending:
+        raw = raw_all[start:start + len(video_crops)]
+        start += len(video_crops)
+        calibrated = apply_temperature(raw, temperature).tolist()
+        base = {"run": run_name, "dataset": dataset_name, "video": video.name, "label": video.label,
+                "method": video.method or ""}
+        for entry, p_raw, p_real in zip(record["faces"], raw, calibrated):
+            face_rows.append({**base, "frame": entry["frame"], "face": entry["face"], "x": entry["x"], "y": entry["y"],
+                              "width": entry["width"], "height": entry["height"],
+                              "detector_confidence": entry["detector_confidence"],
+                              "p_real": p_real, "p_real_raw": p_raw})
+        p_video = combine_face_scores(calibrated, cfg.VIDEO_SCORE)
+        video_rows.append({**base, "status": record["status"],
+                           "frames": None if record["frames"] is None else len(record["frames"]),
+                           "faces": None if record["frames"] is None else len(record["faces"]), "p_real": p_video,
+                           "p_real_raw": combine_face_scores(raw, cfg.VIDEO_SCORE),
+                           "verdict": verdict_of(p_video, cfg.THRESHOLD), "reason": record["reason"]})
+
+
+VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
+                 "p_real_raw", "verdict", "reason")
+FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "x", "y", "width", "height",
+                "detector_confidence", "p_real", "p_real_raw")
+
+
+def as_table(rows, columns):
+    """A pandas DataFrame of `rows` with exactly `columns`, in that order (empty rows allowed)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def write_table(path, table):
+    """Write a DataFrame as CSV atomically (floats in full, None as an empty cell): the scores of an
+    untrained or very confident model can differ only in the 7th decimal, and ranks must survive."""
+    write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
+
+
+def unscored_videos(video_table):
+    """{status: [(video, reason)]} of the videos without a score (no face, unreadable, failed)."""
+    lost = {}
+    for row in video_table[video_table["p_real"].isna()].itertuples():
+        lost.setdefault(row.status, []).append((row.video, row.reason))
+    return lost
+
