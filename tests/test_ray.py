@@ -1,0 +1,230 @@
+"""Stages 00 and 01a on a real two-node Ray cluster on loopback (--ray), against the local pool.
+
+    .venv/bin/pytest tests/test_ray.py          # needs requirements-ray.txt (make test installs it)
+
+The fixture starts a head node and a worker node (its own temp folder, process group and custom
+resource `worker_node`), 1 CPU each, on 127.0.0.1 with free ports, and stops both (their process
+groups, then anything still running from their temp folders) at the end; it never runs `ray stop`,
+which would stop every Ray on the machine. The built-in sample (8 videos of 2 s) goes through
+stage 00 and 01a with --ray and must equal the local run byte for byte; then once more while the
+worker node is killed as soon as it is building a video's folder. Takes about 1.5 minutes on 2 cores.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import folder_contents, write_config
+from deepfake_detect.files import PARTIAL_MARK
+
+pytest.importorskip("ray", reason="Ray is optional: pip install -r requirements-ray.txt (make test does)")
+pytestmark = pytest.mark.ray
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+RAY = str(Path(sys.executable).with_name("ray"))
+STARTUP_SECONDS = 120
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RayNode:
+    """One `ray start --block` in its own process group and temp folder, so it can be killed alone."""
+
+    def __init__(self, arguments, log_path):
+        # Short temp folder: Ray's socket paths must stay under 108 characters.
+        self.temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [RAY, "start", "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
+             "--num-cpus", "1", "--temp-dir", self.temp_dir,
+             "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
+             *arguments],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.temp_dir)
+
+    def own_pids(self):
+        """Processes of this node: its process group, any process naming its temp folder, and
+        their descendants (Ray's workers rename themselves ray::IDLE and may leave the group)."""
+        parents, roots = {}, set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            pid = int(entry.name)
+            parents[pid] = int(fields[1])
+            if int(fields[2]) == self.process.pid or self.temp_dir.encode() in command:
+                roots.add(pid)
+        pids, grew = set(roots), True
+        while grew:
+            children = {pid for pid, parent in parents.items() if parent in pids} - pids
+            pids |= children
+            grew = bool(children)
+        pids.discard(os.getpid())
+        return pids
+
+    def kill(self, sig=signal.SIGKILL):
+        for pid in self.own_pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self):
+        """Stop every process of this node: SIGTERM, a short grace, then SIGKILL."""
+        self.kill(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while self.own_pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.kill(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def wait_for_nodes(address, count):
+    """Block until `ray status` at `address` lists `count` live nodes with the worker's resource."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        status = subprocess.run([RAY, "status", "--address", address], capture_output=True, text=True)
+        if status.returncode == 0 and status.stdout.count(" node_") >= count and "worker_node" in status.stdout:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the Ray cluster at {address} did not come up:\n{status.stdout}{status.stderr}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """{"address", "head", "worker"}: a two-node cluster on loopback, stopped at the end."""
+    logs = tmp_path_factory.mktemp("ray-logs")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    head = RayNode(["--head", "--port", str(port), "--include-dashboard", "false",
+                    "--ray-client-server-port", str(free_port())], logs / "head.log")
+    nodes = {"address": address, "head": head, "worker": None}
+    try:
+        nodes["worker"] = start_worker_node(address, logs / "worker.log")
+        wait_for_nodes(address, 2)
+        yield nodes
+    finally:
+        for node in (nodes["worker"], head):
+            if node is not None:
+                node.stop()
+
+
+def start_worker_node(address, log_path):
+    time.sleep(2)  # the head's GCS must listen first
+    return RayNode(["--address", address, "--resources", json.dumps({"worker_node": 1})], log_path)
+
+
+@pytest.fixture(scope="module")
+def sample_videos(tmp_path_factory):
+    """The built-in sample, 2 videos per person and kind (8 videos) of 2 s each."""
+    folder = tmp_path_factory.mktemp("sample") / "videos"
+    subprocess.run([sys.executable, "-m", "deepfake_detect.sample", str(folder), "--videos-per-person", "2",
+                    "--seconds", "2"], check=True, cwd=REPO_DIR, capture_output=True)
+    return folder
+
+
+def stage_command(script, config, *extra):
+    return [sys.executable, str(REPO_DIR / script), "--config", str(config), *extra]
+
+
+def run_stage(script, config, *extra):
+    result = subprocess.run(stage_command(script, config, *extra), capture_output=True, text=True, cwd=REPO_DIR,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def local_output(sample_videos, tmp_path_factory):
+    """Frames and faces of the sample made by the local process pool (the reference)."""
+    root = tmp_path_factory.mktemp("local")
+    config = write_config(root / "cfg.py", VIDEOS_DIR=sample_videos, OUTPUT_DIR=root / "out", RAY_ADDRESS=None)
+    run_stage("00-convert_video_to_image.py", config, "--workers", "2")
+    run_stage("01a-crop_faces_with_mtcnn.py", config, "--workers", "1")
+    return {"frames": folder_contents(root / "out" / "frames"), "faces": folder_contents(root / "out" / "faces")}
+
+
+def ray_config(root, sample_videos):
+    return write_config(root / "cfg.py", VIDEOS_DIR=sample_videos, OUTPUT_DIR=root / "out", RAY_CPUS_PER_ACTOR=1)
+
+
+def test_stages_00_and_01a_on_ray_equal_the_local_run(cluster, sample_videos, local_output, tmp_path):
+    config = ray_config(tmp_path, sample_videos)
+    printed = run_stage("00-convert_video_to_image.py", config, "--ray", cluster["address"])
+    assert f"engine=Ray at {cluster['address']}" in printed
+    assert "8 videos (8 done)" in printed
+    printed = run_stage("01a-crop_faces_with_mtcnn.py", config, "--ray", cluster["address"])
+    assert "8 videos (8 done)" in printed
+    assert folder_contents(tmp_path / "out" / "frames") == local_output["frames"]
+    assert folder_contents(tmp_path / "out" / "faces") == local_output["faces"]
+    # A rerun finds everything done and starts no Ray work at all.
+    assert "8 videos (8 already done)" in run_stage("00-convert_video_to_image.py", config, "--ray", cluster["address"])
+
+
+def partial_of_node(folder, node):
+    """A partial folder in `folder` being built by a process of `node`, or None."""
+    if not folder.is_dir():
+        return None
+    partials = [path for path in folder.iterdir() if PARTIAL_MARK in path.name]
+    if partials:  # only then the slower look at the node's processes
+        pids = node.own_pids()
+        for path in partials:
+            if int(path.name.rsplit("-", 1)[1]) in pids:
+                return path
+    return None
+
+
+def run_killing_worker_node(command, watched, node, timeout=300):
+    """Run a stage; kill `node` as soon as one of its processes builds a folder in `watched`.
+    Returns (stdout, the partial folder it was building when killed)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_DIR)
+    killed_during, deadline = None, time.monotonic() + timeout
+    while process.poll() is None and killed_during is None and time.monotonic() < deadline:
+        killed_during = partial_of_node(watched, node)
+        if killed_during:
+            node.kill()
+        else:
+            time.sleep(0.002)
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output, killed_during
+
+
+def test_a_worker_node_dying_mid_run_changes_nothing(cluster, sample_videos, local_output, tmp_path):
+    config = ray_config(tmp_path, sample_videos)
+    address = cluster["address"]
+    output, killed_during = run_killing_worker_node(
+        stage_command("00-convert_video_to_image.py", config, "--ray", address), tmp_path / "out" / "frames",
+        cluster["worker"])
+    assert killed_during is not None, f"the worker node never got a video before the run ended:\n{output}"
+    assert "8 videos (8 done)" in output
+    assert folder_contents(tmp_path / "out" / "frames") == local_output["frames"]
+
+    # The same for 01a's actors: a new worker node joins, and dies while cropping a video.
+    cluster["worker"].stop()
+    cluster["worker"] = start_worker_node(address, tmp_path / "worker2.log")
+    wait_for_nodes(address, 2)
+    output, killed_during = run_killing_worker_node(
+        stage_command("01a-crop_faces_with_mtcnn.py", config, "--ray", address), tmp_path / "out" / "faces",
+        cluster["worker"])
+    assert killed_during is not None, f"the worker node never got a video before the run ended:\n{output}"
+    assert "8 videos (8 done)" in output
+    assert folder_contents(tmp_path / "out" / "faces") == local_output["faces"]
