@@ -93,6 +93,10 @@ AUGMENT = True                  # the original's augmentation on training batche
 AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1,
                 "shear_range": 0.2, "zoom_range": 0.1, "horizontal_flip": True, "fill_mode": "nearest"}
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
+# Decoded crops (INPUT_SIZE^2 x 3 bytes each: 49 KB at 128 px) are cached once, then read every epoch:
+# "memory" | "disk" (a tf.data file cache in the run's cache/ folder, deleted when the run ends) |
+# "auto": disk when train + val would take more than half of the available memory (docs/scale.md)
+CACHE = "auto"
 RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
 
 # --------------------------------------------------------- stage 04: detection
