@@ -118,7 +118,13 @@ def check_training_settings(cfg):
 
 def load_split(files, cfg, split, cache_dir=None):
     """Decode one split into its cache, in memory or (with `cache_dir`) in a tf.data file cache
-    there; return (batched dataset, readable files)."""
+    there; return (batched dataset, readable files). In a multi-worker run (TF_CONFIG) the train
+    and val splits are first cut to this machine's share, so it decodes only those files."""
+    if split != "test":
+        total, files = len(files), training.worker_share(files, os.environ.get("TF_CONFIG"))
+        position, machines = training.worker_position(os.environ.get("TF_CONFIG"))
+        if machines > 1:
+            print(f"machine {position + 1} of {machines}: decoding {len(files):,} of the {total:,} {split} crops")
     cache_mb = len(files) * cfg.INPUT_SIZE ** 2 * 3 / 1e6
     shuffle_buffer = None
     if cache_dir is None:
@@ -154,7 +160,8 @@ def load_split(files, cfg, split, cache_dir=None):
 def choose_cache_dir(cfg, files_by_split, run_dir):
     """Where load_split keeps the decoded crops, per CACHE: None (memory) or run_dir/cache (disk).
     "auto" weighs train + val, which are held at once, against the memory available; prints why."""
-    in_use = len(files_by_split["train"]) + len(files_by_split["val"])
+    machines = training.cluster_size(os.environ.get("TF_CONFIG"))  # each decodes its share only
+    in_use = (len(files_by_split["train"]) + len(files_by_split["val"])) // machines
     where, why = training.choose_cache(cfg.CACHE, in_use, cfg.INPUT_SIZE, training.available_memory_bytes())
     print(why)
     return run_dir / "cache" if where == "disk" else None

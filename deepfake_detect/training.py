@@ -268,8 +268,9 @@ def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=
     else:
         dataset = dataset.map(lambda x, y: (scale_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
-    # Files are not sharded by name across machines; each worker takes every N-th batch instead.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Each machine of a multi-worker run already holds only its own files (worker_share), so
+    # tf.distribute must not shard again (DATA would decode every crop on every machine).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
@@ -476,6 +477,30 @@ def is_chief(tf_config_text):
     if "chief" in config.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+def worker_position(tf_config_text):
+    """(this machine's position, machines) among a TF_CONFIG's chief and workers: chief first,
+    then workers by index; (0, 1) when unset."""
+    machines = cluster_size(tf_config_text)
+    if machines == 1:
+        return 0, 1
+    config = json.loads(tf_config_text)
+    task = config.get("task", {})
+    has_chief = 1 if "chief" in config.get("cluster", {}) else 0
+    if task.get("type") == "chief":
+        return 0, machines
+    return has_chief + int(task.get("index", 0)), machines
+
+
+def worker_share(files, tf_config_text):
+    """This machine's files of a multi-worker run: every N-th from its position, before any
+    decoding, so each machine reads 1/N of the crops. Every share is cut to the same length
+    (dropping at most N-1 crops), so that all machines run the same number of steps."""
+    position, machines = worker_position(tf_config_text)
+    if machines == 1:
+        return files
+    return files[position::machines][:len(files) // machines]
 
 
 def choose_strategy(mixed_precision=True, cpu_devices=0):
