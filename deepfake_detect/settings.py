@@ -105,13 +105,17 @@ def check_config(cfg):
 
 
 def check_ray_settings(cfg):
-    """Raise ConfigError when RAY_ADDRESS asks for Ray but Ray cannot be used (checked without importing it)."""
-    import importlib.util
-
+    """Raise ConfigError for Ray settings that cannot work."""
     if not isinstance(cfg.RAY_MAX_RETRIES, int) or cfg.RAY_MAX_RETRIES < 0:
         raise ConfigError("RAY_MAX_RETRIES must be a whole number >= 0")
     if not cfg.RAY_CPUS_PER_ACTOR > 0 or cfg.RAY_GPUS_PER_ACTOR < 0:
         raise ConfigError("RAY_CPUS_PER_ACTOR must be > 0 and RAY_GPUS_PER_ACTOR >= 0")
+
+
+def check_ray_installed(cfg):
+    """Raise ConfigError when RAY_ADDRESS asks for Ray but it is not installed (checked without importing it)."""
+    import importlib.util
+
     if cfg.RAY_ADDRESS and importlib.util.find_spec("ray") is None:
         raise ConfigError(f"RAY_ADDRESS = {cfg.RAY_ADDRESS!r} (or --ray) needs Ray: "
                           "pip install -r requirements-ray.txt, or unset RAY_ADDRESS to use local processes")
@@ -191,7 +195,7 @@ def apply_ray_flag(cfg, ray_flag):
     """
     if ray_flag is not None:
         cfg.RAY_ADDRESS = ray_flag or cfg.RAY_ADDRESS or "auto"
-        check_ray_settings(cfg)
+    check_ray_installed(cfg)
     return cfg
 
 

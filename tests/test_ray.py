@@ -43,13 +43,13 @@ def free_port():
 class RayNode:
     """One `ray start --block` in its own process group and temp folder, so it can be killed alone."""
 
-    def __init__(self, arguments, log_path):
+    def __init__(self, arguments, log_path, cpus=1):
         # Short temp folder: Ray's socket paths must stay under 108 characters.
         self.temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
             [RAY, "start", "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
-             "--num-cpus", "1", "--temp-dir", self.temp_dir,
+             "--num-cpus", str(cpus), "--temp-dir", self.temp_dir,
              "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
              *arguments],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.temp_dir)
@@ -97,12 +97,13 @@ class RayNode:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def wait_for_nodes(address, count):
-    """Block until `ray status` at `address` lists `count` live nodes with the worker's resource."""
+def wait_for_nodes(address, count, resource="worker_node"):
+    """Block until `ray status` at `address` lists `count` live nodes (and `resource`, if given)."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         status = subprocess.run([RAY, "status", "--address", address], capture_output=True, text=True)
-        if status.returncode == 0 and status.stdout.count(" node_") >= count and "worker_node" in status.stdout:
+        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        if status.returncode == 0 and active.count(" node_") >= count and (resource or "") in status.stdout:
             return
         time.sleep(1)
     raise AssertionError(f"the Ray cluster at {address} did not come up:\n{status.stdout}{status.stderr}")
@@ -228,3 +229,45 @@ def test_a_worker_node_dying_mid_run_changes_nothing(cluster, sample_videos, loc
     assert killed_during is not None, f"the worker node never got a video before the run ended:\n{output}"
     assert "8 videos (8 done)" in output
     assert folder_contents(tmp_path / "out" / "faces") == local_output["faces"]
+
+
+# ------------------------------------------------------------------ without a cluster
+
+def test_ray_flag_picks_the_address_and_the_default_stays_local(tmp_path, monkeypatch):
+    from deepfake_detect import settings
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert settings.apply_ray_flag(settings.load_config(), None).RAY_ADDRESS is None
+    assert settings.apply_ray_flag(settings.load_config(), "").RAY_ADDRESS == "auto"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")
+    assert settings.apply_ray_flag(settings.load_config(), None).RAY_ADDRESS == "10.0.0.9:6379"
+    assert settings.apply_ray_flag(settings.load_config(), "10.0.0.5:6379").RAY_ADDRESS == "10.0.0.5:6379"
+    config = write_config(tmp_path / "cfg.py", RAY_ADDRESS="ray://head:10001")
+    cfg = settings.apply_ray_flag(settings.load_config(config), "")
+    assert cfg.RAY_ADDRESS == "ray://head:10001"
+    assert settings.describe_engine(cfg, 4) == "engine=Ray at ray://head:10001"
+    with pytest.raises(settings.ConfigError, match="RAY_MAX_RETRIES"):
+        settings.load_config(write_config(tmp_path / "bad.py", RAY_MAX_RETRIES=-1))
+
+
+def test_actors_fit_each_node_and_follow_the_gpus():
+    from deepfake_detect.ray_engine import actor_slots
+
+    assert actor_slots([{"CPU": 8.0}, {"CPU": 2.0}], 4, 1) == (2, False)         # the 2-CPU node fits none
+    assert actor_slots([{"CPU": 16.0, "GPU": 2.0}, {"CPU": 8.0}], 4, 1) == (2, True)
+    assert actor_slots([{"CPU": 16.0, "GPU": 1.0}], 4, 0.5) == (2, True)          # two actors share a GPU
+    assert actor_slots([{"CPU": 1.0}], 4, 1) == (0, False)
+
+
+def test_a_retry_clears_the_partial_folder_of_the_attempt_that_died(tmp_path):
+    from deepfake_detect.files import finish_partial_folder, start_partial_folder
+
+    dead = tmp_path / f".clip{PARTIAL_MARK}othermachine-4242"
+    dead.mkdir()
+    (dead / "clip-000.png").write_bytes(b"half")
+    partial = start_partial_folder(tmp_path / "clip")
+    assert partial.name == f".clip{PARTIAL_MARK}{socket.gethostname()}-{os.getpid()}"
+    assert not dead.exists()
+    (partial / "clip-000.png").write_bytes(b"whole")
+    assert finish_partial_folder(partial, tmp_path / "clip")
+    assert [p.name for p in tmp_path.iterdir()] == ["clip"]
