@@ -288,6 +288,8 @@ def main(argv=None):
             train_model(model, cfg, run_dir, train_data, val_data)
             write_text_atomic(run_dir / TRAINED_MARK, json.dumps(describe_training(cfg, run_dir)) + "\n")
         if not chief:
+            if cache_dir is not None:  # this machine's share of decoded crops: the chief evaluates alone
+                shutil.rmtree(cache_dir, ignore_errors=True)
             return 0
         trained = describe_training(cfg, run_dir)
         metrics = evaluate_run(cfg, run_dir, files_by_split, trained, cache_dir)

@@ -164,6 +164,7 @@ def run_on_actors(ray, job, items, cfg_ref, folder, cfg, initializer, initargs):
     waiting = deque((item, 0) for item in items)   # (item, attempts that died with their actor)
     pending = {}                                   # ObjectRef -> (item, attempts, actor)
     busy = {id(actor): 0 for actor in actors}
+    last_death = "none started"
     while waiting or pending:
         for actor in actors:
             while waiting and busy[id(actor)] < IN_FLIGHT_PER_SLOT:
@@ -171,13 +172,15 @@ def run_on_actors(ray, job, items, cfg_ref, folder, cfg, initializer, initargs):
                 pending[actor.run.remote(item, cfg_ref)] = (item, attempts, actor)
                 busy[id(actor)] += 1
         if not pending:
-            raise SystemExit(f"error: every Ray actor died; {len(waiting):,} videos not done: run again to go on")
+            raise SystemExit(f"error: every Ray actor died ({last_death}); {len(waiting):,} videos not done: "
+                             "run again to go on")
         done, _ = ray.wait(list(pending), num_returns=1)
         item, attempts, actor = pending.pop(done[0])
         busy[id(actor)] -= 1
         try:
             yield ray.get(done[0])
         except ray.exceptions.RayActorError as error:
+            last_death = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
             if actor in actors:
                 actors.remove(actor)
             if attempts < cfg.RAY_MAX_RETRIES:
