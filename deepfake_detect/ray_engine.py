@@ -115,18 +115,31 @@ def actor_slots(nodes, cpus_per_actor, gpus_per_actor):
     return count, use_gpus
 
 
-def run_jobs(job, items, cfg, initializer=None, initargs=()):
-    """Yield the Outcome of `job(item, cfg)` for every item as it finishes on the Ray cluster."""
+def run_jobs(job, items, cfg, initializer=None, initargs=(), ordered=False):
+    """Yield what `job(item, cfg)` returns for every item as it finishes on the Ray cluster (in
+    the items' order with `ordered`); an item Ray could not run yields a "failed" Outcome."""
     ray = connect(cfg.RAY_ADDRESS, job)
     try:
         cfg_ref = ray.put(cfg)
         folder = os.getcwd()
+        numbered = list(enumerate(items))
         if initializer is None:
-            yield from run_tasks(ray, job, items, cfg_ref, folder, cfg.RAY_MAX_RETRIES)
+            results = run_tasks(ray, job, numbered, cfg_ref, folder, cfg.RAY_MAX_RETRIES)
         else:
-            yield from run_on_actors(ray, job, items, cfg_ref, folder, cfg, initializer, initargs)
+            results = run_on_actors(ray, job, numbered, cfg_ref, folder, cfg, initializer, initargs)
+        yield from in_order(results) if ordered else (result for _, result in results)
     finally:
         ray.shutdown()
+
+
+def in_order(numbered_results):
+    """(position, result) pairs in any order -> results in position order, each as soon as it can be."""
+    waiting, next_position = {}, 0
+    for position, result in numbered_results:
+        waiting[position] = result
+        while next_position in waiting:
+            yield waiting.pop(next_position)
+            next_position += 1
 
 
 def run_tasks(ray, job, items, cfg_ref, folder, max_retries):
@@ -137,14 +150,15 @@ def run_tasks(ray, job, items, cfg_ref, folder, max_retries):
     spec, waiting, pending = function_spec(job), deque(items), {}
     while waiting or pending:
         while waiting and len(pending) < window:
-            item = waiting.popleft()
-            pending[task.remote(spec, item, cfg_ref, folder)] = item
+            position, item = waiting.popleft()
+            pending[task.remote(spec, item, cfg_ref, folder)] = (position, item)
         done, _ = ray.wait(list(pending), num_returns=1)
-        item = pending.pop(done[0])
+        position, item = pending.pop(done[0])
         try:
-            yield ray.get(done[0])
+            yield position, ray.get(done[0])
         except ray.exceptions.RayError as error:  # retries used up: the machine kept dying under it
-            yield Outcome(item.name, FAILED, f"Ray gave up after {max_retries + 1} attempts: {type(error).__name__}")
+            yield position, Outcome(getattr(item, "name", str(item)), FAILED,
+                                    f"Ray gave up after {max_retries + 1} attempts: {type(error).__name__}")
 
 
 def run_on_actors(ray, job, items, cfg_ref, folder, cfg, initializer, initargs):
@@ -161,31 +175,32 @@ def run_on_actors(ray, job, items, cfg_ref, folder, cfg, initializer, initargs):
     spec = function_spec(job)
     actors = [actor_class.remote(spec, function_spec(initializer), initargs, folder)
               for _ in range(min(count, len(items)))]
-    waiting = deque((item, 0) for item in items)   # (item, attempts that died with their actor)
-    pending = {}                                   # ObjectRef -> (item, attempts, actor)
+    waiting = deque((numbered, 0) for numbered in items)  # ((position, item), attempts that died with their actor)
+    pending = {}                                          # ObjectRef -> ((position, item), attempts, actor)
     busy = {id(actor): 0 for actor in actors}
     last_death = "none started"
     while waiting or pending:
         for actor in actors:
             while waiting and busy[id(actor)] < IN_FLIGHT_PER_SLOT:
-                item, attempts = waiting.popleft()
-                pending[actor.run.remote(item, cfg_ref)] = (item, attempts, actor)
+                numbered, attempts = waiting.popleft()
+                pending[actor.run.remote(numbered[1], cfg_ref)] = (numbered, attempts, actor)
                 busy[id(actor)] += 1
         if not pending:
             raise SystemExit(f"error: every Ray actor died ({last_death}); {len(waiting):,} videos not done: "
                              "run again to go on")
         done, _ = ray.wait(list(pending), num_returns=1)
-        item, attempts, actor = pending.pop(done[0])
+        numbered, attempts, actor = pending.pop(done[0])
+        (position, item), name = numbered, getattr(numbered[1], "name", str(numbered[1]))
         busy[id(actor)] -= 1
         try:
-            yield ray.get(done[0])
+            yield position, ray.get(done[0])
         except ray.exceptions.RayActorError as error:
             last_death = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
             if actor in actors:
                 actors.remove(actor)
             if attempts < cfg.RAY_MAX_RETRIES:
-                waiting.append((item, attempts + 1))
+                waiting.append((numbered, attempts + 1))
             else:
-                yield Outcome(item.name, FAILED, f"its Ray actor died {attempts + 1} times: {type(error).__name__}")
+                yield position, Outcome(name, FAILED, f"its Ray actor died {attempts + 1} times: {type(error).__name__}")
         except ray.exceptions.RayError as error:
-            yield Outcome(item.name, FAILED, f"Ray: {type(error).__name__}: {error}")
+            yield position, Outcome(name, FAILED, f"Ray: {type(error).__name__}: {error}")

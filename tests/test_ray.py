@@ -7,9 +7,11 @@ resource `worker_node`), 1 CPU each, on 127.0.0.1 with free ports, and stops bot
 groups, then anything still running from their temp folders) at the end; it never runs `ray stop`,
 which would stop every Ray on the machine. The built-in sample (8 videos of 2 s) goes through
 stage 00 and 01a with --ray and must equal the local run byte for byte; then once more while the
-worker node is killed as soon as it is building a video's folder. Takes about 1.5 minutes on 2 cores.
+worker node is killed as soon as it is building a video's folder; stage 04 scores the sample's
+folder with Ray actors and must give the local run's table. Takes about 4 minutes on 2 cores.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -178,6 +180,25 @@ def test_stages_00_and_01a_on_ray_equal_the_local_run(cluster, sample_videos, lo
     assert folder_contents(tmp_path / "out" / "faces") == local_output["faces"]
     # A rerun finds everything done and starts no Ray work at all.
     assert "8 videos (8 already done)" in run_stage("00-convert_video_to_image.py", config, "--ray", cluster["address"])
+
+
+def test_stage_04_over_a_folder_on_ray_equals_the_local_run(cluster, sample_videos, tmp_path):
+    from tests.test_04_detect import build_test_model
+
+    model = build_test_model(tmp_path / "model.keras")
+    config = ray_config(tmp_path, sample_videos)
+    tables = {}
+    for engine, extra in (("local", []), ("ray", ["--ray", cluster["address"]])):
+        csv_path = tmp_path / f"{engine}.csv"
+        result = subprocess.run(stage_command("04-detect_deepfakes.py", config, str(sample_videos), "--run", str(model),
+                                              "--csv", str(csv_path), *extra),
+                                capture_output=True, text=True, cwd=REPO_DIR, timeout=600)
+        assert result.returncode in (0, 1), result.stdout + result.stderr   # 1: some input had no face
+        assert "stage 04 finished" in result.stdout and "8 inputs" in result.stdout
+        with open(csv_path, newline="") as handle:
+            tables[engine] = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+    assert len(tables["local"]) == 8 and sum(row["status"] == "scored" for row in tables["local"]) >= 6
+    assert tables["ray"] == tables["local"]   # the same rows, scores and order
 
 
 def partial_of_node(folder, node):
