@@ -2,11 +2,12 @@
 
     VIDEOS_DIR (+ metadata.json)  ->  FRAMES_DIR/<video>/<video>-NNN.png
 
-    python 00-convert_video_to_image.py [--config configs/my_dataset.py] [--shard 1/4] [--workers 2]
+    python 00-convert_video_to_image.py [--config configs/my_dataset.py] [--shard 1/4] [--workers 2] [--ray [ADDRESS]]
 
 Frames kept: index 0, k, 2k, ... with k = floor(fps) (FRAMES_PER_SECOND = 1), as the original.
 Resized by width with INTER_AREA per RESIZE_RULES (x2 below 300 px ... x0.33 above 1900 px).
-Videos run in parallel, one per worker process. A video's folder appears only once all its
+Videos run in parallel, one per worker process, or one Ray task each on a cluster (--ray,
+RAY_ADDRESS; see deepfake_detect/ray_engine.py). A video's folder appears only once all its
 frames are written, so a rerun after a crash skips finished videos and redoes the rest.
 Ends with a summary such as:
 
@@ -56,13 +57,14 @@ def parse_args(argv=None):
     parser = settings.new_parser(__doc__, shard=True)
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: config WORKERS, else one per CPU core)")
+    settings.add_ray_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.load_config(args.config)
+        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
         part, count = settings.parse_shard(args.shard)
         videos, problems = discover_videos(cfg)
     except (settings.ConfigError, FileNotFoundError) as error:
@@ -70,7 +72,7 @@ def main(argv=None):
         return 2
     workers = settings.worker_count(args.workers or cfg.WORKERS)
     print(settings.describe_settings(cfg, ["VIDEOS_DIR", "FRAMES_DIR", "FRAMES_PER_SECOND", "RESIZE_RULES"])
-          + f", workers={workers}, shard={part}/{count}")
+          + f", {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
     for problem in problems:
         warn(problem)
     todo, already = plan_shard(videos, cfg.FRAMES_DIR, part, count)

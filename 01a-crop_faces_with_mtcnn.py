@@ -2,7 +2,7 @@
 
     FRAMES_DIR/<video>/<video>-NNN.png  ->  FACES_DIR/<video>/<video>-NNN-NN.png + faces.csv
 
-    python 01a-crop_faces_with_mtcnn.py [--config configs/my_dataset.py] [--shard 1/4] [--workers 2]
+    python 01a-crop_faces_with_mtcnn.py [--config configs/my_dataset.py] [--shard 1/4] [--workers 2] [--ray [ADDRESS]]
 
 Every face MTCNN finds is kept when its frame has fewer than two detections, or when its
 confidence is above MULTI_FACE_MIN_CONFIDENCE (0.95); the box grows by FACE_MARGIN (30%) of
@@ -13,7 +13,8 @@ number, box, confidence) and every frame in which none was found.
 MTCNN runs as in the original (mtcnn 0.1's steps, see mtcnn_detector.py). Each worker
 process loads it once and sends it MTCNN_BATCH_SIZE frames at a time; videos run in parallel,
 one per worker (default: one worker per 4 cores; each pays ~3 s to start TensorFlow and
-already uses several cores, so on 2 cores one worker is fastest).
+already uses several cores, so on 2 cores one worker is fastest). With --ray (or RAY_ADDRESS)
+the detectors are Ray actors instead, one per RAY_CPUS_PER_ACTOR CPUs (or RAY_GPUS_PER_ACTOR GPUs).
 A video's folder appears only once all its crops and its index are written, so a rerun after
 a crash skips finished videos and redoes the rest.
 Ends with a summary such as:
@@ -69,13 +70,14 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
                              "else one per 4 CPU cores); 1 runs in this process")
+    settings.add_ray_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.load_config(args.config)
+        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
         part, count = settings.parse_shard(args.shard)
         folders = find_video_folders(cfg.FRAMES_DIR)
     except (settings.ConfigError, FileNotFoundError) as error:
@@ -88,13 +90,15 @@ def main(argv=None):
     workers = args.workers or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
     print(settings.describe_settings(cfg, ["FRAMES_DIR", "FACES_DIR", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE",
                                            "MTCNN_BATCH_SIZE"])
-          + f", workers={workers}, shard={part}/{count}")
+          + f", {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
     todo, already = plan_shard(folders, cfg.FACES_DIR, part, count)
 
     timer = Timer()
     # Loading MTCNN takes seconds: not worth it when every video is already cropped.
     # Several workers share the cores rather than each starting one TensorFlow thread per core.
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    if cfg.RAY_ADDRESS:  # each Ray actor has RAY_CPUS_PER_ACTOR CPUs of its machine to itself
+        threads = max(1, int(cfg.RAY_CPUS_PER_ACTOR))
     outcomes = run_jobs(crop_video, todo, cfg, workers, desc="stage 01a videos",
                         initializer=start_worker, initargs=(threads,)) if todo else []
     for outcome in outcomes:

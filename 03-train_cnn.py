@@ -7,7 +7,8 @@
 
 The network (config BACKBONE, INPUT_SIZE, WEIGHTS) outputs P(pristine): labels are fake = 0,
 real = 1, as the original's flow_from_directory gave them. Crops are decoded and resized once
-(exactly as detection's prepare_faces does) and kept in memory; training batches get the
+(exactly as detection's prepare_faces does) and kept in memory, or on disk beside the run when
+they would not fit (CACHE, see docs/scale.md); training batches get the
 original's augmentation as one affine warp per image. Callbacks: early stopping on val loss,
 best-model checkpoint, CSV log, stop on NaN, and a per-epoch backup: a run killed mid-epoch and
 started again with the same name resumes from its last finished epoch. On GPUs: memory growth,
@@ -33,6 +34,8 @@ import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
+
+import numpy as np
 
 from deepfake_detect import calibration, evaluation, settings, training
 from deepfake_detect.files import write_csv, write_text_atomic
@@ -107,17 +110,39 @@ def check_training_settings(cfg):
             raise settings.ConfigError(f"{name} must be a whole number >= 1")
     if not 0 < cfg.THRESHOLD < 1:
         raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
+    if cfg.CACHE not in training.CACHE_MODES:
+        raise settings.ConfigError(f"CACHE = {cfg.CACHE!r}: choose one of {', '.join(training.CACHE_MODES)}")
     try:
         training.check_augmentation(cfg.AUGMENTATION)
     except ValueError as error:
         raise settings.ConfigError(str(error)) from None
 
 
-def load_split(files, cfg, split):
-    """Decode one split into its in-memory cache; return (batched dataset, readable files)."""
-    decoded = training.decode_dataset(files, cfg.INPUT_SIZE)
+def load_split(files, cfg, split, cache_dir=None):
+    """Decode one split into its cache, in memory or (with `cache_dir`) in a tf.data file cache
+    there; return (batched dataset, readable files). In a multi-worker run (TF_CONFIG) the train
+    and val splits are first cut to this machine's share, so it decodes only those files."""
+    if split != "test":
+        total, files = len(files), training.worker_share(files, os.environ.get("TF_CONFIG"))
+        position, machines = training.worker_position(os.environ.get("TF_CONFIG"))
+        if machines > 1:
+            print(f"machine {position + 1} of {machines}: decoding {len(files):,} of the {total:,} {split} crops")
     cache_mb = len(files) * cfg.INPUT_SIZE ** 2 * 3 / 1e6
-    unreadable = set(training.fill_cache(decoded, len(files), f"decoding {split} ({cache_mb:,.0f} MB in memory)"))
+    shuffle_buffer = None
+    if cache_dir is None:
+        decoded = training.decode_dataset(files, cfg.INPUT_SIZE)
+        unreadable = training.fill_cache(decoded, len(files), f"decoding {split} ({cache_mb:,.0f} MB in memory)")
+    else:
+        if split == "train":  # written shuffled once, then shuffled within DISK_SHUFFLE_BUFFER each epoch
+            files = [files[i] for i in np.random.default_rng(cfg.SPLIT_SEED).permutation(len(files))]
+            shuffle_buffer = training.DISK_SHUFFLE_BUFFER
+        finished, partial = training.disk_cache(cache_dir, split, files, cfg.INPUT_SIZE)
+        decoded = training.decode_dataset(files, cfg.INPUT_SIZE, finished or partial)
+        desc = f"{'reading' if finished else 'decoding'} {split} ({cache_mb:,.0f} MB cached in {cache_dir})"
+        unreadable = training.fill_cache(decoded, len(files), desc)
+        if partial:  # the pass above completed the cache: publish it, and read it from now on
+            decoded = training.decode_dataset(files, cfg.INPUT_SIZE, training.publish_disk_cache(partial))
+    unreadable = set(unreadable)
     for index in sorted(unreadable):
         warn(f"{files[index][0]}: not a readable image, left out")
     readable = [item for index, item in enumerate(files) if index not in unreadable]
@@ -129,8 +154,19 @@ def load_split(files, cfg, split):
             raise training.DatasetError(f"the readable crops of the {split} split hold one class only")
         warn(f"the {split} split holds {present[0]} crops only: its ROC AUC is undefined (reported as null)")
     dataset = training.batch_dataset(decoded, len(readable), cfg.BATCH_SIZE, training=split == "train",
-                                     augmentation=cfg.AUGMENTATION if cfg.AUGMENT else None)
+                                     augmentation=cfg.AUGMENTATION if cfg.AUGMENT else None,
+                                     shuffle_buffer=shuffle_buffer)
     return dataset, readable
+
+
+def choose_cache_dir(cfg, files_by_split, run_dir):
+    """Where load_split keeps the decoded crops, per CACHE: None (memory) or run_dir/cache (disk).
+    "auto" weighs train + val, which are held at once, against the memory available; prints why."""
+    machines = training.cluster_size(os.environ.get("TF_CONFIG"))  # each decodes its share only
+    in_use = (len(files_by_split["train"]) + len(files_by_split["val"])) // machines
+    where, why = training.choose_cache(cfg.CACHE, in_use, cfg.INPUT_SIZE, training.available_memory_bytes())
+    print(why)
+    return run_dir / "cache" if where == "disk" else None
 
 
 def build_compiled_model(cfg, strategy):
@@ -167,14 +203,14 @@ def describe_training(cfg, run_dir):
     return {"epochs_run": len(rows), "best_epoch": best_epoch, "best_val_loss": best_val_loss, "stopped": stopped}
 
 
-def evaluate_run(cfg, run_dir, files_by_split, trained):
+def evaluate_run(cfg, run_dir, files_by_split, trained, cache_dir=None):
     """Score model.keras on the test split and write predictions, metrics, plots and the card."""
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         raise RunError(f"training ended ({trained['stopped']}) before any epoch improved the val loss, "
                        f"so there is no model.keras: lower LEARNING_RATE or check the crops, then --overwrite")
     model = load_model(model_path)
-    test_data, test_files = load_split(files_by_split["test"], cfg, "test")
+    test_data, test_files = load_split(files_by_split["test"], cfg, "test", cache_dir)
     scores = model.predict(test_data, verbose=0).reshape(-1)
     labels = [label for _, label in test_files]
     videos = [training.video_of(path.name) for path, _ in test_files]
@@ -201,6 +237,8 @@ def evaluate_run(cfg, run_dir, files_by_split, trained):
               "test_unreadable": len(files_by_split["test"]) - len(test_files), "model_sha256": sha256}
     # Last: its presence marks the run finished.
     write_text_atomic(run_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
+    if cache_dir is not None:  # decoded crops, as large as the split: of no use to a finished run
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return metrics
 
 
@@ -299,18 +337,21 @@ def main(argv=None):
                                        for class_name, c in by_class.items()))
     print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
     settings.save_settings(cfg, run_dir, "03")
+    cache_dir = choose_cache_dir(cfg, files_by_split, run_dir)
 
     try:
         if not (run_dir / TRAINED_MARK).is_file():
             model = build_compiled_model(cfg, strategy)  # first: a weights problem shows at once
-            train_data, _ = load_split(files_by_split["train"], cfg, "train")
-            val_data, _ = load_split(files_by_split["val"], cfg, "val")
+            train_data, _ = load_split(files_by_split["train"], cfg, "train", cache_dir)
+            val_data, _ = load_split(files_by_split["val"], cfg, "val", cache_dir)
             train_model(model, cfg, run_dir, train_data, val_data)
             write_text_atomic(run_dir / TRAINED_MARK, json.dumps(describe_training(cfg, run_dir)) + "\n")
         if not chief:
+            if cache_dir is not None:  # this machine's share of decoded crops: the chief evaluates alone
+                shutil.rmtree(cache_dir, ignore_errors=True)
             return 0
         trained = describe_training(cfg, run_dir)
-        metrics = evaluate_run(cfg, run_dir, files_by_split, trained)
+        metrics = evaluate_run(cfg, run_dir, files_by_split, trained, cache_dir)
     except (training.DatasetError, RunError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@
                                   [--csv scores.csv] [--json scores.json] [--annotate out/] [--explain]
     python 04-detect_deepfakes.py clip.mp4 --run runs/NAME/export/model_float32.tflite   # or .../saved_model
     python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page
+    python 04-detect_deepfakes.py folder/ --ray [ADDRESS]     # scored by Ray actors on a cluster
 
 Frames, faces and input scaling are exactly those of stages 00, 01a and 03 (shared code):
 FRAMES_PER_SECOND frames per second, resized by RESIZE_RULES (images too, as one frame), MTCNN
@@ -39,10 +40,11 @@ from tqdm import tqdm
 
 from deepfake_detect import settings
 from deepfake_detect.calibration import run_temperature
-from deepfake_detect.detect import (SCORED, VIDEO, ModelError, Scorer, find_run_model, list_inputs,
+from deepfake_detect.detect import (FAILED, SCORED, VIDEO, ModelError, Result, Scorer, find_run_model, list_inputs,
                                     score_meaning, write_annotated)
+from deepfake_detect.export import is_exported
 from deepfake_detect.files import write_csv, write_text_atomic
-from deepfake_detect.runner import Timer, warn
+from deepfake_detect.runner import Outcome, Timer, warn
 
 SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict",
                    "threshold", "score_rule", "reason", "seconds", "p_real_raw")
@@ -226,6 +228,35 @@ def exit_code(results):
     return 0 if results and all(r.status == SCORED for r in results) else 1
 
 
+# --ray: each Ray actor's scorer, loaded once by start_scorer (the model and MTCNN take seconds).
+_scorer, _keep_frames, _explain = None, False, False
+
+
+def start_scorer(model_path, keep_frames, explain):
+    """Ray actor set-up: load the model and MTCNN once for this actor."""
+    global _scorer, _keep_frames, _explain
+    _scorer, _keep_frames, _explain = Scorer(model_path), keep_frames, explain
+
+
+def score_input(path, cfg):
+    """Ray job: one input's Result, scored by this actor's scorer."""
+    return _scorer.score_file(path, cfg, keep_frames=_keep_frames, explain=_explain)
+
+
+def score_inputs(files, cfg, scorer, model_path, keep_frames, explain):
+    """Results of `files`, in order: scored here by `scorer`, or with --ray by Ray actors that each
+    load the model once (one per RAY_CPUS_PER_ACTOR CPUs or RAY_GPUS_PER_ACTOR GPUs)."""
+    if not cfg.RAY_ADDRESS:
+        yield from scorer.score_files(files, cfg, keep_frames=keep_frames, explain=explain)
+        return
+    from deepfake_detect import ray_engine  # only when asked: the default path needs no Ray
+
+    results = ray_engine.run_jobs(score_input, files, cfg, start_scorer, (str(model_path), keep_frames, explain),
+                                  ordered=True)
+    for path, result in zip(files, results):
+        yield Result(str(path), status=FAILED, reason=result.reason) if isinstance(result, Outcome) else result
+
+
 def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
     parser.add_argument("inputs", nargs="*", type=Path, help="video files, image files and folders")
@@ -242,6 +273,7 @@ def parse_args(argv=None):
     parser.add_argument("--serve", action="store_true", help="start the local web page instead")
     parser.add_argument("--host", default=None, help="web page address (default: config WEB_HOST)")
     parser.add_argument("--port", type=int, default=None, help="web page port (default: config WEB_PORT)")
+    settings.add_ray_argument(parser)
     args = parser.parse_args(argv)
     if not args.serve and not args.inputs:
         parser.error("give videos, images or folders to score, or --serve for the web page")
@@ -250,8 +282,10 @@ def parse_args(argv=None):
     return args
 
 
-def detect_files(args, cfg, scorer):
-    """Score every input of `args` with `scorer`, print the table, write the files; return exit status."""
+def detect_files(args, cfg, scorer, model_path=None):
+    """Score every input of `args` with `scorer` (with --ray: Ray actors loading `model_path`), print
+    the table, write the files; return exit status."""
+    model_path = model_path or scorer.model_path
     files, ignored = list_inputs(args.inputs, cfg.VIDEO_EXTENSIONS, exclude=args.annotate)
     if ignored:
         example = ", ".join(p.name for p in ignored[:3])
@@ -263,10 +297,10 @@ def detect_files(args, cfg, scorer):
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
         settings.save_settings(cfg, args.annotate, "04")
-    if args.explain and not scorer.can_explain:
-        warn(f"--explain: {scorer.model_path} is an exported model; Grad-CAM needs the run's model.keras, "
+    if args.explain and is_exported(model_path):
+        warn(f"--explain: {model_path} is an exported model; Grad-CAM needs the run's model.keras, "
              f"so the inputs are scored without heatmaps")
-    elif args.explain:
+    elif args.explain and scorer is not None:
         scorer.explain_faces([])  # builds and traces Grad-CAM before the first input, not during it
     timer = Timer()
     name_width = min(60, max(len("input"), *(len(str(p)) for p in files)))
@@ -274,7 +308,7 @@ def detect_files(args, cfg, scorer):
     results, used_names = [], set()
     bar = tqdm(total=len(files), desc="stage 04 inputs", unit="input", dynamic_ncols=True)
     try:
-        for result in scorer.score_files(files, cfg, keep_frames=bool(args.annotate), explain=args.explain):
+        for result in score_inputs(files, cfg, scorer, model_path, bool(args.annotate), args.explain):
             results.append(result)
             tqdm.write(table_row(result, name_width))
             if args.details:
@@ -287,12 +321,12 @@ def detect_files(args, cfg, scorer):
     finally:
         bar.close()
     print(score_meaning(cfg))
-    print(run_temperature(scorer.model_path, cfg)[1])
+    print(run_temperature(model_path, cfg)[1])
     written = []
     if args.csv:
         written += write_results_csv(args.csv, results, cfg, args.details)
     if args.json:
-        written.append(write_results_json(args.json, results, cfg, scorer.model_path, args.details, args.explain))
+        written.append(write_results_json(args.json, results, cfg, model_path, args.details, args.explain))
     scored = sum(r.status == SCORED for r in results)
     print(f"stage 04 finished in {timer.seconds:,.1f} s: {len(results):,} inputs "
           f"({scored:,} scored, {len(results) - scored:,} not scored)")
@@ -305,13 +339,16 @@ def main(argv=None, scorer=None):
     """`scorer`: an already loaded Scorer to reuse (tests load one for many runs)."""
     args = parse_args(argv)
     try:
-        cfg = settings.load_config(args.config)
+        cfg = settings.apply_ray_flag(settings.load_config(args.config), None if args.serve else args.ray)
+        if args.serve:
+            cfg.RAY_ADDRESS = None  # the web page scores in its own process
+        model_path = scorer.model_path if scorer else None
         if scorer is None:
             model_path = find_run_model(cfg.RUNS_DIR, args.run)
             print(settings.describe_settings(cfg, ["THRESHOLD", "VIDEO_SCORE", "FRAMES_PER_SECOND",
                                                    "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE"])
-                  + f", model={model_path}")
-            scorer = Scorer(model_path)
+                  + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
+            scorer = None if cfg.RAY_ADDRESS else Scorer(model_path)  # Ray's actors load their own
     except (settings.ConfigError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -319,7 +356,7 @@ def main(argv=None, scorer=None):
         from deepfake_detect.web import serve
 
         return serve(scorer, cfg, host=args.host or cfg.WEB_HOST, port=args.port or cfg.WEB_PORT)
-    return detect_files(args, cfg, scorer)
+    return detect_files(args, cfg, scorer, model_path)
 
 
 if __name__ == "__main__":

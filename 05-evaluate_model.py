@@ -5,7 +5,7 @@
             and EVAL_CACHE_DIR/<dataset>-<key>/ (face crops, extracted once per dataset and settings)
 
     python 05-evaluate_model.py --run RUN [--run RUN2 ...] --dataset NAME=FOLDER [--dataset ...]
-                                [--config configs/my.py] [--name EVAL_NAME] [--workers N]
+                                [--config configs/my.py] [--name EVAL_NAME] [--workers N] [--ray [ADDRESS]]
 
 A dataset is any folder stage 00 reads with labels: DFDC (metadata.json, optionally with a
 "method" key per fake), DFDC parts, or real/ + fake/ (fake/<method>/ subfolders name methods).
@@ -124,6 +124,7 @@ def parse_args(argv=None):
     parser.add_argument("--name", default=None, help="output folder under EVALS_DIR (default: a timestamp)")
     parser.add_argument("--workers", type=int, default=None,
                         help="face extraction processes (default: config MTCNN_WORKERS, else one per 4 cores)")
+    settings.add_ray_argument(parser)
     args = parser.parse_args(argv)
     if args.name is not None and (not args.name or "/" in args.name or "\\" in args.name or args.name in (".", "..")):
         parser.error(f"--name {args.name!r}: give a plain folder name such as 'b0-vs-celebdf'")
@@ -133,7 +134,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.load_config(args.config)
+        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
         check_evaluation_settings(cfg)
         models = resolve_runs(cfg, args.run)
         datasets = load_datasets(cfg, args.dataset)
@@ -144,7 +145,8 @@ def main(argv=None):
     out_dir = cfg.EVALS_DIR / name
     out_dir.mkdir(parents=True, exist_ok=True)
     print(settings.describe_settings(cfg, SHOWN_SETTINGS) + f", runs: {', '.join(models)}, "
-          f"datasets: {', '.join(d.name for d in datasets)}")
+          f"datasets: {', '.join(d.name for d in datasets)}"
+          + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
     timer = Timer()
 
     extractions, described = {}, {}

@@ -17,6 +17,11 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
+# Ray is optional (--ray): only the tests install it, so `make demo` stays as light as before.
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
 venv: $(VENV)/.installed
 
 $(SAMPLE_VIDEOS)/metadata.json: | $(VENV)/.installed
@@ -33,7 +38,7 @@ demo: $(VENV)/.installed $(SAMPLE_VIDEOS)/metadata.json
 	@echo "MODEL_CARD.md in runs/sample/. The demo trains offline from random weights for 5 epochs,"
 	@echo "so its scores stay near 0.5: it shows the pipeline, not a detector (see configs/sample.py)."
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.installed-ray
 	$(PY) -m pytest
 
 # Removes only what `make demo` made.

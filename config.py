@@ -52,6 +52,14 @@ MTCNN_BATCH_SIZE = 8            # frames per MTCNN call; one detector per worker
 MTCNN_WORKERS = None            # processes for stage 01a; None: one per 4 CPU cores, because TensorFlow
                                 # already spreads one detector over several cores (2 workers on 2 cores: 0.6x)
 
+# Ray (optional: pip install -r requirements-ray.txt). Runs stages 00, 01a and 04 on a Ray cluster,
+# one task per video, instead of local worker processes; see docs/scale.md.
+RAY_ADDRESS = os.environ.get("RAY_ADDRESS") or None  # None: local processes | "auto" (the cluster
+                                # `ray start` made on this machine) | "host:6379" | "ray://host:10001"; also --ray
+RAY_MAX_RETRIES = 3             # attempts more per video when its worker or machine dies (not for its own errors)
+RAY_CPUS_PER_ACTOR = 4          # stages 01a, 04: CPUs per actor (its TensorFlow threads), one detector/model each
+RAY_GPUS_PER_ACTOR = 1          # stages 01a, 04: GPUs per actor when the cluster has GPUs (0.5: two share one)
+
 # Azure (stage 01b). Endpoints and keys come from the environment, never from this file.
 AZURE_SERVICE = "face"          # "face": Face service detect v1.2 | "vision": Image Analysis 3.2 (retires 2028)
 FACE_ENDPOINT = os.environ.get("FACE_ENDPOINT", "")      # https://<resource>.cognitiveservices.azure.com
@@ -85,6 +93,10 @@ AUGMENT = True                  # the original's augmentation on training batche
 AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1,
                 "shear_range": 0.2, "zoom_range": 0.1, "horizontal_flip": True, "fill_mode": "nearest"}
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
+# Decoded crops (INPUT_SIZE^2 x 3 bytes each: 49 KB at 128 px) are cached once, then read every epoch:
+# "memory" | "disk" (a tf.data file cache in the run's cache/ folder, deleted when the run ends) |
+# "auto": disk when train + val would take more than half of the available memory (docs/scale.md)
+CACHE = "auto"
 RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
 
 # --------------------------------------------------------- stage 04: detection

@@ -1,15 +1,17 @@
 """Writing outputs so that a killed run never leaves a half-written or half-finished one.
 
 Single files are written to a temporary name and renamed. A video's whole output folder is
-built under a hidden partial name (`.<video>.partial-<pid>`) and renamed at the end, so a
+built under a hidden partial name (`.<video>.partial-<host>-<pid>`) and renamed at the end, so a
 folder named after a video exists only once that video is complete; a rerun skips those and
-clears partial folders that a killed run left behind.
+clears partial folders that a killed run left behind. The host in the name keeps two machines
+writing to shared storage (a Ray task and its retry on another node) out of each other's folders.
 """
 
 import csv
 import io
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import cv2
@@ -64,12 +66,24 @@ def read_image(path):
 
 
 def start_partial_folder(final_dir):
-    """Create and return a fresh private folder in which `final_dir`'s content is built."""
+    """Create and return a fresh private folder in which `final_dir`'s content is built.
+
+    Partial folders of the same video left by an earlier attempt (a worker or a whole machine
+    that died mid-video, whose video is now retried) are deleted first.
+    """
     final_dir = Path(final_dir)
-    partial = final_dir.with_name(f".{final_dir.name}{PARTIAL_MARK}{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    prefix = f".{final_dir.name}{PARTIAL_MARK}"
+    if final_dir.parent.is_dir():
+        for earlier in final_dir.parent.glob(f"{glob_escape(prefix)}*"):
+            shutil.rmtree(earlier, ignore_errors=True)
+    partial = final_dir.with_name(f"{prefix}{socket.gethostname()}-{os.getpid()}")
     partial.mkdir(parents=True)
     return partial
+
+
+def glob_escape(text):
+    """`text` with glob's special characters bracketed, so video names like 'a[1]' match literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def finish_partial_folder(partial, final_dir):

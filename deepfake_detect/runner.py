@@ -64,11 +64,17 @@ def run_jobs(job, items, cfg, workers, desc, initializer=None, initargs=()):
 
     workers == 1 runs in this process (easy to debug); more use fresh "spawn" processes on
     every OS, because forking a process that has loaded TensorFlow or OpenCV threads can hang.
+    With cfg.RAY_ADDRESS set (--ray), the jobs run on that Ray cluster instead (ray_engine).
     """
     outcomes = []
     bar = tqdm(total=len(items), desc=desc, unit="video", dynamic_ncols=True)
     try:
-        if workers <= 1 or len(items) <= 1:
+        if getattr(cfg, "RAY_ADDRESS", None) and items:
+            from deepfake_detect import ray_engine  # imported only when asked: the default needs no Ray
+
+            for outcome in ray_engine.run_jobs(job, items, cfg, initializer, initargs):
+                outcomes.append(_record(outcome, bar))
+        elif workers <= 1 or len(items) <= 1:
             if initializer:
                 initializer(*initargs)
             results = (_run_job(job, item, cfg) for item in items)

@@ -102,6 +102,24 @@ def check_config(cfg):
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name} must be None (one per CPU core) or a whole number >= 1")
+    check_ray_settings(cfg)
+
+
+def check_ray_settings(cfg):
+    """Raise ConfigError for Ray settings that cannot work."""
+    if not isinstance(cfg.RAY_MAX_RETRIES, int) or cfg.RAY_MAX_RETRIES < 0:
+        raise ConfigError("RAY_MAX_RETRIES must be a whole number >= 0")
+    if not cfg.RAY_CPUS_PER_ACTOR > 0 or cfg.RAY_GPUS_PER_ACTOR < 0:
+        raise ConfigError("RAY_CPUS_PER_ACTOR must be > 0 and RAY_GPUS_PER_ACTOR >= 0")
+
+
+def check_ray_installed(cfg):
+    """Raise ConfigError when RAY_ADDRESS asks for Ray but it is not installed (checked without importing it)."""
+    import importlib.util
+
+    if cfg.RAY_ADDRESS and importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"RAY_ADDRESS = {cfg.RAY_ADDRESS!r} (or --ray) needs Ray: "
+                          "pip install -r requirements-ray.txt, or unset RAY_ADDRESS to use local processes")
 
 
 def worker_count(requested):
@@ -161,6 +179,30 @@ def add_shard_argument(parser):
     parser.add_argument("--shard", type=str, default="1/1", metavar="K/N",
                         help="process only the K-th of every N videos, to split a dataset "
                              "across N machines (1/3, 2/3, 3/3); default 1/1")
+
+
+def add_ray_argument(parser):
+    """Add --ray [ADDRESS] to the parser of a stage that runs its videos through runner.run_jobs."""
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="run one task per video on a Ray cluster: ADDRESS (host:6379), else config "
+                             "RAY_ADDRESS / $RAY_ADDRESS, else 'auto' (the cluster `ray start` made here)")
+
+
+def apply_ray_flag(cfg, ray_flag):
+    """Fold --ray [ADDRESS] into cfg.RAY_ADDRESS, which picks the engine; returns cfg.
+
+    No flag: the setting stays (None unless config or $RAY_ADDRESS sets it). A bare --ray: the
+    setting if any, else "auto". Raises ConfigError when Ray is asked for but not installed.
+    """
+    if ray_flag is not None:
+        cfg.RAY_ADDRESS = ray_flag or cfg.RAY_ADDRESS or "auto"
+    check_ray_installed(cfg)
+    return cfg
+
+
+def describe_engine(cfg, workers):
+    """'workers=N' for the local pool, or 'engine=Ray at ADDRESS'."""
+    return f"engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else f"workers={workers}"
 
 
 def new_parser(doc, shard=False):

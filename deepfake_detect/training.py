@@ -203,8 +203,9 @@ def scale_batch(images_uint8):
     return tf.cast(images_uint8, tf.float32) / 255.0
 
 
-def decode_dataset(files, input_size):
-    """tf.data of (image uint8, label, readable) per file, in order, decoded once and cached.
+def decode_dataset(files, input_size, cache_file=None):
+    """tf.data of (image uint8, label, readable) per file, in order, decoded once and cached:
+    in memory, or with `cache_file` in tf.data's file cache under that prefix (see disk_cache).
 
     Unreadable files stay in the cache as a blank image with readable = False, so the caller
     can name them; `batch_dataset` leaves them out.
@@ -225,7 +226,8 @@ def decode_dataset(files, input_size):
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     # cv2 releases the GIL while decoding and resizing, so parallel calls use every core.
-    return dataset.map(decode_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+    return dataset.map(decode_element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache(
+        str(cache_file) if cache_file else "")
 
 
 def fill_cache(decoded, count, desc):
@@ -243,11 +245,13 @@ def fill_cache(decoded, count, desc):
     return unreadable
 
 
-def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=None):
+def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=None, shuffle_buffer=None):
     """(x float32 [0, 1], y float32) batches from a cached decode_dataset holding `count` readable crops.
 
-    Training batches are reshuffled every epoch and, with `augmentation`, warped per image.
-    Validation/test batches keep the file order and are never augmented.
+    Training batches are reshuffled every epoch (over the whole split, or over `shuffle_buffer`
+    crops: a disk cache would otherwise be read back into memory whole) and, with
+    `augmentation`, warped per image. Validation/test batches keep the file order and are never
+    augmented.
     """
     import tensorflow as tf
 
@@ -256,7 +260,7 @@ def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     if training:
         # The cache hands out references, so a buffer of the whole split costs no copy.
-        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(min(count, shuffle_buffer or count), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     if training and augmentation:
         dataset = dataset.map(lambda x, y: (scale_batch(augment_batch(x, augmentation)), y),
@@ -264,9 +268,98 @@ def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=
     else:
         dataset = dataset.map(lambda x, y: (scale_batch(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
-    # Files are not sharded by name across machines; each worker takes every N-th batch instead.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Each machine of a multi-worker run already holds only its own files (worker_share), so
+    # tf.distribute must not shard again (DATA would decode every crop on every machine).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------ cache in memory or on disk
+
+# CACHE = "auto" keeps the decoded crops in memory while they fit in this share of the memory
+# available when stage 03 starts; above it, on disk.
+CACHE_MEMORY_SHARE = 0.5
+# Disk cache: training shuffles within this many crops (100 MB at 128 px) over a cache written
+# in a shuffled file order, instead of over the whole split.
+DISK_SHUFFLE_BUFFER = 2048
+CACHE_MODES = ("auto", "memory", "disk")
+
+
+def cache_bytes(crop_count, input_size):
+    """Bytes of decoded uint8 crops: crop_count x input_size^2 x 3."""
+    return crop_count * input_size * input_size * 3
+
+
+def available_memory_bytes():
+    """Memory available to a new process (Linux MemAvailable, else sysconf); None when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def choose_cache(mode, crop_count, input_size, available_bytes, share=CACHE_MEMORY_SHARE):
+    """("memory" | "disk", a sentence saying why) for CACHE = mode and this many crops in memory at once."""
+    need = cache_bytes(crop_count, input_size)
+    if mode != "auto":
+        return mode, f"CACHE = {mode!r}: {crop_count:,} decoded crops, {need / 1e9:,.1f} GB"
+    if available_bytes is None:
+        return "memory", f"CACHE = 'auto': available memory unknown, so {need / 1e9:,.1f} GB of crops in memory"
+    limit = available_bytes * share
+    where = "disk" if need > limit else "memory"
+    return where, (f"CACHE = 'auto': {crop_count:,} decoded crops need {need / 1e9:,.1f} GB, "
+                   f"{'more' if where == 'disk' else 'no more'} than {share:.0%} of the "
+                   f"{available_bytes / 1e9:,.1f} GB available, so they are cached on {where}")
+
+
+def cache_key(files, input_size):
+    """A short hash of the crops (path, size, modification time) and INPUT_SIZE: a cache is
+    reused only for exactly these files, unchanged."""
+    import hashlib
+
+    digest = hashlib.sha256(str(input_size).encode())
+    for path, label in files:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def disk_cache(cache_dir, name, files, input_size):
+    """(prefix of a finished file cache or None, prefix to write a new one under) in cache_dir.
+
+    tf.data writes a file cache as <prefix>.data-* plus <prefix>.index when a pass ends, and
+    leaves a lockfile and temporary files when killed. A new cache is therefore written under a
+    private partial prefix and published by publish_disk_cache (index renamed last), so a
+    cache named <name>-<key> is always complete; partial caches of killed runs are deleted here.
+    """
+    import socket
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    final = cache_dir / f"{name}-{cache_key(files, input_size)}"
+    for stale in cache_dir.glob(f".{name}-*.partial-*"):
+        stale.unlink(missing_ok=True)
+    for outdated in cache_dir.glob(f"{name}-*"):  # caches of other files or another INPUT_SIZE
+        if not outdated.name.startswith(final.name + "."):
+            outdated.unlink(missing_ok=True)
+    if final.with_name(final.name + ".index").is_file():
+        return final, None
+    return None, cache_dir / f".{final.name}.partial-{socket.gethostname()}-{os.getpid()}"
+
+
+def publish_disk_cache(partial):
+    """Rename a fully written partial file cache to its final prefix (data first, index last)."""
+    final_name = partial.name[1:].split(".partial-")[0]
+    files = sorted(partial.parent.glob(f"{partial.name}.*"), key=lambda path: path.suffix == ".index")
+    for path in files:
+        os.replace(path, path.with_name(final_name + path.name[len(partial.name):]))
+    return partial.with_name(final_name)
 
 
 # ------------------------------------------------------------------ resumable callbacks
@@ -384,6 +477,30 @@ def is_chief(tf_config_text):
     if "chief" in config.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+def worker_position(tf_config_text):
+    """(this machine's position, machines) among a TF_CONFIG's chief and workers: chief first,
+    then workers by index; (0, 1) when unset."""
+    machines = cluster_size(tf_config_text)
+    if machines == 1:
+        return 0, 1
+    config = json.loads(tf_config_text)
+    task = config.get("task", {})
+    has_chief = 1 if "chief" in config.get("cluster", {}) else 0
+    if task.get("type") == "chief":
+        return 0, machines
+    return has_chief + int(task.get("index", 0)), machines
+
+
+def worker_share(files, tf_config_text):
+    """This machine's files of a multi-worker run: every N-th from its position, before any
+    decoding, so each machine reads 1/N of the crops. Every share is cut to the same length
+    (dropping at most N-1 crops), so that all machines run the same number of steps."""
+    position, machines = worker_position(tf_config_text)
+    if machines == 1:
+        return files
+    return files[position::machines][:len(files) // machines]
 
 
 def choose_strategy(mixed_precision=True, cpu_devices=0):

@@ -72,6 +72,8 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     crops = parity_crops()
     model_path = build_spread_model(root / "runs" / "tiny" / "model.keras", crops)
+    # The run's temperature (stage 03 writes it beside model.keras) must travel with the exports.
+    (model_path.parent / "calibration.json").write_text(json.dumps({"temperature": 2.0}))
     config = write_config(root / "config.py", RUNS_DIR=root / "runs")
     status = stage03.main(["--config", str(config), "--export", "tiny"])
     assert status == 0
@@ -82,6 +84,7 @@ def exported(tmp_path_factory):
 def test_export_writes_every_format_with_its_sidecar(exported):
     folder = exported["dir"]
     assert (folder / "saved_model" / "saved_model.pb").is_file()
+    assert json.loads((folder / "calibration.json").read_text())["temperature"] == 2.0
     for name in (export.SAVED_MODEL, export.TFLITE_FLOAT32, export.TFLITE_INT8):
         card = json.loads(export.sidecar_path(folder / name).read_text())
         assert card["input"]["shape"] == [None, TEST_INPUT_SIZE, TEST_INPUT_SIZE, 3]
@@ -113,11 +116,13 @@ def test_stage04_scores_with_an_exported_model(exported, capsys):
                                str(media["hopper.jpg"]), "--run", str(run), "--json", str(json_paths[run]),
                                "--explain"])
         assert status == 0
+    printed = capsys.readouterr()
+    assert printed.out.count("calibrated with temperature 2.0000") == 3  # model.keras and both exports
     scores = {run: [row["p_real"] for row in json.loads(path.read_text())["inputs"]] for run, path in json_paths.items()}
     reference = scores.pop(exported["model"])
     for run, values in scores.items():
         assert np.max(np.abs(np.subtract(values, reference))) <= PARITY, run
-    assert "Grad-CAM needs the run's model.keras" in capsys.readouterr().err  # --explain on an export: said, not fatal
+    assert "Grad-CAM needs the run's model.keras" in printed.err  # --explain on an export: said, not fatal
 
 
 def test_export_never_replaces_an_export_unasked(exported, capsys):
