@@ -89,6 +89,11 @@ RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
 
 # --------------------------------------------------------- stage 04: detection
 THRESHOLD = 0.5                 # a video or image scoring below this P(pristine) is called FAKE
+# Stage 04 calls a video or image UNCERTAIN, not REAL or FAKE, when its P(pristine) lies strictly
+# within this distance of THRESHOLD (0.1: between 0.4 and 0.6), rather than show false certainty
+# for a score a hair's breadth from the threshold. 0 turns the band off. Stage 03's metrics
+# always use THRESHOLD alone.
+UNCERTAIN_MARGIN = 0.1
 VIDEO_SCORE = "mean"            # "mean" of face scores | "confident": DFDC winner's rule
 WEB_HOST = "127.0.0.1"          # the web page binds here; 0.0.0.0 exposes it to your network
 WEB_PORT = 8000
