@@ -165,11 +165,27 @@ def add_shard_argument(parser):
                              "across N machines (1/3, 2/3, 3/3); default 1/1")
 
 
+class VerboseAction(argparse.Action):
+    """--verbose: sets DEEPFAKE_DETECT_VERBOSE=1 as it is parsed, so that devices.configure_tensorflow
+    (in this process and in the workers it starts) lets TensorFlow's start-up messages through."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from deepfake_detect.devices import VERBOSE_VARIABLE
+
+        os.environ[VERBOSE_VARIABLE] = "1"
+        setattr(namespace, self.dest, True)
+
+
 def new_parser(doc, shard=False):
-    """A stage's argparse parser: the script's docstring as description, --config, and with
-    `shard` also --shard K/N."""
+    """A stage's argparse parser: the script's docstring as description, --config, --verbose,
+    and with `shard` also --shard K/N."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser)
+    parser.add_argument("--verbose", action=VerboseAction,
+                        help="also show TensorFlow's own start-up messages (hidden by default)")
     if shard:
         add_shard_argument(parser)
     return parser
