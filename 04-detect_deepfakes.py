@@ -129,8 +129,9 @@ def face_records(result):
 
 
 def csv_cells(record):
-    """A record with None as an empty cell and floats to 6 decimals."""
-    return {k: ("" if v is None else round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
+    """A record with None as an empty cell and floats to 9 significant digits: the full precision
+    of the model's float32 scores, so nothing computed from the file differs from the JSON."""
+    return {k: ("" if v is None else f"{v:.9g}" if isinstance(v, float) else v) for k, v in record.items()}
 
 
 def write_results_csv(path, results, cfg, details):
