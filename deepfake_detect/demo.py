@@ -11,9 +11,9 @@ split.csv (video -> split); prints one row per held-out video and a line per spl
     video            truth  P(real)  verdict    right
     bfkzcnxyqa.mp4   FAKE     0.031  FAKE       yes
     ...
-    test   12 videos: 12 right, 0 wrong, 0 uncertain   <- held out
-    val    12 videos: ...                               (chose the best epoch)
-    train  36 videos: ...                               (trained on)
+    test    12 videos: 12 right, 0 wrong, 0 uncertain or unscored   <- held out
+    val     12 videos: ...   (chose the best epoch)
+    train   36 videos: ...   (trained on)
 """
 
 import argparse

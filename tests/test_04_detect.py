@@ -180,6 +180,14 @@ def test_a_zero_margin_turns_uncertain_off_and_the_meaning_says_so():
     assert "UNCERTAIN" not in detect.score_meaning(cfg)
 
 
+@pytest.mark.parametrize("margin", [-0.1, 0.5])
+def test_an_uncertain_margin_out_of_range_is_a_config_error(tmp_path, margin):
+    from deepfake_detect.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="UNCERTAIN_MARGIN"):
+        load_config(write_config(tmp_path / "margin.py", UNCERTAIN_MARGIN=margin))
+
+
 def test_uncertain_verdict_in_table_csv_and_json_and_exit_status_unchanged(workspace, scorer, tmp_path, capsys):
     """The test model scores near 0.5, so a wide margin makes the verdict UNCERTAIN; the input
     still counts as scored (exit status 0)."""
