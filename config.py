@@ -86,7 +86,8 @@ AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_ra
                 "shear_range": 0.2, "zoom_range": 0.1, "horizontal_flip": True, "fill_mode": "nearest"}
 # Momentum of the backbone's BatchNorm moving averages; None keeps the backbone's own (0.99).
 # Training from random weights for a few hundred steps needs less (e.g. 0.9): at 0.99 the
-# averages used at inference barely leave their start, so every output stays near 0.5.
+# averages used at inference lag ~100 steps behind fast-changing weights (after 75 steps they
+# had barely left their start, and every output stayed near 0.5).
 BATCHNORM_MOMENTUM = None
 TRAINING_SEED = None            # a whole number fixes the initial weights and the shuffling; None: new each run
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
