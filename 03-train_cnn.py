@@ -108,6 +108,10 @@ def check_training_settings(cfg):
         value = getattr(cfg, name)
         if not isinstance(value, int) or value < 1:
             raise settings.ConfigError(f"{name} must be a whole number >= 1")
+    if cfg.TRAINING_SEED is not None and not isinstance(cfg.TRAINING_SEED, int):
+        raise settings.ConfigError("TRAINING_SEED must be None (unseeded) or a whole number")
+    if cfg.BATCHNORM_MOMENTUM is not None and not 0 <= cfg.BATCHNORM_MOMENTUM < 1:
+        raise settings.ConfigError("BATCHNORM_MOMENTUM must be None (the backbone's own) or a number in [0, 1)")
     if not 0 < cfg.THRESHOLD < 1:
         raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
     if cfg.CACHE not in training.CACHE_MODES:
@@ -174,7 +178,7 @@ def build_compiled_model(cfg, strategy):
     import keras
 
     with strategy.scope():
-        model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, cfg.WEIGHTS)
+        model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, cfg.WEIGHTS, cfg.BATCHNORM_MOMENTUM)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE),
                       loss="binary_crossentropy",
                       metrics=["accuracy", keras.metrics.AUC(name="auc")])
@@ -329,8 +333,13 @@ def main(argv=None):
 
     timer = Timer()
     strategy, devices = training.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
-    print(settings.describe_settings(cfg, ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE",
-                                           "EPOCHS", "LEARNING_RATE", "AUGMENT"]) + f", devices: {devices}")
+    if cfg.TRAINING_SEED is not None:
+        import keras
+
+        keras.utils.set_random_seed(cfg.TRAINING_SEED)
+    print(settings.describe_settings(cfg, ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS",
+                                           "LEARNING_RATE", "BATCHNORM_MOMENTUM", "TRAINING_SEED", "AUGMENT"])
+          + f", devices: {devices}")
     counts = training.count_files(files_by_split)
     for split, by_class in counts.items():
         print(f"{split}: " + ", ".join(f"{c['crops']:,} {class_name} crops from {c['videos']:,} videos"

@@ -13,16 +13,17 @@ FRAMES_PER_SECOND frames per second, resized by RESIZE_RULES (images too, as one
 faces kept and cropped with FACE_MARGIN, resized to the model's input size and scaled to [0, 1].
 The model gives each face P(real) (= P(pristine)); P(fake) = 1 - P(real) is shown beside it. An
 input's score combines its faces by VIDEO_SCORE ("mean", or "confident": the DFDC winner's rule)
-and the verdict is FAKE when that P(real) is below THRESHOLD. The model is the newest
-RUNS_DIR/<run>/model.keras unless --run says otherwise. Prints one row per input (scores made
+and the verdict is FAKE when that P(real) is below THRESHOLD, else REAL, but UNCERTAIN when it
+lies within UNCERTAIN_MARGIN of THRESHOLD (between 0.4 and 0.6 by default). The model is the
+newest RUNS_DIR/<run>/model.keras unless --run says otherwise. Prints one row per input (scores made
 up for illustration; long reasons cut):
 
     input                type   status       frames  faces  P(real)  P(fake)  verdict
     vids/abofeumbvv.mp4  video  scored           11      5    0.214    0.786  FAKE
-    vids/abqwwspghj.mp4  video  scored           11     11    0.377    0.623  FAKE
+    vids/abqwwspghj.mp4  video  scored           11     11    0.577    0.423  UNCERTAIN
     hopper.png           image  scored            1      1    0.912    0.088  REAL
-    wall.png             image  no face           1      0        -        -  -        no face found in the image
-    notes.txt            -      unsupported       -      -        -        -  -        not an image or video (...)
+    wall.png             image  no face           1      0        -        -  -          no face found in the image
+    notes.txt            -      unsupported       -      -        -        -  -          not an image or video (...)
     P(real) = the model's probability that the faces are real (pristine); P(fake) = 1 - P(real). ...
     stage 04 finished in 12.0 s: 5 inputs (3 scored, 2 not scored)
 
@@ -63,13 +64,13 @@ def table_row(result, name_width):
     cells = (f"{result.path:<{name_width}}", f"{result.kind or '-':<5}", f"{result.status:<11}",
              f"{'-' if frames is None else frames:>6}", f"{'-' if faces is None else faces:>5}",
              f"{format_score(result.p_real):>7}", f"{format_score(result.p_fake):>7}",
-             f"{result.verdict or '-':<7}")
+             f"{result.verdict or '-':<9}")
     line = "  ".join(cells)
     return f"{line}  {result.reason}" if result.reason else line.rstrip()
 
 
 def table_header(name_width):
-    widths = (name_width, 5, 11, 6, 5, 7, 7, 7)
+    widths = (name_width, 5, 11, 6, 5, 7, 7, 9)
     aligned = [f"{title:>{w}}" if title in ("frames", "faces", "P(real)", "P(fake)") else f"{title:<{w}}"
                for title, w in zip(TABLE_HEADER, widths)]
     return "  ".join(aligned).rstrip()
@@ -157,8 +158,9 @@ def face_records(result):
 
 
 def csv_cells(record):
-    """A record with None as an empty cell and floats to 6 decimals."""
-    return {k: ("" if v is None else round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
+    """A record with None as an empty cell and floats to 9 significant digits: the full precision
+    of the model's float32 scores, so nothing computed from the file differs from the JSON."""
+    return {k: ("" if v is None else f"{v:.9g}" if isinstance(v, float) else v) for k, v in record.items()}
 
 
 def write_results_csv(path, results, cfg, details):

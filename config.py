@@ -92,6 +92,12 @@ AUGMENT = True                  # the original's augmentation on training batche
 # image size for shifts); applied as one affine warp per training image.
 AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_range": 0.1,
                 "shear_range": 0.2, "zoom_range": 0.1, "horizontal_flip": True, "fill_mode": "nearest"}
+# Momentum of the backbone's BatchNorm moving averages; None keeps the backbone's own (0.99).
+# Training from random weights for a few hundred steps needs less (e.g. 0.9): at 0.99 the
+# averages used at inference lag ~100 steps behind fast-changing weights (after 75 steps they
+# had barely left their start, and every output stayed near 0.5).
+BATCHNORM_MOMENTUM = None
+TRAINING_SEED = None            # a whole number fixes the initial weights and the shuffling; None: new each run
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
 # Decoded crops (INPUT_SIZE^2 x 3 bytes each: 49 KB at 128 px) are cached once, then read every epoch:
 # "memory" | "disk" (a tf.data file cache in the run's cache/ folder, deleted when the run ends) |
@@ -101,6 +107,11 @@ RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
 
 # --------------------------------------------------------- stage 04: detection
 THRESHOLD = 0.5                 # a video or image scoring below this P(pristine) is called FAKE
+# Stage 04 calls a video or image UNCERTAIN, not REAL or FAKE, when its P(pristine) lies strictly
+# within this distance of THRESHOLD (0.1: between 0.4 and 0.6), rather than show false certainty
+# for a score a hair's breadth from the threshold. 0 turns the band off. Stage 03's metrics
+# always use THRESHOLD alone.
+UNCERTAIN_MARGIN = 0.1
 VIDEO_SCORE = "mean"            # "mean" of face scores | "confident": DFDC winner's rule
 WEB_HOST = "127.0.0.1"          # the web page binds here; 0.0.0.0 exposes it to your network
 WEB_PORT = 8000

@@ -40,6 +40,7 @@ MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
 SCORED, NO_FACE, UNREADABLE, UNSUPPORTED, NOT_FOUND, FAILED = (
     "scored", "no face", "unreadable", "unsupported", "not found", "failed")
 IMAGE, VIDEO = "image", "video"
+UNCERTAIN = "UNCERTAIN"  # the verdict for a score within UNCERTAIN_MARGIN of THRESHOLD
 
 # Image files picked from folders (by name); given directly, any file is tried by its content.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -85,7 +86,7 @@ class Result:
     faces: list = field(default_factory=list)          # FaceScore, in frame order
     p_real: float | None = None
     p_real_raw: float | None = None  # from the uncalibrated face scores
-    verdict: str | None = None      # "REAL" | "FAKE"
+    verdict: str | None = None      # "REAL" | "FAKE" | "UNCERTAIN"
     seconds: float = 0.0
     frames_bgr: dict | None = None  # frame index -> resized BGR frame, only when asked for
 
@@ -146,13 +147,25 @@ def score_meaning(cfg):
             else "DFDC winner's confident-faces rule over its face scores")
     return (f"P(real) = the model's probability that the faces are real (pristine); "
             f"P(fake) = 1 - P(real). An input's score is the {rule} (VIDEO_SCORE={cfg.VIDEO_SCORE}); "
-            f"verdict FAKE when P(real) < {cfg.THRESHOLD} (THRESHOLD).")
+            f"verdict FAKE when P(real) < {cfg.THRESHOLD} (THRESHOLD)" + uncertain_meaning(cfg) + ".")
 
 
-def verdict_of(p_real, threshold):
-    """"FAKE" when P(real) < threshold, else "REAL"; None without a score."""
+def uncertain_meaning(cfg):
+    """The clause of score_meaning about the UNCERTAIN band; empty when the band is off."""
+    if not cfg.UNCERTAIN_MARGIN:
+        return ""
+    low, high = cfg.THRESHOLD - cfg.UNCERTAIN_MARGIN, cfg.THRESHOLD + cfg.UNCERTAIN_MARGIN
+    return (f", UNCERTAIN when {low:g} < P(real) < {high:g} (within UNCERTAIN_MARGIN={cfg.UNCERTAIN_MARGIN:g} "
+            f"of it: too close to call)")
+
+
+def verdict_of(p_real, threshold, margin=0.0):
+    """"FAKE" when P(real) < threshold, else "REAL"; "UNCERTAIN" instead of either when P(real)
+    lies strictly within `margin` of the threshold; None without a score."""
     if p_real is None:
         return None
+    if margin and threshold - margin < p_real < threshold + margin:
+        return UNCERTAIN
     return "FAKE" if p_real < threshold else "REAL"
 
 
@@ -505,7 +518,7 @@ class Scorer:
             result.faces = faces
             result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
             result.p_real_raw = combine_face_scores(raw, cfg.VIDEO_SCORE)
-            result.verdict = verdict_of(result.p_real, cfg.THRESHOLD)
+            result.verdict = verdict_of(result.p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
             problems = [f"stopped early: {read_error}"] if read_error else []
             if unsearched:
                 problems.append(f"{len(unsearched)} frames could not be searched for faces")

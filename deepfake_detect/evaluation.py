@@ -71,9 +71,13 @@ PREDICTION_COLUMNS = ("file", "video", "label", "label_name", "score")
 
 
 def prediction_rows(files, videos, labels, scores):
-    """Rows of predictions.csv: file, video, true label (number and name), score = P(pristine)."""
+    """Rows of predictions.csv: file, video, true label (number and name), score = P(pristine).
+
+    Scores are written with 9 significant digits, enough to give back every float32 exactly
+    (read them as float32), so AUC and log loss recomputed from the file equal metrics.json's.
+    """
     return [{"file": path, "video": video, "label": int(label), "label_name": CLASS_NAMES[int(label)],
-             "score": f"{float(score):.6f}"} for path, video, label, score in zip(files, videos, labels, scores)]
+             "score": f"{float(score):.9g}"} for path, video, label, score in zip(files, videos, labels, scores)]
 
 
 def sha256_of(path):

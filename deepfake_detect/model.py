@@ -41,9 +41,12 @@ class WeightsError(RuntimeError):
     """The backbone's weights could not be had; the message says what to set instead."""
 
 
-def build_model(backbone="EfficientNetB0", input_size=128, weights="imagenet"):
+def build_model(backbone="EfficientNetB0", input_size=128, weights="imagenet", batchnorm_momentum=None):
     """EfficientNet (no top, global max pooling) -> Dense 512 ReLU -> Dropout 0.5 ->
     Dense 128 ReLU -> Dense 1 sigmoid (float32, also under mixed precision). Not compiled.
+
+    `batchnorm_momentum`, if given, replaces the momentum (0.99) of every BatchNormalization
+    layer of the backbone (see config BATCHNORM_MOMENTUM).
 
     `weights`: "imagenet" (downloaded once by the efficientnet package into ~/.keras/models),
     None (random), or a weights file for the backbone. Raises WeightsError when they cannot be had.
@@ -70,6 +73,10 @@ def build_model(backbone="EfficientNetB0", input_size=128, weights="imagenet"):
                 f"that has it in ~/.keras/models/") from error
         raise WeightsError(f"WEIGHTS = {str(weights)!r} could not be loaded into {backbone} at input size "
                            f"{input_size} ({type(error).__name__}: {error})") from error
+    if batchnorm_momentum is not None:
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = batchnorm_momentum
     return keras.Sequential([
         keras.Input((input_size, input_size, 3)),
         base,

@@ -2,18 +2,23 @@
 
     python -m deepfake_detect.sample data/sample/videos
 
-writes 20 short videos (10 REAL, 10 FAKE; about 6 s each at 15 fps, 400x300) and a DFDC-style
-metadata.json into the folder, in a few seconds. The portraits ship inside installed packages:
-scikit-image's astronaut (Eileen Collins) and matplotlib's Grace Hopper. A REAL video films one
-portrait with a slowly moving, zooming camera and changing light. Its FAKE twin films the same
-portrait with the same camera and light, but with the other person's face swapped in (aligned
-on the eyes, nose and mouth, then blended with OpenCV's seamlessClone), and names the REAL video
-as its `original`, exactly as DFDC does. It is a demo, not a benchmark: two identities only.
+writes 60 short videos (30 REAL, 30 FAKE; 5 s each at 15 fps, 400x300) and a DFDC-style
+metadata.json into the folder, in about fifteen seconds. The portraits ship inside installed
+packages: scikit-image's astronaut (Eileen Collins) and matplotlib's Grace Hopper. Each REAL
+video is one "take" of one portrait, with its own camera (path, zoom, tilt, mirror), light
+(exposure, colour cast, gamma, flicker), background (a colour wash outside the head), sensor
+noise and compression quality. Its FAKE twin is the same take of the same portrait with the
+other person's face swapped in (aligned on the eyes, nose and mouth, rendered at half
+resolution like an autoencoder deepfake, blended with OpenCV's seamlessClone), and names the
+REAL video as its `original`, exactly as DFDC does. Since every take exists once real and once
+fake, nothing about a clip but the swap tells the classes apart. It is a demo, not a
+benchmark: two identities only.
 """
 
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,8 +26,9 @@ import numpy as np
 
 FRAME_SIZE = (400, 300)  # width, height: inside the x1 resize rule, so frames keep this size
 FPS = 15
-SECONDS = 6
-VIDEOS_PER_PERSON = 5
+SECONDS = 5
+VIDEOS_PER_PERSON = 15   # REAL videos per portrait, each with its FAKE twin: 60 videos in all
+NOISE_FIELDS = 5         # sensor-noise fields drawn per take and used in turn (drawing one per frame is slow)
 # Five facial landmarks (left eye, right eye, nose, mouth left, mouth right) of each portrait, in
 # pixels, as MTCNN 1.0.0 reports them; fixed here so building the sample needs no TensorFlow.
 LANDMARKS = {
@@ -41,12 +47,13 @@ def portrait_images():
     return {"astronaut": skimage.data.astronaut(), "hopper": cv2.cvtColor(hopper_bgr, cv2.COLOR_BGR2RGB)}
 
 
-def face_mask(shape, landmarks):
-    """A filled ellipse (uint8, 255 inside) covering brows to chin around the five landmarks."""
+def face_mask(shape, landmarks, scale=1.0):
+    """A filled ellipse (uint8, 255 inside) covering brows to chin around the five landmarks;
+    `scale` grows it (2.5: roughly the whole head)."""
     points = np.array(landmarks, np.float32)
     eye_distance = np.linalg.norm(points[1] - points[0])
     center = points.mean(axis=0)
-    axes = (int(eye_distance * 1.1), int(eye_distance * 1.4))
+    axes = (int(eye_distance * 1.1 * scale), int(eye_distance * 1.4 * scale))
     mask = np.zeros(shape[:2], np.uint8)
     cv2.ellipse(mask, (int(center[0]), int(center[1])), axes, 0, 0, 360, 255, -1)
     return mask
@@ -70,31 +77,85 @@ def swap_face(target_rgb, target_landmarks, source_rgb, source_landmarks):
     return cv2.seamlessClone(warped, target_rgb, mask, center, cv2.NORMAL_CLONE)
 
 
-def camera_path(rng, frame_count):
-    """Per-frame (zoom, shift x, shift y, brightness gain, flip) for one take: a slow drift."""
-    zoom = np.linspace(rng.uniform(1.0, 1.15), rng.uniform(1.0, 1.25), frame_count)
-    shift_x = np.linspace(0, rng.uniform(-0.08, 0.08), frame_count)
-    shift_y = np.linspace(0, rng.uniform(-0.06, 0.06), frame_count)
+@dataclass
+class Take:
+    """Everything one video's filming varies, drawn once per REAL video and reused for its FAKE twin."""
+
+    zoom: np.ndarray        # per frame, x the size that frames the face
+    shift_x: np.ndarray     # per frame, fraction of the portrait's width
+    shift_y: np.ndarray     # per frame, fraction of the portrait's height
+    angle: np.ndarray       # per frame, degrees of camera tilt
+    gain: np.ndarray        # per frame, exposure x flicker
+    colour: np.ndarray      # (3,) RGB gains: the light's colour cast
+    gamma: float
+    flip: bool
+    background: np.ndarray  # (2, 3) RGB colours of the wash's two ends
+    wash: float             # 0..1: how much the background wash covers the photo's own background
+    wash_angle: float       # radians: the direction of the wash's gradient
+    noise: float            # sensor noise, standard deviation in grey levels
+    quality: int            # JPEG quality each frame goes through before the video encoder
+
+
+def draw_take(rng, frame_count):
+    """A random Take of `frame_count` frames: slow drifts between random start and end states."""
+    def drift(low, high):
+        return np.linspace(rng.uniform(low, high), rng.uniform(low, high), frame_count)
+
     phase = rng.uniform(0, 2 * np.pi)
-    gain = 1 + rng.uniform(0.05, 0.2) * np.sin(np.linspace(0, 2 * np.pi, frame_count) + phase)
-    flip = bool(rng.integers(2))
-    return [(zoom[i], shift_x[i], shift_y[i], gain[i], flip) for i in range(frame_count)]
+    flicker = rng.uniform(0.0, 0.12) * np.sin(np.linspace(0, 2 * np.pi, frame_count) + phase)
+    return Take(zoom=drift(0.8, 1.35), shift_x=drift(-0.1, 0.1), shift_y=drift(-0.08, 0.08),
+                angle=drift(-8, 8), gain=rng.uniform(0.7, 1.25) * (1 + flicker),
+                colour=rng.uniform(0.8, 1.2, 3), gamma=float(rng.uniform(0.75, 1.3)),
+                flip=bool(rng.integers(2)), background=rng.uniform(0, 255, (2, 3)),
+                wash=float(rng.uniform(0.2, 0.9)), wash_angle=float(rng.uniform(0, 2 * np.pi)),
+                noise=float(rng.uniform(0, 8)), quality=int(rng.integers(30, 96)))
 
 
-def film_frame(portrait_rgb, zoom, shift_x, shift_y, gain, flip, size=FRAME_SIZE):
-    """One BGR video frame of `portrait_rgb` seen through the camera state."""
+def restage(portrait_rgb, landmarks, take):
+    """The portrait with the take's background: a two-colour wash blended in outside the head."""
     height, width = portrait_rgb.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    along = (np.cos(take.wash_angle) * xs / width + np.sin(take.wash_angle) * ys / height)
+    along = (along - along.min()) / max(1e-6, along.max() - along.min())
+    wash = (1 - along)[..., None] * take.background[0] + along[..., None] * take.background[1]
+    head = face_mask(portrait_rgb.shape, landmarks, scale=2.2).astype(np.float32) / 255
+    head = cv2.GaussianBlur(head, (0, 0), 15)[..., None]
+    alpha = take.wash * (1 - head)
+    return (portrait_rgb * (1 - alpha) + wash * alpha).astype(np.uint8)
+
+
+def film_frame(portrait_rgb, landmarks, take, index, noise, size=FRAME_SIZE):
+    """Frame `index` of a take of `portrait_rgb`, as BGR uint8 of `size` (width, height);
+    `noise`: a few int16 (height, width, 3) sensor-noise fields, used in turn."""
     out_w, out_h = size
-    scale = zoom * min(out_w / width, out_h / height) * 1.3  # frame the face, not the whole photo
-    center_x, center_y = width / 2 * (1 + shift_x), height * 0.4 * (1 + shift_y)
-    matrix = np.float32([[scale, 0, out_w / 2 - scale * center_x],
-                         [0, scale, out_h / 2 - scale * center_y]])
+    points = np.array(landmarks, np.float32)
+    eye_distance = np.linalg.norm(points[1] - points[0])
+    scale = take.zoom[index] * out_h * 0.17 / eye_distance  # eyes ~17% of the frame height apart
+    center = points.mean(axis=0) + (take.shift_x[index] * out_w / scale, take.shift_y[index] * out_h / scale)
+    matrix = cv2.getRotationMatrix2D((float(center[0]), float(center[1])), float(take.angle[index]), float(scale))
+    matrix[:, 2] += (out_w / 2 - center[0], out_h / 2 - center[1])
     frame = cv2.warpAffine(portrait_rgb, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REFLECT)
-    if flip:
-        frame = frame[:, ::-1]
-    frame = np.clip(frame.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    if take.flip:
+        frame = np.ascontiguousarray(frame[:, ::-1])
+    # Light as one lookup table per channel (gamma, colour cast, exposure): fast on every frame.
+    levels = (np.arange(256, dtype=np.float32) / 255) ** take.gamma * 255
+    tables = np.clip(levels[:, None] * take.colour * take.gain[index], 0, 255).astype(np.uint8)
+    frame = cv2.LUT(frame, tables.reshape(256, 1, 3))
+    frame = cv2.add(frame, noise[index % len(noise)], dtype=cv2.CV_8U)
+    frame_bgr = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    _, encoded = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, take.quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+
+
+def film(portrait_rgb, landmarks, take, seed):
+    """Every frame of a take (BGR). `seed` fixes the sensor noise, so twins differ only by the swap."""
+    staged = restage(portrait_rgb, landmarks, take)
+    noise = np.empty((NOISE_FIELDS, FRAME_SIZE[1], FRAME_SIZE[0], 3), np.int16)
+    cv2.setRNGSeed(seed)
+    for field in noise:
+        cv2.randn(field, 0, take.noise)
+    return [film_frame(staged, landmarks, take, index, noise) for index in range(len(take.zoom))]
 
 
 def write_video(path, frames_bgr, fps=FPS):
@@ -120,15 +181,16 @@ def make_sample(out_dir, videos_per_person=VIDEOS_PER_PERSON, seconds=SECONDS, f
     rng = np.random.default_rng(seed)
     portraits = portrait_images()
     people = sorted(portraits)
+    swapped = {person: swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
+               for person, other in zip(people, people[::-1])}
     metadata = {}
-    for person in people:
-        other = next(p for p in people if p != person)
-        swapped = swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
-        for _ in range(videos_per_person):
-            path = camera_path(rng, seconds * fps)
+    for _ in range(videos_per_person):
+        for person in people:  # alternating, so any number of videos holds both people
+            take = draw_take(rng, seconds * fps)
+            noise_seed = int(rng.integers(2 ** 31))
             real_name, fake_name = video_name(rng) + ".mp4", video_name(rng) + ".mp4"
-            write_video(out_dir / real_name, [film_frame(portraits[person], *state) for state in path], fps)
-            write_video(out_dir / fake_name, [film_frame(swapped, *state) for state in path], fps)
+            write_video(out_dir / real_name, film(portraits[person], LANDMARKS[person], take, noise_seed), fps)
+            write_video(out_dir / fake_name, film(swapped[person], LANDMARKS[person], take, noise_seed), fps)
             metadata[real_name] = {"label": "REAL", "split": "train", "original": None}
             metadata[fake_name] = {"label": "FAKE", "split": "train", "original": real_name}
     # metadata.json last: its presence tells `make demo` that the sample is complete.

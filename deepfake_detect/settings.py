@@ -98,6 +98,9 @@ def check_config(cfg):
         raise ConfigError("SPLIT_RATIOS must be three non-negative numbers (train, val, test) summing to 1")
     if not 0 <= cfg.FACE_MARGIN <= 2:
         raise ConfigError("FACE_MARGIN is a fraction of the face box, between 0 and 2 (0.30 = 30%)")
+    if not 0 <= cfg.UNCERTAIN_MARGIN < 0.5:
+        raise ConfigError("UNCERTAIN_MARGIN is a distance in P(pristine) from THRESHOLD, >= 0 and below 0.5 "
+                          "(0.1 = uncertain between THRESHOLD - 0.1 and THRESHOLD + 0.1; 0 turns it off)")
     for name in ("WORKERS", "MTCNN_WORKERS"):
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -205,11 +208,27 @@ def describe_engine(cfg, workers):
     return f"engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else f"workers={workers}"
 
 
+class VerboseAction(argparse.Action):
+    """--verbose: sets DEEPFAKE_DETECT_VERBOSE=1 as it is parsed, so that devices.configure_tensorflow
+    (in this process and in the workers it starts) lets TensorFlow's start-up messages through."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from deepfake_detect.devices import VERBOSE_VARIABLE
+
+        os.environ[VERBOSE_VARIABLE] = "1"
+        setattr(namespace, self.dest, True)
+
+
 def new_parser(doc, shard=False):
-    """A stage's argparse parser: the script's docstring as description, --config, and with
-    `shard` also --shard K/N."""
+    """A stage's argparse parser: the script's docstring as description, --config, --verbose,
+    and with `shard` also --shard K/N."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_argument(parser)
+    parser.add_argument("--verbose", action=VerboseAction,
+                        help="also show TensorFlow's own start-up messages (hidden by default)")
     if shard:
         add_shard_argument(parser)
     return parser

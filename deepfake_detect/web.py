@@ -41,7 +41,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from deepfake_detect.detect import (FAILED, SCORED, SNIFF_BYTES, UNREADABLE, score_meaning,
-                                    sniff_media_kind)
+                                    sniff_media_kind, verdict_of)
 
 MAX_CROPS_SHOWN = 60      # a long video has one face a second; the page shows the first ones
 CROP_DISPLAY_SIDE = 160   # px; crops are shrunk to this for the page
@@ -88,7 +88,7 @@ def result_payload(result, cfg, file_name, with_crops, with_overlays=False):
     faces = [{"frame": face.frame, "face": face.number,
               "box": dict(zip(("x", "y", "width", "height"), face.box)),
               "p_real": face.p_real, "p_fake": face.p_fake,
-              "verdict": "FAKE" if face.p_real < cfg.THRESHOLD else "REAL",
+              "verdict": verdict_of(face.p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN),
               **({"crop": crop_data_uri(face.crop)} if with_crops and face.crop is not None else {}),
               **(overlay_fields(face) if with_overlays else {})}
              for face in result.faces[:shown]]
@@ -97,7 +97,7 @@ def result_payload(result, cfg, file_name, with_crops, with_overlays=False):
     return {"timeline": timeline, "file": file_name, "type": result.kind, "status": result.status, "reason": result.reason,
             "frames": len(result.frame_indices), "faces": len(result.faces),
             "p_real": result.p_real, "p_fake": result.p_fake, "verdict": result.verdict,
-            "threshold": cfg.THRESHOLD, "score_rule": cfg.VIDEO_SCORE,
+            "threshold": cfg.THRESHOLD, "uncertain_margin": cfg.UNCERTAIN_MARGIN, "score_rule": cfg.VIDEO_SCORE,
             "score_meaning": score_meaning(cfg), "seconds": round(result.seconds, 2), "face_scores": faces}
 
 

@@ -120,6 +120,19 @@ def test_model_shape_and_parameter_count():
     assert model.layers[-1].compute_dtype == "float32"
 
 
+def test_batchnorm_momentum_setting_reaches_every_backbone_batchnorm():
+    import keras
+
+    from deepfake_detect.model import build_model
+
+    def momenta(model):
+        return {layer.momentum for layer in model.layers[0].layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta(build_model("EfficientNetB0", 32, weights=None)) == {0.99}  # the backbone's own
+    assert momenta(build_model("EfficientNetB0", 32, weights=None, batchnorm_momentum=0.9)) == {0.9}
+
+
 def test_labels_follow_flow_from_directory_fake_0_real_1(split_dir):
     assert CLASS_NAMES == ("fake", "real")
     files = training.list_splits(split_dir)

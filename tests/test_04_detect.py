@@ -165,6 +165,46 @@ def test_combine_and_verdict():
         detect.combine_face_scores([0.3], "median")
 
 
+@pytest.mark.parametrize("p_real, verdict", [
+    (0.39, "FAKE"), (0.4, "FAKE"), (0.41, "UNCERTAIN"), (0.5, "UNCERTAIN"), (0.599, "UNCERTAIN"),
+    (0.6, "REAL"), (0.95, "REAL"), (None, None)])
+def test_scores_within_the_margin_of_the_threshold_are_uncertain(p_real, verdict):
+    assert detect.verdict_of(p_real, 0.5, 0.1) == verdict
+
+
+def test_a_zero_margin_turns_uncertain_off_and_the_meaning_says_so():
+    assert [detect.verdict_of(p, 0.5, 0.0) for p in (0.4999, 0.5, 0.5001)] == ["FAKE", "REAL", "REAL"]
+    cfg = load_config()
+    assert "UNCERTAIN when 0.4 < P(real) < 0.6" in detect.score_meaning(cfg)
+    cfg.UNCERTAIN_MARGIN = 0
+    assert "UNCERTAIN" not in detect.score_meaning(cfg)
+
+
+@pytest.mark.parametrize("margin", [-0.1, 0.5])
+def test_an_uncertain_margin_out_of_range_is_a_config_error(tmp_path, margin):
+    from deepfake_detect.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="UNCERTAIN_MARGIN"):
+        load_config(write_config(tmp_path / "margin.py", UNCERTAIN_MARGIN=margin))
+
+
+def test_uncertain_verdict_in_table_csv_and_json_and_exit_status_unchanged(workspace, scorer, tmp_path, capsys):
+    """The test model scores near 0.5, so a wide margin makes the verdict UNCERTAIN; the input
+    still counts as scored (exit status 0)."""
+    config = write_config(tmp_path / "wide.py", RUNS_DIR=workspace["model"].parent.parent, UNCERTAIN_MARGIN=0.45)
+    csv_path, json_path = tmp_path / "scores.csv", tmp_path / "scores.json"
+    status = stage04.main(["--config", str(config), str(workspace["media"]["astronaut.png"]),
+                           "--csv", str(csv_path), "--json", str(json_path)], scorer=scorer)
+    assert status == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if "astronaut.png" in line)
+    assert row.split()[-1] == "UNCERTAIN"
+    assert "UNCERTAIN when 0.05 < P(real) < 0.95" in table
+    assert read_csv(csv_path)[0]["verdict"] == "UNCERTAIN"
+    document = json.loads(json_path.read_text())
+    assert document["inputs"][0]["verdict"] == "UNCERTAIN" and "UNCERTAIN" in document["score_meaning"]
+
+
 def test_sniff_media_kind_reads_content_not_names(workspace):
     media = workspace["media"]
 
@@ -197,7 +237,7 @@ def test_portraits_are_scored_with_the_training_pipeline(workspace, scorer, cfg,
         assert row["status"] == "scored" and int(row["faces"]) >= 1
         p_real, p_fake = float(row["p_real"]), float(row["p_fake"])
         assert p_real + p_fake == pytest.approx(1, abs=1e-5)
-        assert row["verdict"] == ("FAKE" if p_real < cfg.THRESHOLD else "REAL")
+        assert row["verdict"] == detect.verdict_of(p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
         assert row["score_rule"] == "mean"
     assert rows["astronaut.png"]["type"] == "image" and rows["astronaut.mp4"]["type"] == "video"
     assert int(rows["astronaut.mp4"]["frames"]) == 2  # 2 s at 10 fps, one frame per second kept

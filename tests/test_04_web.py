@@ -78,7 +78,8 @@ def test_api_scores_an_image(client, workspace):
     result = response.get_json()
     assert result["status"] == "scored" and result["type"] == "image" and result["faces"] >= 1
     assert result["p_real"] + result["p_fake"] == pytest.approx(1)
-    assert result["verdict"] == ("FAKE" if result["p_real"] < workspace["cfg"].THRESHOLD else "REAL")
+    cfg = workspace["cfg"]
+    assert result["verdict"] == detect.verdict_of(result["p_real"], cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
     assert "P(fake) = 1 - P(real)" in result["score_meaning"]
     assert np.mean([f["p_real"] for f in result["face_scores"]]) == pytest.approx(result["p_real"])
     assert "crop" not in result["face_scores"][0]

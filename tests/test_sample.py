@@ -8,7 +8,7 @@ import json
 import cv2
 import numpy as np
 
-from deepfake_detect import settings
+from deepfake_detect import demo, settings
 from deepfake_detect.frames import iter_kept_frames
 from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.sample import LANDMARKS, face_mask, make_sample, portrait_images, swap_face
@@ -44,3 +44,38 @@ def test_mtcnn_finds_a_face_in_most_sample_frames(tmp_path):
     detections = MtcnnDetector()(frames)
     with_face = sum(1 for faces in detections if faces)
     assert with_face >= 0.9 * len(frames), f"MTCNN found faces in only {with_face} of {len(frames)} frames"
+
+
+def test_sample_takes_vary_but_twins_differ_only_in_the_face(tmp_path):
+    metadata = make_sample(tmp_path, videos_per_person=2, seconds=1)
+    rules = settings.load_config().RESIZE_RULES
+    first_frames = {name: next(iter_kept_frames(tmp_path / name, rules))[1].astype(int) for name in metadata}
+    fakes = [name for name, entry in metadata.items() if entry["label"] == "FAKE"]
+    for fake in fakes:
+        real = first_frames[metadata[fake]["original"]]
+        difference = np.abs(first_frames[fake] - real).mean(axis=2)
+        assert difference[:30, :].mean() < 6     # the top of the frame: same take, same background
+        assert difference.max() > 60             # somewhere a different face
+    takes = [first_frames[metadata[fake]["original"]] for fake in fakes]
+    assert all(np.abs(takes[0] - other).mean() > 10 for other in takes[1:])  # each take its own look
+
+
+def test_demo_table_marks_the_held_out_videos(tmp_path, capsys):
+    detections = {"inputs": [
+        {"input": "v/aaa.mp4", "status": "scored", "p_real": 0.9, "verdict": "REAL"},
+        {"input": "v/bbb.mp4", "status": "scored", "p_real": 0.45, "verdict": "UNCERTAIN"},
+        {"input": "v/ccc.mp4", "status": "scored", "p_real": 0.8, "verdict": "REAL"},
+        {"input": "v/ddd.mp4", "status": "no face", "p_real": None, "verdict": None}]}
+    (tmp_path / "detect.json").write_text(json.dumps(detections))
+    labels = {"aaa.mp4": "REAL", "bbb.mp4": "FAKE", "ccc.mp4": "FAKE", "ddd.mp4": "FAKE"}
+    (tmp_path / "metadata.json").write_text(json.dumps({k: {"label": v} for k, v in labels.items()}))
+    (tmp_path / "split.csv").write_text("file,split,class,video,group\n"
+                                        "test/real/aaa-000-00.png,test,real,aaa,aaa\n"
+                                        "test/fake/bbb-000-00.png,test,fake,bbb,aaa\n"
+                                        "train/fake/ccc-000-00.png,train,fake,ccc,ccc\n")
+    assert demo.main([str(tmp_path / name) for name in ("detect.json", "metadata.json", "split.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:4]] == ["aaa.mp4", "bbb.mp4"]  # only held-out rows
+    assert lines[2].split()[-1] == "yes" and lines[3].split()[-1] == "-"
+    assert "test     2 videos: 1 right, 0 wrong, 1 uncertain or unscored   <- held out" in lines
+    assert "train    1 videos: 0 right, 1 wrong, 0 uncertain or unscored   (trained on)" in lines
