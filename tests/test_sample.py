@@ -44,3 +44,14 @@ def test_mtcnn_finds_a_face_in_most_sample_frames(tmp_path):
     detections = MtcnnDetector()(frames)
     with_face = sum(1 for faces in detections if faces)
     assert with_face >= 0.9 * len(frames), f"MTCNN found faces in only {with_face} of {len(frames)} frames"
+
+
+def test_seed_option_makes_other_videos_of_the_same_layout(tmp_path):
+    from deepfake_detect.sample import main
+
+    assert main([str(tmp_path / "a"), "--videos-per-person", "1", "--seconds", "1"]) == 0
+    assert main([str(tmp_path / "b"), "--videos-per-person", "1", "--seconds", "1", "--seed", "7"]) == 0
+    default, other = (json.loads((tmp_path / name / "metadata.json").read_text()) for name in "ab")
+    assert len(default) == len(other) == 4 and not set(default) & set(other)  # other names
+    assert sorted(e["label"] for e in default.values()) == sorted(e["label"] for e in other.values())
+    assert default == make_sample(tmp_path / "c", videos_per_person=1, seconds=1, seed=0)
