@@ -38,7 +38,8 @@ error line says what to install) and the other types are.
 
 Videos without a face or unreadable are listed and left out of the video metrics (no stand-in
 score); a one-class dataset (as "dfdc" here) gets no AUC, AP or EER, with the reason.
-Exit status: 0 done, 2 for a usage, settings, dataset or model error (nothing is evaluated then).
+Exit status: 0 done (also when only video compression could not run), 2 for a usage, settings,
+dataset or model error (nothing is evaluated then).
 """
 
 import json
