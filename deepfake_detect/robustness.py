@@ -19,17 +19,16 @@ plus one row with level 0: the clean evaluation, shared by every type (its "type
 and returns a markdown section for report.md that names, per type, the first level at which the
 video AUC falls more than AUC_DROP below level 0 ("none up to level N" otherwise).
 
-How stage 05 drives it (one model, one dataset):
+How stage 05 drives it (05-evaluate_model.py --robustness):
 
     plan, skipped = runnable_plan(plan_sweep(types, levels, seed))   # no encoder: video skipped
-    results = [dict(clean_metrics, type="none", level=0)]
-    for perturbation in plan:            # faces cached per perturbation.cache_tag
-        if perturbation.applies_to_video:  # each video -> perturbation.reencode(src, dst), then stage 00
-            ...
-        else:                            # stage 00's frames -> perturbation.apply(frame, index, video)
-            ...
-        results.append(dict(metrics, type=perturbation.kind, level=perturbation.level))
-    section = write_robustness(eval_folder, results, skipped=skipped)   # append to report.md
+    sweep = run_sweep(models, datasets, results, plan, cfg, skipped=skipped)  # results: the clean ones
+    section, files = write_sweep(eval_folder, sweep)                 # appended to report.md
+    for line in summary_lines(sweep): print(line)                     # a line per sweep point
+
+run_sweep reuses each run x dataset's clean metrics as its level-0 row, and for every point
+extracts the perturbed faces (evaluate.extract_faces, cached per perturbation.cache_tag, so a
+second model extracts nothing) and scores them as the clean evaluation does.
 """
 
 import math
