@@ -226,6 +226,10 @@ def main(argv=None):
     document = {"name": name, "score": "P(real): 1 = real, 0 = fake", "settings": settings.public_settings(cfg),
                 "datasets": described, "runs": runs, "results": results,
                 "seconds": {"extraction": round(extraction_seconds, 2), "total": round(timer.seconds, 2)}}
+    if sweep is not None:
+        document["robustness"] = {"points": [perturbation.cache_tag for perturbation in plan],
+                                  "seed": cfg.ROBUSTNESS_SEED, "not_run": sweep.skipped,
+                                  "seconds": round(sum(p.seconds for p in sweep.points), 2), "table": "robustness.csv"}
     write_table(out_dir / "per_video.csv", as_table(video_rows, VIDEO_COLUMNS))
     write_table(out_dir / "per_face.csv", as_table(face_rows, FACE_COLUMNS))
     write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")

@@ -75,7 +75,10 @@ def test_level_0_is_the_clean_evaluation_and_every_point_is_reported(workspace):
     assert "run" not in rows[0] and "dataset" not in rows[0]  # one pair: no run/dataset columns
     assert [(r["type"], r["level"]) for r in rows] == [("none", "0")] + POINTS
     assert [r["parameter"] for r in rows] == ["", "0.001", "0.05", "7", "21", "30", "40"]
-    clean = json.loads((folder / "metrics.json").read_text())["results"]["plain"]["sample"]
+    document = json.loads((folder / "metrics.json").read_text())
+    clean = document["results"]["plain"]["sample"]
+    assert document["robustness"]["points"] == [f"{t}-{lvl}-s0" for t, lvl in POINTS]
+    assert document["robustness"]["not_run"] == {}
     faces = read_csv(folder / "per_face.csv")
     level0 = rows[0]
     assert level0["video_auc"] == f"{clean['video']['roc_auc']:.4f}"
