@@ -6,6 +6,7 @@
 
     python 05-evaluate_model.py --run RUN [--run RUN2 ...] --dataset NAME=FOLDER [--dataset ...]
                                 [--config configs/my.py] [--name EVAL_NAME] [--workers N] [--ray [ADDRESS]]
+                                [--robustness [--robustness-types noise,blur] [--robustness-levels 1,3,5]]
 
 A dataset is any folder stage 00 reads with labels: DFDC (metadata.json, optionally with a
 "method" key per fake), DFDC parts, or real/ + fake/ (fake/<method>/ subfolders name methods).
@@ -27,9 +28,18 @@ per manipulation method. Ends with a summary such as (make demo's untrained run,
     sample-raw           0.400 / 0.693               - / 0.693
       output: evals/demo (report.md, metrics.json, per_video.csv, per_face.csv, plots)
 
+--robustness adds a sweep (deepfake_detect/robustness.py, docs/05-evaluate.md#robustness): each
+run on each dataset again under DeeperForensics-1.0's perturbations (ROBUSTNESS_TYPES x
+ROBUSTNESS_LEVELS, seed ROBUSTNESS_SEED; the flags override them), faces cached per perturbation,
+level 0 being the clean evaluation above; it writes robustness.csv, robustness.png (one
+robustness-<run>-<dataset>.png per pair when there are several) and a report.md section, and
+prints a line per sweep point. Without an ffmpeg with libx264, video compression is not run (an
+error line says what to install) and the other types are.
+
 Videos without a face or unreadable are listed and left out of the video metrics (no stand-in
 score); a one-class dataset (as "dfdc" here) gets no AUC, AP or EER, with the reason.
-Exit status: 0 done, 2 for a usage, settings, dataset or model error (nothing is evaluated then).
+Exit status: 0 done (also when only video compression could not run), 2 for a usage, settings,
+dataset or model error (nothing is evaluated then).
 """
 
 import json
@@ -45,6 +55,7 @@ from deepfake_detect.evaluate import (FACE_COLUMNS, VIDEO_COLUMNS, DatasetError,
                                       unscored_videos, write_table)
 from deepfake_detect.files import write_text_atomic
 from deepfake_detect.metrics import dataset_metrics
+from deepfake_detect.perturb import TYPE_NAMES
 from deepfake_detect.runner import Timer, warn
 
 SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE", "VIDEO_SCORE",
@@ -61,6 +72,23 @@ def check_evaluation_settings(cfg):
         raise settings.ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
     if not 0 < cfg.THRESHOLD < 1:
         raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
+    if isinstance(cfg.ROBUSTNESS_SEED, bool) or not isinstance(cfg.ROBUSTNESS_SEED, int):
+        raise settings.ConfigError("ROBUSTNESS_SEED must be a whole number")
+    plan_robustness(cfg)
+
+
+def plan_robustness(cfg, types=None, levels=None):
+    """(the sweep's perturbations that can run here, {type: why not}) from the flags, else the
+    ROBUSTNESS_* settings. Raises ConfigError for an unknown type or level."""
+    from deepfake_detect.robustness import plan_sweep, runnable_plan
+
+    try:
+        plan = plan_sweep(cfg.ROBUSTNESS_TYPES if types is None else types,
+                          cfg.ROBUSTNESS_LEVELS if levels is None else levels, cfg.ROBUSTNESS_SEED)
+    except (TypeError, ValueError) as error:
+        raise settings.ConfigError(f"robustness sweep: {error} (ROBUSTNESS_TYPES, ROBUSTNESS_LEVELS or the "
+                                   f"--robustness-* flags)") from None
+    return runnable_plan(plan)
 
 
 def resolve_runs(cfg, runs):
@@ -114,6 +142,11 @@ def evaluate_run(name, model_path, datasets, extractions, cfg, out_dir):
     return video_rows, face_rows, results, info, plots
 
 
+def comma_list(text):
+    """'noise, blur' -> ['noise', 'blur']."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
     parser.add_argument("--run", action="append", default=[], metavar="PATH_OR_NAME",
@@ -125,7 +158,19 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None,
                         help="face extraction processes (default: config MTCNN_WORKERS, else one per 4 cores)")
     settings.add_ray_argument(parser)
+    parser.add_argument("--robustness", action="store_true",
+                        help="also run the robustness sweep (DeeperForensics-1.0 perturbations x levels)")
+    parser.add_argument("--robustness-types", type=comma_list, default=None, metavar="TYPE,...",
+                        help="perturbation types to sweep (default: config ROBUSTNESS_TYPES, None = all seven)")
+    parser.add_argument("--robustness-levels", type=comma_list, default=None, metavar="N,...",
+                        help="levels 1-5 to sweep (default: config ROBUSTNESS_LEVELS)")
     args = parser.parse_args(argv)
+    if (args.robustness_types is not None or args.robustness_levels is not None) and not args.robustness:
+        parser.error("--robustness-types and --robustness-levels need --robustness")
+    if args.robustness_levels is not None:
+        if not all(level.isdigit() for level in args.robustness_levels):
+            parser.error(f"--robustness-levels {','.join(args.robustness_levels)}: give levels 1-5, e.g. 1,3,5")
+        args.robustness_levels = [int(level) for level in args.robustness_levels]
     if args.name is not None and (not args.name or "/" in args.name or "\\" in args.name or args.name in (".", "..")):
         parser.error(f"--name {args.name!r}: give a plain folder name such as 'b0-vs-celebdf'")
     return args
@@ -136,6 +181,8 @@ def main(argv=None):
     try:
         cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
         check_evaluation_settings(cfg)
+        if args.robustness:
+            plan, not_run = plan_robustness(cfg, args.robustness_types, args.robustness_levels)
         models = resolve_runs(cfg, args.run)
         datasets = load_datasets(cfg, args.dataset)
     except (settings.ConfigError, ModelError, DatasetError) as error:
@@ -168,13 +215,31 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    sweep = None
+    if args.robustness:
+        from deepfake_detect.robustness import run_sweep
+
+        for kind, reason in not_run.items():
+            print(f"error: robustness sweep: {TYPE_NAMES[kind]} not run: {reason}", file=sys.stderr)
+        sweep = run_sweep(models, datasets, results, plan, cfg, workers=args.workers, skipped=not_run)
+
     document = {"name": name, "score": "P(real): 1 = real, 0 = fake", "settings": settings.public_settings(cfg),
                 "datasets": described, "runs": runs, "results": results,
                 "seconds": {"extraction": round(extraction_seconds, 2), "total": round(timer.seconds, 2)}}
+    if sweep is not None:
+        document["robustness"] = {"points": [perturbation.cache_tag for perturbation in plan],
+                                  "seed": cfg.ROBUSTNESS_SEED, "not_run": sweep.skipped,
+                                  "seconds": round(sum(p.seconds for p in sweep.points), 2), "table": "robustness.csv"}
     write_table(out_dir / "per_video.csv", as_table(video_rows, VIDEO_COLUMNS))
     write_table(out_dir / "per_face.csv", as_table(face_rows, FACE_COLUMNS))
     write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")
-    write_text_atomic(out_dir / "report.md", report_markdown(document, plots))
+    report, outputs = report_markdown(document, plots), "report.md, metrics.json, per_video.csv, per_face.csv, plots"
+    if sweep is not None:
+        from deepfake_detect.robustness import write_sweep
+
+        section, files = write_sweep(out_dir, sweep)
+        report, outputs = report.rstrip("\n") + "\n\n" + section, outputs + ", " + ", ".join(files)
+    write_text_atomic(out_dir / "report.md", report)
     settings.save_settings(cfg, out_dir, "05")
 
     print(f"stage 05 finished in {timer.seconds:,.1f} s: {len(models)} run{'s' * (len(models) != 1)} x "
@@ -184,7 +249,11 @@ def main(argv=None):
         print(f"  {dataset_name}: {info['videos']:,} videos ({info['real']:,} real, {info['fake']:,} fake), "
               f"{info['extracted']:,} extracted, {info['reused']:,} from the cache, {lost:,} without a score")
     print(matrix_text(document))
-    print(f"  output: {out_dir} (report.md, metrics.json, per_video.csv, per_face.csv, plots)")
+    if sweep is not None:
+        from deepfake_detect.robustness import summary_lines
+
+        print("\n".join(summary_lines(sweep)))
+    print(f"  output: {out_dir} ({outputs})")
     return 0
 
 

@@ -254,12 +254,13 @@ def write_video_record(folder, video, frames, faces, error):
     return record
 
 
-def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None):
+def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None, progress=True):
     """Make sure every video of `dataset` has its crops in the cache; return an Extraction.
 
     Videos already in the cache folder for these settings (and perturbation) are not touched.
     One job per video through runner.run_jobs, so any engine it offers applies here too.
     `workers`: processes (default MTCNN_WORKERS, else one per CORES_PER_DETECTOR cores).
+    `progress=False`: no progress bar (the robustness sweep shows one over its points).
     """
     folder = cache_folder(dataset, cfg, cache_root, perturbation)
     folder.mkdir(parents=True, exist_ok=True)
@@ -271,7 +272,7 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
     workers = workers or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     done = run_jobs(extract_video, todo, cfg, workers, desc=f"stage 05 faces of {dataset.name}",
-                    initializer=start_worker, initargs=(threads,)) if todo else []
+                    initializer=start_worker, initargs=(threads,), progress=progress) if todo else []
     done_names = {outcome.name for outcome in done}
     already = [Outcome(job.name, ALREADY_DONE) for job in jobs if job.name not in done_names]
     return Extraction(folder, done + already)
@@ -307,7 +308,7 @@ def run_label(model_path):
     return model_path.parent.name if model_path.name == MODEL_FILE else model_path.stem
 
 
-def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name):
+def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
     """Score every cached face of `dataset` with `predictor` (detect.load_predictor); return (video rows, face rows) as lists
     of dicts (the columns of per_video.csv and per_face.csv).
 
@@ -315,13 +316,13 @@ def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name):
     A video's scores combine its faces' by VIDEO_SCORE (detect.combine_face_scores). Videos
     without a face or unreadable get a row with their status and reason and no score. Faces of
     several videos go through the model together (SCORE_CHUNK_FACES at a time), so small videos
-    do not each pay for a half-empty batch.
+    do not each pay for a half-empty batch. `progress=False`: no progress bar.
     """
     from tqdm import tqdm
 
     video_rows, face_rows, pending = [], [], []
     bar = tqdm(total=len(dataset.videos), desc=f"stage 05 scoring {run_name} on {dataset.name}", unit="video",
-               dynamic_ncols=True)
+               dynamic_ncols=True, disable=not progress)
     try:
         for video in dataset.videos:
             record = read_video_record(extraction.cache_dir, video.name)

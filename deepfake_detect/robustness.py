@@ -19,20 +19,22 @@ plus one row with level 0: the clean evaluation, shared by every type (its "type
 and returns a markdown section for report.md that names, per type, the first level at which the
 video AUC falls more than AUC_DROP below level 0 ("none up to level N" otherwise).
 
-How stage 05 drives it (one model, one dataset):
+How stage 05 drives it (05-evaluate_model.py --robustness):
 
     plan, skipped = runnable_plan(plan_sweep(types, levels, seed))   # no encoder: video skipped
-    results = [dict(clean_metrics, type="none", level=0)]
-    for perturbation in plan:            # faces cached per perturbation.cache_tag
-        if perturbation.applies_to_video:  # each video -> perturbation.reencode(src, dst), then stage 00
-            ...
-        else:                            # stage 00's frames -> perturbation.apply(frame, index, video)
-            ...
-        results.append(dict(metrics, type=perturbation.kind, level=perturbation.level))
-    section = write_robustness(eval_folder, results, skipped=skipped)   # append to report.md
+    sweep = run_sweep(models, datasets, results, plan, cfg, skipped=skipped)  # results: the clean ones
+    section, files = write_sweep(eval_folder, sweep)                 # appended to report.md
+    for line in summary_lines(sweep): print(line)                     # a line per sweep point
+
+run_sweep reuses each run x dataset's clean metrics as its level-0 row, and for every point
+extracts the perturbed faces (evaluate.extract_faces, cached per perturbation.cache_tag, so a
+second model extracts nothing) and scores them as the clean evaluation does.
 """
 
 import math
+import os
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepfake_detect.evaluation import _save_figure  # atomic PNG, as stage 03's plots
@@ -142,11 +144,11 @@ def first_costly_level(clean_auc, auc_by_level, auc_drop=AUC_DROP):
     return None
 
 
-def robustness_markdown(results, auc_drop=AUC_DROP, skipped=None, plot_name=PLOT_NAME):
+def robustness_markdown(results, auc_drop=AUC_DROP, skipped=None, plot_name=PLOT_NAME, title=None):
     """report.md's robustness section: video AUC per type and level, and each type's first costly level.
 
     `skipped`: {type: reason} for types that could not run (e.g. video compression without an
-    encoder); they get a row saying so.
+    encoder); they get a row saying so. `title`: added to the heading (e.g. "`b0` on `dfdc`").
     """
     clean, by_type = split_results(results)
     skipped = dict(skipped or {})
@@ -154,7 +156,7 @@ def robustness_markdown(results, auc_drop=AUC_DROP, skipped=None, plot_name=PLOT
     levels = sorted({level for type_levels in by_type.values() for level in type_levels})
     clean_text = "undefined" if clean_auc is None else f"{clean_auc:.4f}"
     lines = [
-        "## Robustness to perturbations",
+        "## Robustness to perturbations" + (f": {title}" if title else ""),
         "",
         f"Video AUC under DeeperForensics-1.0's perturbations (Jiang et al. 2020) at levels 1-5, "
         f"against the clean evaluation (level 0, video AUC {clean_text}). The last column names the "
@@ -190,7 +192,7 @@ def _costly_text(clean_auc, aucs, auc_drop):
     return f"level {level} (AUC {aucs[level]:.4f})"
 
 
-def plot_robustness(results, path, auc_drop=AUC_DROP):
+def plot_robustness(results, path, auc_drop=AUC_DROP, title=None):
     """robustness.png: video AUC against level, one line per type from the shared clean point."""
     import matplotlib
     matplotlib.use("Agg")
@@ -212,7 +214,7 @@ def plot_robustness(results, path, auc_drop=AUC_DROP):
                      label=f"clean AUC - {auc_drop:g}")
     axis.set_xlabel("perturbation level (DeeperForensics-1.0; 0 = clean)")
     axis.set_ylabel("video AUC")
-    axis.set_title("Robustness: video AUC under perturbation")
+    axis.set_title("Robustness: video AUC under perturbation" + (f" ({title})" if title else ""))
     axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
@@ -245,3 +247,143 @@ def _format(value, key):
     if isinstance(value, float) and key != "parameter":
         return f"{value:.4f}"
     return str(value)
+
+
+# ------------------------------------------------------------------ running the sweep (stage 05 --robustness)
+
+@dataclass
+class SweepPoint:
+    """One evaluated sweep point, for the summary: its row and what extraction and scoring cost."""
+
+    run: str
+    dataset: str
+    perturbation: Perturbation
+    row: dict
+    extracted: int
+    reused: int
+    seconds: float
+
+
+@dataclass
+class Sweep:
+    """What run_sweep did: {(run, dataset): result rows (level 0 first)}, the points, the types not run."""
+
+    results: dict
+    points: list = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)
+
+
+def sweep_row(result, kind, level):
+    """One result row from stage 05's metrics of a run on a dataset (metrics.dataset_metrics + the
+    "videos_without_score" stage 05 adds): the video metrics, the faces scored, the videos scored."""
+    video, face = result["video"] or {}, result["face"] or {}
+    return {"type": kind, "level": level, "video_auc": video.get("roc_auc"), "log_loss": video.get("log_loss"),
+            "accuracy": video.get("accuracy"), "faces_found": face.get("count", 0), "videos": video.get("count", 0),
+            "videos_without_score": sum(len(v) for v in result.get("videos_without_score", {}).values()),
+            "balanced_accuracy": video.get("balanced_accuracy"), "ece": video.get("ece"),
+            "face_auc": face.get("roc_auc")}
+
+
+def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=None):
+    """Evaluate every run on every dataset at every point of `plan`; return a Sweep.
+
+    models: {run: model path}; datasets: [evaluate.EvalDataset]; clean_results: stage 05's
+    results[run][dataset] (the clean evaluation), reused as each pair's level-0 row exactly, never
+    recomputed. Each point's faces come from evaluate.extract_faces with the perturbation, so they
+    are cached by its cache_tag: the first run extracts them, every further run (and any later
+    stage 05 on the same dataset and settings) reuses them. Scoring and metrics are the clean
+    evaluation's own path (score_dataset, dataset_metrics), with each run's calibration.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from deepfake_detect.calibration import run_temperature
+    from deepfake_detect.detect import load_predictor
+    from deepfake_detect.evaluate import (FACE_COLUMNS, VIDEO_COLUMNS, as_table, extract_faces, score_dataset,
+                                          unscored_videos)
+    from deepfake_detect.metrics import dataset_metrics
+
+    sweep = Sweep({(run, d.name): [sweep_row(clean_results[run][d.name], CLEAN_TYPE, 0)]
+                   for run in models for d in datasets}, skipped=dict(skipped or {}))
+    bar = tqdm(total=len(models) * len(datasets) * len(plan), desc="stage 05 robustness sweep", unit="point",
+               dynamic_ncols=True)
+    try:
+        for run, model_path in models.items():
+            predictor = load_predictor(model_path)
+            temperature, _ = run_temperature(model_path, cfg)
+            for dataset in datasets:
+                for perturbation in plan:
+                    bar.set_postfix_str(f"{run} on {dataset.name}: {perturbation.cache_tag}", refresh=True)
+                    start = time.perf_counter()
+                    extraction = extract_faces(dataset, cfg, perturbation=perturbation, workers=workers,
+                                               progress=False)
+                    videos, faces = score_dataset(predictor, temperature, dataset, extraction, cfg, run,
+                                                  progress=False)
+                    video_table, face_table = as_table(videos, VIDEO_COLUMNS), as_table(faces, FACE_COLUMNS)
+                    result = dataset_metrics(video_table, face_table, cfg)
+                    result["videos_without_score"] = unscored_videos(video_table)
+                    row = sweep_row(result, perturbation.kind, perturbation.level)
+                    sweep.results[(run, dataset.name)].append(row)
+                    sweep.points.append(SweepPoint(run, dataset.name, perturbation, row, extraction.extracted,
+                                                   extraction.reused, time.perf_counter() - start))
+                    bar.update(1)
+    finally:
+        bar.close()
+    return sweep
+
+
+def plot_file_name(run, dataset):
+    """robustness-<run>-<dataset>.png: the plot of one pair when a sweep has several."""
+    return f"robustness-{run}-{dataset}.png"
+
+
+def write_sweep(folder, sweep, auc_drop=AUC_DROP):
+    """Write a Sweep's files into `folder`; return (report.md's markdown, [file names written]).
+
+    One run x dataset pair: robustness.csv and robustness.png (write_robustness). Several pairs:
+    robustness.csv with `run` and `dataset` as its first columns (pairs in order), one
+    robustness-<run>-<dataset>.png each, robustness.png a copy of the first pair's plot, and
+    one report section per pair.
+    """
+    folder = Path(folder)
+    if len(sweep.results) == 1:
+        return write_robustness(folder, next(iter(sweep.results.values())), auc_drop, sweep.skipped), \
+            [CSV_NAME, PLOT_NAME]
+    rows, columns, sections, names = [], ["run", "dataset"], [], [CSV_NAME]
+    for (run, dataset), results in sweep.results.items():
+        table, pair_columns = robustness_table(results)
+        rows += [{"run": run, "dataset": dataset, **row} for row in table]
+        columns += [column for column in pair_columns if column not in columns]
+        title = f"`{run}` on `{dataset}`"
+        plot_robustness(results, folder / plot_file_name(run, dataset), auc_drop, title=f"{run} on {dataset}")
+        names.append(plot_file_name(run, dataset))
+        sections.append(robustness_markdown(results, auc_drop, sweep.skipped, plot_file_name(run, dataset), title))
+    write_csv(folder / CSV_NAME, rows, columns)
+    first = next(iter(sweep.results))
+    shutil.copyfile(folder / plot_file_name(*first), folder / f".{PLOT_NAME}.tmp")
+    os.replace(folder / f".{PLOT_NAME}.tmp", folder / PLOT_NAME)
+    return "\n".join(sections), names + [PLOT_NAME]
+
+
+def point_line(point, clean_auc):
+    """The summary's line for one sweep point."""
+    row, p = point.row, point.perturbation
+    auc = "-" if row["video_auc"] is None else f"{row['video_auc']:.3f}"
+    change = "" if row["video_auc"] is None or clean_auc is None else f" ({row['video_auc'] - clean_auc:+.3f})"
+    log_loss = "-" if row["log_loss"] is None else f"{row['log_loss']:.3f}"
+    accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+    return (f"  {point.run} on {point.dataset}, {p.kind} {p.level} ({p.parameter}): video AUC {auc}{change}, "
+            f"log loss {log_loss}, accuracy {accuracy}, {row['faces_found']:,} faces, {row['videos']:,} videos "
+            f"scored; {point.extracted:,} extracted, {point.reused:,} from the cache, {point.seconds:,.1f} s")
+
+
+def summary_lines(sweep):
+    """The stage 05 summary's robustness part: a line per point, then the types not run."""
+    lines = [f"robustness sweep: {len(sweep.points):,} points "
+             f"({sum(p.extracted for p in sweep.points):,} videos extracted, "
+             f"{sum(p.reused for p in sweep.points):,} from the cache, {sum(p.seconds for p in sweep.points):,.1f} s):"]
+    for point in sweep.points:
+        lines.append(point_line(point, sweep.results[(point.run, point.dataset)][0]["video_auc"]))
+    lines += [f"  {TYPE_NAMES[kind]}: not run: {reason}" for kind, reason in sweep.skipped.items()]
+    return lines

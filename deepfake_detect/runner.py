@@ -59,15 +59,16 @@ def _run_job(job, item, cfg):
         return Outcome(getattr(item, "name", str(item)), FAILED, f"{type(error).__name__}: {error}")
 
 
-def run_jobs(job, items, cfg, workers, desc, initializer=None, initargs=()):
+def run_jobs(job, items, cfg, workers, desc, initializer=None, initargs=(), progress=True):
     """Run `job(item, cfg)` for every item, `workers` at a time; return the Outcomes in order.
+    `progress=False` hides the bar (for a caller that shows its own, e.g. stage 05's sweep).
 
     workers == 1 runs in this process (easy to debug); more use fresh "spawn" processes on
     every OS, because forking a process that has loaded TensorFlow or OpenCV threads can hang.
     With cfg.RAY_ADDRESS set (--ray), the jobs run on that Ray cluster instead (ray_engine).
     """
     outcomes = []
-    bar = tqdm(total=len(items), desc=desc, unit="video", dynamic_ncols=True)
+    bar = tqdm(total=len(items), desc=desc, unit="video", dynamic_ncols=True, disable=not progress)
     try:
         if getattr(cfg, "RAY_ADDRESS", None) and items:
             from deepfake_detect import ray_engine  # imported only when asked: the default needs no Ray

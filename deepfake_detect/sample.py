@@ -1,6 +1,6 @@
 """The built-in sample: a small DFDC-layout dataset made offline from two real portraits.
 
-    python -m deepfake_detect.sample data/sample/videos
+    python -m deepfake_detect.sample data/sample/videos [--videos-per-person 5] [--seconds 6] [--seed 0]
 
 writes 60 short videos (30 REAL, 30 FAKE; 5 s each at 15 fps, 400x300) and a DFDC-style
 metadata.json into the folder, in about fifteen seconds. The portraits ship inside installed
@@ -203,11 +203,13 @@ def main(argv=None):
     parser.add_argument("out_dir", type=Path, help="folder for the videos and metadata.json")
     parser.add_argument("--videos-per-person", type=int, default=VIDEOS_PER_PERSON)
     parser.add_argument("--seconds", type=int, default=SECONDS)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="another seed gives other videos (camera paths, light, names) of the same two people")
     args = parser.parse_args(argv)
     if (args.out_dir / "metadata.json").exists():
         print(f"{args.out_dir}/metadata.json exists: the sample is already there, nothing written")
         return 0
-    metadata = make_sample(args.out_dir, args.videos_per_person, args.seconds)
+    metadata = make_sample(args.out_dir, args.videos_per_person, args.seconds, seed=args.seed)
     reals = sum(entry["label"] == "REAL" for entry in metadata.values())
     print(f"sample written to {args.out_dir}: {len(metadata)} videos ({reals} REAL, "
           f"{len(metadata) - reals} FAKE) and metadata.json")

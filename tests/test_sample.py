@@ -79,3 +79,14 @@ def test_demo_table_marks_the_held_out_videos(tmp_path, capsys):
     assert lines[2].split()[-1] == "yes" and lines[3].split()[-1] == "-"
     assert "test     2 videos: 1 right, 0 wrong, 1 uncertain or unscored   <- held out" in lines
     assert "train    1 videos: 0 right, 1 wrong, 0 uncertain or unscored   (trained on)" in lines
+
+
+def test_seed_option_makes_other_videos_of_the_same_layout(tmp_path):
+    from deepfake_detect.sample import main
+
+    assert main([str(tmp_path / "a"), "--videos-per-person", "1", "--seconds", "1"]) == 0
+    assert main([str(tmp_path / "b"), "--videos-per-person", "1", "--seconds", "1", "--seed", "7"]) == 0
+    default, other = (json.loads((tmp_path / name / "metadata.json").read_text()) for name in "ab")
+    assert len(default) == len(other) == 4 and not set(default) & set(other)  # other names
+    assert sorted(e["label"] for e in default.values()) == sorted(e["label"] for e in other.values())
+    assert default == make_sample(tmp_path / "c", videos_per_person=1, seconds=1, seed=0)
