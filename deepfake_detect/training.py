@@ -315,7 +315,7 @@ def choose_cache(mode, crop_count, input_size, available_bytes, share=CACHE_MEMO
     where = "disk" if need > limit else "memory"
     return where, (f"CACHE = 'auto': {crop_count:,} decoded crops need {need / 1e9:,.1f} GB, "
                    f"{'more' if where == 'disk' else 'no more'} than {share:.0%} of the "
-                   f"{available_bytes / 1e9:,.1f} GB available, so they are cached on {where}")
+                   f"{available_bytes / 1e9:,.1f} GB available, so they are cached {'on disk' if where == 'disk' else 'in memory'}")
 
 
 def cache_key(files, input_size):
