@@ -32,9 +32,10 @@ demo: $(VENV)/.installed $(SAMPLE_VIDEOS)/metadata.json
 	$(PY) 01a-crop_faces_with_mtcnn.py --config $(SAMPLE_CONFIG)
 	$(PY) 02-prepare_fake_real_dataset.py --config $(SAMPLE_CONFIG) --replace
 	$(PY) 03-train_cnn.py --config $(SAMPLE_CONFIG) --overwrite
-	$(PY) 04-detect_deepfakes.py --config $(SAMPLE_CONFIG) $(SAMPLE_VIDEOS) --json runs/sample/sample-videos.json
+	$(PY) 04-detect_deepfakes.py --config $(SAMPLE_CONFIG) --json runs/sample/held-out-videos.json \
+		$$($(PY) -m deepfake_detect.demo held-out data/sample/split_dataset/split.csv $(SAMPLE_VIDEOS))
 	@echo
-	@$(PY) -m deepfake_detect.demo runs/sample/sample-videos.json $(SAMPLE_VIDEOS)/metadata.json \
+	@$(PY) -m deepfake_detect.demo table runs/sample/held-out-videos.json $(SAMPLE_VIDEOS)/metadata.json \
 		data/sample/split_dataset/split.csv
 	@echo
 	@echo "Demo outputs: frames, faces and datasets under data/sample/; model, metrics (metrics.json: the"

@@ -1,11 +1,14 @@
 """The closing table of `make demo`: stage 04's verdicts on the sample videos, each marked with
 the split stage 02 put it in, so that the videos held out of training (test) stand apart.
 
-    python -m deepfake_detect.demo runs/sample/detect.json data/sample/videos/metadata.json \\
-                                   data/sample/split_dataset/split.csv
+    python -m deepfake_detect.demo held-out data/sample/split_dataset/split.csv data/sample/videos
+    python -m deepfake_detect.demo table runs/sample/held-out-videos.json data/sample/videos/metadata.json \\
+                                         data/sample/split_dataset/split.csv
 
-Reads stage 04's --json output, the sample's DFDC metadata (true labels) and stage 02's
-split.csv (video -> split); prints one row per held-out video and a line per split:
+`held-out` prints the paths of the test split's videos, one per line, for stage 04 to score
+(`make demo` scores only those: the others were trained on or chose the best epoch). `table`
+reads stage 04's --json output, the sample's DFDC metadata (true labels) and stage 02's
+split.csv (video -> split); prints one row per held-out video and a line per split scored:
 
     held-out test videos (never seen in training or model selection), scored by stage 04:
     video            truth  P(real)  verdict    right
@@ -29,6 +32,13 @@ def video_splits(split_csv):
     """{video name without extension: split} from stage 02's split.csv."""
     with open(split_csv, newline="", encoding="utf-8") as handle:
         return {row["video"]: row["split"] for row in csv.DictReader(handle)}
+
+
+def held_out_videos(split_csv, videos_dir, split="test"):
+    """Paths of the videos in `videos_dir` that stage 02 put in `split`, sorted by name."""
+    chosen = {video for video, where in video_splits(split_csv).items() if where == split}
+    return sorted(path for path in Path(videos_dir).iterdir() if path.is_file() and path.stem in chosen
+                  and path.suffix.lower() != ".json")
 
 
 def demo_rows(detections, labels, splits):
@@ -68,10 +78,18 @@ def demo_table(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("detect_json", type=Path, help="stage 04's --json output")
-    parser.add_argument("metadata", type=Path, help="the sample's metadata.json (true labels)")
-    parser.add_argument("split_csv", type=Path, help="stage 02's split.csv")
+    commands = parser.add_subparsers(dest="command", required=True)
+    held_out = commands.add_parser("held-out", help="print the test split's video paths")
+    held_out.add_argument("split_csv", type=Path, help="stage 02's split.csv")
+    held_out.add_argument("videos_dir", type=Path, help="the sample's videos")
+    table = commands.add_parser("table", help="print the closing table")
+    table.add_argument("detect_json", type=Path, help="stage 04's --json output")
+    table.add_argument("metadata", type=Path, help="the sample's metadata.json (true labels)")
+    table.add_argument("split_csv", type=Path, help="stage 02's split.csv")
     args = parser.parse_args(argv)
+    if args.command == "held-out":
+        print("\n".join(str(path) for path in held_out_videos(args.split_csv, args.videos_dir)))
+        return 0
     detections = json.loads(args.detect_json.read_text(encoding="utf-8"))
     labels = {name: entry["label"] for name, entry in json.loads(args.metadata.read_text(encoding="utf-8")).items()}
     print(demo_table(demo_rows(detections, labels, video_splits(args.split_csv))))

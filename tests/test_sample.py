@@ -73,7 +73,7 @@ def test_demo_table_marks_the_held_out_videos(tmp_path, capsys):
                                         "test/real/aaa-000-00.png,test,real,aaa,aaa\n"
                                         "test/fake/bbb-000-00.png,test,fake,bbb,aaa\n"
                                         "train/fake/ccc-000-00.png,train,fake,ccc,ccc\n")
-    assert demo.main([str(tmp_path / name) for name in ("detect.json", "metadata.json", "split.csv")]) == 0
+    assert demo.main(["table"] + [str(tmp_path / name) for name in ("detect.json", "metadata.json", "split.csv")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[2:4]] == ["aaa.mp4", "bbb.mp4"]  # only held-out rows
     assert lines[2].split()[-1] == "yes" and lines[3].split()[-1] == "-"
@@ -90,3 +90,16 @@ def test_seed_option_makes_other_videos_of_the_same_layout(tmp_path):
     assert len(default) == len(other) == 4 and not set(default) & set(other)  # other names
     assert sorted(e["label"] for e in default.values()) == sorted(e["label"] for e in other.values())
     assert default == make_sample(tmp_path / "c", videos_per_person=1, seconds=1, seed=0)
+
+
+def test_demo_lists_the_held_out_videos_for_stage_04(tmp_path, capsys):
+    (tmp_path / "split.csv").write_text("file,split,class,video,group\n"
+                                        "test/real/aaa-000-00.png,test,real,aaa,aaa\n"
+                                        "test/fake/bbb-000-00.png,test,fake,bbb,aaa\n"
+                                        "train/fake/ccc-000-00.png,train,fake,ccc,ccc\n")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("aaa.mp4", "bbb.mp4", "ccc.mp4", "metadata.json"):
+        (videos / name).write_bytes(b"x")
+    assert demo.main(["held-out", str(tmp_path / "split.csv"), str(videos)]) == 0
+    assert capsys.readouterr().out.split() == [str(videos / "aaa.mp4"), str(videos / "bbb.mp4")]
