@@ -87,7 +87,9 @@ def test_level_0_is_the_clean_evaluation_and_every_point_is_reported(workspace):
     assert int(level0["faces_found"]) == clean["face"]["count"] == len(faces)
     assert int(level0["videos"]) == clean["video"]["count"] == 8
     for row in rows:
-        assert row["auc_drop"] == f"{float(level0['video_auc']) - float(row['video_auc']):.4f}"
+        # auc_drop is rounded from the unrounded AUCs: it may differ from the rounded ones' difference
+        # in the last digit
+        assert abs(float(row["auc_drop"]) - (float(level0["video_auc"]) - float(row["video_auc"]))) <= 1.5e-4
         assert 0 < int(row["faces_found"]) and 0 < int(row["videos"]) <= 8
     # Every point printed once, with what it extracted: the first run extracted all 8 videos each time.
     point_lines = [line for line in out.splitlines() if line.startswith("  plain on sample, ")]
