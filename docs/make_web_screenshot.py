@@ -1,14 +1,15 @@
 """Take docs/web-page.png: the stage 04 web page in headless Chromium after scoring a video,
 with the P(fake) timeline and a Grad-CAM heatmap beside each face crop.
 
-    python docs/make_web_screenshot.py [--out docs/web-page.png]
+    python docs/make_web_screenshot.py [--out docs/web-page.png] [--run runs/sample/model.keras]
 
 Needs Debian's chromium and chromium-driver (as tests/test_04_web.py). Everything is made
 here, offline: a 12-s clip of the built-in sample's astronaut portrait (4 s as filmed, 2 s of
 an empty wall, 6 s with Grace Hopper's face swapped in, by deepfake_detect.sample's own code)
 and an untrained EfficientNet-B0 at 128 px whose last layer is rescaled so its scores spread
-(tests/test_03_export.spread_model). Its scores and heatmaps are those of random weights:
-the picture shows what the page looks like, not what a trained detector finds.
+(tests/test_03_export.spread_model), whose scores and heatmaps are those of random weights; or,
+with --run, a trained model such as `make demo`'s (docs/web-page.png was taken with that one,
+on a clip of the sample's two people, whom it was trained on: it shows the page, not a benchmark).
 """
 
 import argparse
@@ -34,14 +35,13 @@ def write_clip(path, fps=15):
     portraits = sample.portrait_images()
     swapped = sample.swap_face(portraits["astronaut"], sample.LANDMARKS["astronaut"],
                                portraits["hopper"], sample.LANDMARKS["hopper"])
-    states = sample.camera_path(np.random.default_rng(3), 12 * fps)
-    frames = []
-    for index, state in enumerate(states):
-        seconds = index / fps
-        if 4 <= seconds < 6:
-            frames.append(np.full((sample.FRAME_SIZE[1], sample.FRAME_SIZE[0], 3), 150, np.uint8))
-        else:
-            frames.append(sample.film_frame(portraits["astronaut"] if seconds < 4 else swapped, *state))
+    # One take filmed twice, as the sample films a real video and its fake twin.
+    take = sample.draw_take(np.random.default_rng(3), 12 * fps)
+    landmarks = sample.LANDMARKS["astronaut"]
+    real, fake = (sample.film(portrait, landmarks, take, seed=3) for portrait in (portraits["astronaut"], swapped))
+    wall = np.full((sample.FRAME_SIZE[1], sample.FRAME_SIZE[0], 3), 150, np.uint8)
+    frames = [real[index] if index < 4 * fps else wall if index < 6 * fps else fake[index]
+              for index in range(12 * fps)]
     sample.write_video(path, frames, fps)
     return path
 
@@ -61,6 +61,7 @@ def compress_png(png_bytes, width=900):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO_DIR / "docs" / "web-page.png")
+    parser.add_argument("--run", type=Path, default=None, help="a trained model.keras (default: an untrained one)")
     args = parser.parse_args(argv)
 
     import keras
@@ -78,11 +79,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         clip = write_clip(folder / "astronaut-then-swapped.mp4")
-        keras.utils.set_random_seed(7)
-        model = spread_model(build_model(input_size=128, weights=None), prepare_faces(parity_crops(), 128))
-        model.save(folder / "model.keras")
+        model_path = args.run
+        if model_path is None:
+            keras.utils.set_random_seed(7)
+            model = spread_model(build_model(input_size=128, weights=None), prepare_faces(parity_crops(), 128))
+            model_path = folder / "model.keras"
+            model.save(model_path)
         (folder / "config.py").write_text(f"RUNS_DIR = {str(folder)!r}\n")
-        scorer = detect.Scorer(folder / "model.keras")
+        scorer = detect.Scorer(model_path)
         app = web.create_app(scorer, load_config(folder / "config.py"))
         with chromium_on(app, folder) as (driver, url):
             driver.set_window_size(1000, 900)
