@@ -6,7 +6,7 @@ per_face tables); nothing is scored again.
 
 import numpy as np
 
-from deepfake_detect.evaluation import _save_figure
+from deepfake_detect.evaluation import save_figure
 from deepfake_detect.metrics import calibration_bins
 
 LEVELS = (("face", "faces"), ("video", "videos"))
@@ -68,7 +68,7 @@ def plot_run_on_dataset(face_table, video_table, path, title, bins=15):
     histogram.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
 
 

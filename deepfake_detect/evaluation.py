@@ -89,7 +89,8 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def _save_figure(figure, path):
+def save_figure(figure, path):
+    """Save a matplotlib figure as PNG atomically; shared by every stage's plots (03, 04, 05)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     write_bytes_atomic(path, buffer.getvalue())
@@ -115,7 +116,7 @@ def plot_curves(history_rows, path):
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
 
 
@@ -144,7 +145,7 @@ def plot_roc(labels, scores, per_video, path):
         axis.legend(loc="lower right")
     else:
         axis.text(0.5, 0.5, "one class only: no ROC", ha="center")
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
 
 

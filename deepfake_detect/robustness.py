@@ -37,7 +37,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfake_detect.evaluation import _save_figure  # atomic PNG, as stage 03's plots
+from deepfake_detect.evaluation import save_figure
 from deepfake_detect.files import write_csv
 from deepfake_detect.perturb import (LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation,
                                      ffmpeg_executable)
@@ -219,7 +219,7 @@ def plot_robustness(results, path, auc_drop=AUC_DROP, title=None):
     axis.grid(alpha=0.3)
     axis.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small")
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
 
 

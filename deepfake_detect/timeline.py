@@ -89,7 +89,7 @@ def write_timeline_png(series, threshold, path, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deepfake_detect.evaluation import _save_figure
+    from deepfake_detect.evaluation import save_figure
 
     cut = 1.0 - threshold
     scored = [(frame, p) for frame, p in series if p is not None]
@@ -109,6 +109,6 @@ def write_timeline_png(series, threshold, path, title=""):
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
     return path
