@@ -7,7 +7,7 @@
 Frames kept: index 0, k, 2k, ... with k = floor(fps) (FRAMES_PER_SECOND = 1), as the original.
 Resized by width with INTER_AREA per RESIZE_RULES (x2 below 300 px ... x0.33 above 1900 px).
 Videos run in parallel, one per worker process, or one Ray task each on a cluster (--ray,
-RAY_ADDRESS; see deepfake_detect/ray_engine.py). A video's folder appears only once all its
+RAY_ADDRESS; see deepfake_detect/jobs/ray_cluster.py). A video's folder appears only once all its
 frames are written, so a rerun after a crash skips finished videos and redoes the rest.
 Ends with a summary such as:
 
@@ -23,8 +23,9 @@ from deepfake_detect import settings
 from deepfake_detect.dataset import discover_videos
 from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
 from deepfake_detect.frames import VideoError, frame_file_name, iter_kept_frames
-from deepfake_detect.runner import (ALREADY_DONE, SKIPPED, Outcome, Timer, exit_status, plan_shard, run_jobs,
-                                    summarize, warn)
+from deepfake_detect.jobs.console import Timer, summarize, warn
+from deepfake_detect.jobs.outcome import ALREADY_DONE, SKIPPED, Outcome, exit_status
+from deepfake_detect.jobs.pool import plan_shard, run_jobs
 
 # A header that promises many more frames than could be decoded means a truncated file.
 TRUNCATION_WARNING_RATIO = 0.9

@@ -32,7 +32,9 @@ import cv2
 from deepfake_detect import settings
 from deepfake_detect.faces import crop_faces_of_video, find_video_folders
 from deepfake_detect.mtcnn_detector import MtcnnDetector
-from deepfake_detect.runner import DONE, Timer, exit_status, plan_shard, run_jobs, summarize, warn
+from deepfake_detect.jobs.console import Timer, summarize, warn
+from deepfake_detect.jobs.outcome import DONE, exit_status
+from deepfake_detect.jobs.pool import plan_shard, run_jobs
 
 # One MTCNN process per this many cores by default: TensorFlow already runs one detector on
 # several threads, and each extra process pays ~3 s of TensorFlow start-up.

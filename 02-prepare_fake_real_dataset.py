@@ -56,7 +56,8 @@ from tqdm import tqdm
 from deepfake_detect import settings
 from deepfake_detect.dataset import LABELS, discover_videos
 from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_csv
-from deepfake_detect.runner import SKIPPED, Outcome, Timer, summarize, warn
+from deepfake_detect.jobs.console import Timer, summarize, warn
+from deepfake_detect.jobs.outcome import SKIPPED, Outcome
 
 SPLITS = ("train", "val", "test")
 CROP_SUFFIX = ".png"

@@ -37,10 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect import calibration, evaluation, settings, training
+from deepfake_detect import calibration, settings, training
 from deepfake_detect.files import write_csv, write_text_atomic
 from deepfake_detect.model import BACKBONES, WeightsError, build_model, load_model
-from deepfake_detect.runner import Timer, warn
+from deepfake_detect.jobs.console import Timer, warn
+from deepfake_detect.files import sha256_of
+from deepfake_detect.metrics import evaluate_scores, video_scores
+from deepfake_detect.model_card import library_versions, metrics_table, model_card
+from deepfake_detect.plots import plot_curves, plot_roc
+from deepfake_detect.training import PREDICTION_COLUMNS, prediction_rows
 
 # Written once training has ended, so a run killed while being scored is scored again, not retrained.
 TRAINED_MARK = ".trained.json"
@@ -218,22 +223,22 @@ def evaluate_run(cfg, run_dir, files_by_split, trained, cache_dir=None):
     scores = model.predict(test_data, verbose=0).reshape(-1)
     labels = [label for _, label in test_files]
     videos = [training.video_of(path.name) for path, _ in test_files]
-    metrics = evaluation.evaluate_scores(videos, labels, scores, cfg.THRESHOLD)
+    metrics = evaluate_scores(videos, labels, scores, cfg.THRESHOLD)
     names = [str(path.relative_to(cfg.SPLIT_DIR)) if path.is_relative_to(cfg.SPLIT_DIR) else str(path)
              for path, _ in test_files]
-    write_csv(run_dir / "predictions.csv", evaluation.prediction_rows(names, videos, labels, scores),
-              evaluation.PREDICTION_COLUMNS)
-    evaluation.plot_curves(training.read_history(run_dir / "history.csv"), run_dir / "curves.png")
-    evaluation.plot_roc(labels, scores, evaluation.video_scores(videos, labels, scores), run_dir / "roc.png")
+    write_csv(run_dir / "predictions.csv", prediction_rows(names, videos, labels, scores),
+              PREDICTION_COLUMNS)
+    plot_curves(training.read_history(run_dir / "history.csv"), run_dir / "curves.png")
+    plot_roc(labels, scores, video_scores(videos, labels, scores), run_dir / "roc.png")
 
     fitted = fit_calibration(model, cfg, run_dir, files_by_split, labels, scores)
 
     counts = training.count_files(files_by_split)
-    sha256 = evaluation.sha256_of(model_path)
-    card = evaluation.model_card({
+    sha256 = sha256_of(model_path)
+    card = model_card({
         "run": run_dir.name, "backbone": cfg.BACKBONE, "input_size": cfg.INPUT_SIZE, "weights": cfg.WEIGHTS,
         "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"], "counts": counts,
-        "metrics": metrics, "threshold": cfg.THRESHOLD, "versions": evaluation.library_versions(),
+        "metrics": metrics, "threshold": cfg.THRESHOLD, "versions": library_versions(),
         "sha256": sha256, "settings_file": "settings-03.json"}) + calibration.model_card_section(fitted)
     write_text_atomic(run_dir / "MODEL_CARD.md", card)
     report = {"run": run_dir.name, "split_dir": str(cfg.SPLIT_DIR), "score": "P(pristine): 1 = real, 0 = fake",
@@ -371,7 +376,7 @@ def main(argv=None):
 
     print(f"\nstage 03 finished in {timer.seconds:,.1f} s: run {name}, {trained['epochs_run']} epochs "
           f"(best {trained['best_epoch']}, {trained['stopped']}), test metrics at threshold {cfg.THRESHOLD}:")
-    print(evaluation.metrics_table(metrics))
+    print(metrics_table(metrics))
     print(f"  output: {run_dir}  (model.keras, MODEL_CARD.md, metrics.json, predictions.csv, curves.png, roc.png)")
     return 0
 

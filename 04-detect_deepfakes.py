@@ -41,11 +41,15 @@ from tqdm import tqdm
 
 from deepfake_detect import settings
 from deepfake_detect.calibration import run_temperature
-from deepfake_detect.detect import (FAILED, SCORED, VIDEO, ModelError, Result, Scorer, find_run_model, list_inputs,
-                                    score_meaning, write_annotated)
+from deepfake_detect.inference.annotate import write_annotated
+from deepfake_detect.inference.media import list_inputs
+from deepfake_detect.inference.results import FAILED, SCORED, VIDEO, Result
+from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
+from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.export import is_exported
 from deepfake_detect.files import write_csv, write_text_atomic
-from deepfake_detect.runner import Outcome, Timer, warn
+from deepfake_detect.jobs.console import Timer, warn
+from deepfake_detect.jobs.outcome import Outcome
 
 SUMMARY_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict",
                    "threshold", "score_rule", "reason", "seconds", "p_real_raw")
@@ -98,7 +102,7 @@ def gradcam_note(face):
     """'  Grad-CAM peak at 40%,70% of the crop' for a face with a heatmap (--explain), else ''."""
     if face.heatmap is None:
         return ""
-    from deepfake_detect.explain import heatmap_peak
+    from deepfake_detect.inference.explain import heatmap_peak
 
     peak_x, peak_y = heatmap_peak(face.heatmap)
     return f"  Grad-CAM peak at {peak_x:.0%},{peak_y:.0%} (x,y) of the crop"
@@ -106,8 +110,8 @@ def gradcam_note(face):
 
 def gradcam_records(result):
     """--explain in the JSON: per face its heatmap's peak and the overlay as a data: URI."""
-    from deepfake_detect.explain import heatmap_peak, overlay_heatmap
-    from deepfake_detect.web import crop_data_uri
+    from deepfake_detect.inference.explain import heatmap_peak, overlay_heatmap
+    from deepfake_detect.inference.web import crop_data_uri
 
     return [{"frame": face.frame, "face": face.number,
              "peak": dict(zip(("x", "y"), heatmap_peak(face.heatmap))),
@@ -213,12 +217,12 @@ def write_annotations(result, path, cfg, explain):
     """The annotated image or video at `path` (heatmaps under the boxes with --explain) and,
     for a video, its P(fake) timeline beside it as `<name>-timeline.png`."""
     if explain:
-        from deepfake_detect.explain import paint_result_frames
+        from deepfake_detect.inference.explain import paint_result_frames
 
         paint_result_frames(result, cfg.FACE_MARGIN)
     write_annotated(result, path, cfg.THRESHOLD, cfg.FRAMES_PER_SECOND)
     if result.kind == VIDEO:
-        from deepfake_detect.timeline import frame_series, write_timeline_png
+        from deepfake_detect.inference.timeline import frame_series, write_timeline_png
 
         write_timeline_png(frame_series(result.frame_indices, result.faces), cfg.THRESHOLD,
                            path.with_name(path.name.replace("-annotated.mp4", "-timeline.png")),
@@ -251,9 +255,9 @@ def score_inputs(files, cfg, scorer, model_path, keep_frames, explain):
     if not cfg.RAY_ADDRESS:
         yield from scorer.score_files(files, cfg, keep_frames=keep_frames, explain=explain)
         return
-    from deepfake_detect import ray_engine  # only when asked: the default path needs no Ray
+    from deepfake_detect.jobs import ray_cluster
 
-    results = ray_engine.run_jobs(score_input, files, cfg, start_scorer, (str(model_path), keep_frames, explain),
+    results = ray_cluster.run_on_cluster(score_input, files, cfg, start_scorer, (str(model_path), keep_frames, explain),
                                   ordered=True)
     for path, result in zip(files, results):
         yield Result(str(path), status=FAILED, reason=result.reason) if isinstance(result, Outcome) else result
@@ -355,7 +359,7 @@ def main(argv=None, scorer=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.serve:
-        from deepfake_detect.web import serve
+        from deepfake_detect.inference.web import serve
 
         return serve(scorer, cfg, host=args.host or cfg.WEB_HOST, port=args.port or cfg.WEB_PORT)
     return detect_files(args, cfg, scorer, model_path)

@@ -48,15 +48,13 @@ from datetime import datetime
 
 from deepfake_detect import settings
 from deepfake_detect.calibration import run_temperature
-from deepfake_detect.detect import ModelError, find_run_model, load_predictor
-from deepfake_detect.eval_report import matrix_text, plot_run_on_dataset, report_markdown
-from deepfake_detect.evaluate import (FACE_COLUMNS, VIDEO_COLUMNS, DatasetError, as_table, extract_faces,
-                                      load_dataset, parse_dataset_argument, run_label, score_dataset,
-                                      unscored_videos, write_table)
+from deepfake_detect.inference.scoring import ModelError, find_run_model, load_predictor
+from deepfake_detect.evaluation.report import matrix_text, plot_run_on_dataset, report_markdown
+from deepfake_detect.evaluation.extract import (FACE_COLUMNS, VIDEO_COLUMNS, DatasetError, as_table, extract_faces, load_dataset, parse_dataset_argument, run_label, score_dataset, unscored_videos, write_table)
 from deepfake_detect.files import write_text_atomic
 from deepfake_detect.metrics import dataset_metrics
-from deepfake_detect.perturb import TYPE_NAMES
-from deepfake_detect.runner import Timer, warn
+from deepfake_detect.evaluation.perturb import TYPE_NAMES
+from deepfake_detect.jobs.console import Timer, warn
 
 SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE", "VIDEO_SCORE",
                   "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR"]
@@ -80,7 +78,7 @@ def check_evaluation_settings(cfg):
 def plan_robustness(cfg, types=None, levels=None):
     """(the sweep's perturbations that can run here, {type: why not}) from the flags, else the
     ROBUSTNESS_* settings. Raises ConfigError for an unknown type or level."""
-    from deepfake_detect.robustness import plan_sweep, runnable_plan
+    from deepfake_detect.evaluation.robustness import plan_sweep, runnable_plan
 
     try:
         plan = plan_sweep(cfg.ROBUSTNESS_TYPES if types is None else types,
@@ -217,7 +215,7 @@ def main(argv=None):
 
     sweep = None
     if args.robustness:
-        from deepfake_detect.robustness import run_sweep
+        from deepfake_detect.evaluation.robustness import run_sweep
 
         for kind, reason in not_run.items():
             print(f"error: robustness sweep: {TYPE_NAMES[kind]} not run: {reason}", file=sys.stderr)
@@ -235,7 +233,7 @@ def main(argv=None):
     write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")
     report, outputs = report_markdown(document, plots), "report.md, metrics.json, per_video.csv, per_face.csv, plots"
     if sweep is not None:
-        from deepfake_detect.robustness import write_sweep
+        from deepfake_detect.evaluation.robustness import write_sweep
 
         section, files = write_sweep(out_dir, sweep)
         report, outputs = report.rstrip("\n") + "\n\n" + section, outputs + ", " + ", ".join(files)
@@ -250,7 +248,7 @@ def main(argv=None):
               f"{info['extracted']:,} extracted, {info['reused']:,} from the cache, {lost:,} without a score")
     print(matrix_text(document))
     if sweep is not None:
-        from deepfake_detect.robustness import summary_lines
+        from deepfake_detect.evaluation.robustness import summary_lines
 
         print("\n".join(summary_lines(sweep)))
     print(f"  output: {out_dir} ({outputs})")

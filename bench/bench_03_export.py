@@ -56,7 +56,8 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    from deepfake_detect import detect, export
+    from deepfake_detect import export
+    from deepfake_detect.inference.scoring import PREDICT_BATCH, load_predictor
     from deepfake_detect.model import build_model, prepare_faces
     from test_03_export import parity_crops, spread_model
 
@@ -78,13 +79,13 @@ def main(argv=None):
         reference = None
         rows = []
         for name, path in artefacts.items():
-            predictor = detect.load_predictor(path)
+            predictor = load_predictor(path)
             scores = predictor.predict(batch)
             reference = scores if reference is None else reference
             size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
             rows.append((name, size / 1e6, float(np.max(np.abs(scores - reference))),
                          per_face_seconds(predictor, batch, 1, args.repeats) * 1000,
-                         per_face_seconds(predictor, batch, detect.PREDICT_BATCH, args.repeats) * 1000))
+                         per_face_seconds(predictor, batch, PREDICT_BATCH, args.repeats) * 1000))
     print(f"{platform.machine()}, {os.cpu_count()} CPU cores, EfficientNet-B0 at {args.input_size} px, "
           f"{len(crops)} crops, median of {args.repeats}; export took {export_seconds:.0f} s")
     print(f"  {'model':<16}{'size MB':>9}{'max |dP(real)|':>16}{'ms/face (1)':>13}{'ms/face (16)':>14}")

@@ -113,7 +113,8 @@ def main():
               f"{statistics.median(second_clip):.2f} s (target < 3 s)")
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        from deepfake_detect.detect import SCORED, Scorer
+        from deepfake_detect.inference.results import SCORED
+        from deepfake_detect.inference.scoring import Scorer
         from deepfake_detect.settings import load_config
 
         cfg = load_config(config)

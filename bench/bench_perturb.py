@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from deepfake_detect import settings  # noqa: E402
 from deepfake_detect.frames import iter_kept_frames  # noqa: E402
-from deepfake_detect.perturb import FRAME_TYPES, LEVELS, Perturbation, psnr  # noqa: E402
+from deepfake_detect.evaluation.perturb import FRAME_TYPES, LEVELS, Perturbation, psnr  # noqa: E402
 
 
 def time_frame_type(kind, level, frame, repeat):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect.evaluation import LOG_LOSS_EPSILON
+from deepfake_detect.metrics import LOG_LOSS_EPSILON
 from deepfake_detect.files import write_text_atomic
 
 CALIBRATION_FILE = "calibration.json"  # beside model.keras

@@ -76,7 +76,7 @@ def export_model(model_path, out_dir, threshold):
     """Write the SavedModel, both TFLite models and their sidecars to `out_dir` (built in a
     hidden partial folder and renamed at the end). Returns {artefact name: path}."""
     from deepfake_detect.devices import configure_tensorflow
-    from deepfake_detect.evaluation import sha256_of
+    from deepfake_detect.files import sha256_of
     from deepfake_detect.model import load_model
 
     configure_tensorflow()

@@ -13,7 +13,7 @@ import cv2
 
 from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder, read_image,
                                    start_partial_folder, write_csv, write_png)
-from deepfake_detect.runner import ALREADY_DONE, FAILED, SKIPPED, Outcome
+from deepfake_detect.jobs.outcome import ALREADY_DONE, FAILED, SKIPPED, Outcome
 
 INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which none was found
 INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence")

@@ -8,6 +8,7 @@ writing to shared storage (a Ray task and its retry on another node) out of each
 """
 
 import csv
+import hashlib
 import io
 import os
 import shutil
@@ -120,3 +121,12 @@ def completed_names(folder):
     if not folder.is_dir():
         return set()
     return {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def sha256_of(path):
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

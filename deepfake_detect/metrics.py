@@ -15,10 +15,12 @@ Conventions, the same everywhere in stage 05:
   videos with all their faces, because faces of one video are not independent), seeded.
 """
 
+from collections import defaultdict
+
 import numpy as np
 
-from deepfake_detect.evaluation import LOG_LOSS_EPSILON
-
+# Clip scores away from 0 and 1 before the log loss, as Keras' binary cross-entropy does.
+LOG_LOSS_EPSILON = 1e-7
 ONE_CLASS = "one class only"
 
 
@@ -193,3 +195,50 @@ def _level(frame, cfg):
     labels = (frame["label"] == "REAL").astype(int).to_numpy()
     return level_metrics(labels, frame["p_real"].to_numpy(float), frame["p_real_raw"].to_numpy(float),
                          frame["video"].astype(str).to_numpy(), cfg)
+
+
+def score_metrics(labels, scores, threshold=0.5):
+    """Accuracy, ROC AUC, log loss and confusion matrix of scores against 0/1 labels.
+
+    Returns {"count", "accuracy", "roc_auc", "log_loss", "confusion_matrix"}; the matrix's rows
+    are true classes and columns predicted ones, both in CLASS_NAMES order (fake, real).
+    roc_auc is None when the labels hold one class only (AUC is undefined then).
+    """
+    from sklearn.metrics import confusion_matrix, log_loss, roc_auc_score
+
+    labels = np.asarray(labels, dtype=int)
+    scores = np.asarray(scores, dtype=float)
+    if not len(labels):
+        raise ValueError("no scores to evaluate")
+    predicted = (scores >= threshold).astype(int)
+    clipped = np.clip(scores, LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON)
+    return {
+        "count": int(len(labels)),
+        "accuracy": float(np.mean(predicted == labels)),
+        "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None,
+        "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
+    }
+
+
+def video_scores(videos, labels, scores):
+    """Per-crop (video, label, score) -> [(video, label, mean score, crops)], sorted by video.
+
+    Videos are keyed by name and label, so a name that somehow occurs in both classes is
+    counted as two videos rather than mixing their labels.
+    """
+    grouped = defaultdict(list)
+    for video, label, score in zip(videos, labels, scores):
+        grouped[(video, int(label))].append(float(score))
+    return [(video, label, float(np.mean(values)), len(values))
+            for (video, label), values in sorted(grouped.items())]
+
+
+def evaluate_scores(videos, labels, scores, threshold=0.5):
+    """{"frame": score_metrics per crop, "video": score_metrics per video (mean of its crops)}."""
+    per_video = video_scores(videos, labels, scores)
+    return {
+        "threshold": threshold,
+        "frame": score_metrics(labels, scores, threshold),
+        "video": score_metrics([v[1] for v in per_video], [v[2] for v in per_video], threshold),
+    }

@@ -185,7 +185,7 @@ def add_shard_argument(parser):
 
 
 def add_ray_argument(parser):
-    """Add --ray [ADDRESS] to the parser of a stage that runs its videos through runner.run_jobs."""
+    """Add --ray [ADDRESS] to the parser of a stage that runs its videos through jobs.pool.run_jobs."""
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="run one task per video on a Ray cluster: ADDRESS (host:6379), else config "
                              "RAY_ADDRESS / $RAY_ADDRESS, else 'auto' (the cluster `ray start` made here)")

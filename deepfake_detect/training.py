@@ -18,6 +18,7 @@ import numpy as np
 from deepfake_detect.devices import configure_tensorflow
 from deepfake_detect.files import read_image, write_text_atomic
 from deepfake_detect.model import CLASS_NAMES, resize_face
+import hashlib
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -321,7 +322,6 @@ def choose_cache(mode, crop_count, input_size, available_bytes, share=CACHE_MEMO
 def cache_key(files, input_size):
     """A short hash of the crops (path, size, modification time) and INPUT_SIZE: a cache is
     reused only for exactly these files, unchanged."""
-    import hashlib
 
     digest = hashlib.sha256(str(input_size).encode())
     for path, label in files:
@@ -538,3 +538,16 @@ def choose_strategy(mixed_precision=True, cpu_devices=0):
         strategy = tf.distribute.get_strategy()
         where = "1 GPU" if gpus else "CPU"
     return strategy, f"{where}, {strategy.num_replicas_in_sync} replica(s), {precision}"
+
+
+PREDICTION_COLUMNS = ("file", "video", "label", "label_name", "score")
+
+
+def prediction_rows(files, videos, labels, scores):
+    """Rows of predictions.csv: file, video, true label (number and name), score = P(pristine).
+
+    Scores are written with 9 significant digits, enough to give back every float32 exactly
+    (read them as float32), so AUC and log loss recomputed from the file equal metrics.json's.
+    """
+    return [{"file": path, "video": video, "label": int(label), "label_name": CLASS_NAMES[int(label)],
+             "score": f"{float(score):.9g}"} for path, video, label, score in zip(files, videos, labels, scores)]

@@ -69,7 +69,8 @@ def main(argv=None):
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from deepfake_detect import detect, web
+    from deepfake_detect.inference import web
+    from deepfake_detect.inference.scoring import Scorer
     from deepfake_detect.files import write_bytes_atomic
     from deepfake_detect.model import build_model, prepare_faces
     from deepfake_detect.settings import load_config
@@ -86,7 +87,7 @@ def main(argv=None):
             model_path = folder / "model.keras"
             model.save(model_path)
         (folder / "config.py").write_text(f"RUNS_DIR = {str(folder)!r}\n")
-        scorer = detect.Scorer(model_path)
+        scorer = Scorer(model_path)
         app = web.create_app(scorer, load_config(folder / "config.py"))
         with chromium_on(app, folder) as (driver, url):
             driver.set_window_size(1000, 900)

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import detect, export
+from deepfake_detect import export
+from deepfake_detect.inference.scoring import KerasPredictor, Scorer, load_predictor
 from deepfake_detect.model import prepare_faces
 from conftest import write_config
 from test_04_detect import TEST_INPUT_SIZE, build_test_model, write_media
@@ -97,13 +98,13 @@ def test_export_writes_every_format_with_its_sidecar(exported):
 
 def test_float32_exports_match_the_keras_model(exported):
     batch = prepare_faces(exported["crops"], TEST_INPUT_SIZE)
-    reference = detect.KerasPredictor(exported["model"]).predict(batch)
+    reference = KerasPredictor(exported["model"]).predict(batch)
     assert reference.std() > 0.05  # the scores really differ from face to face
     for name in (export.TFLITE_FLOAT32, export.SAVED_MODEL):
-        predictor = detect.load_predictor(exported["dir"] / name)
+        predictor = load_predictor(exported["dir"] / name)
         assert predictor.input_size == TEST_INPUT_SIZE and predictor.keras_model is None
         assert np.max(np.abs(predictor.predict(batch) - reference)) <= PARITY, name
-    int8 = detect.load_predictor(exported["dir"] / export.TFLITE_INT8).predict(batch)
+    int8 = load_predictor(exported["dir"] / export.TFLITE_INT8).predict(batch)
     assert int8.shape == reference.shape and np.all((int8 >= 0) & (int8 <= 1))
 
 
@@ -135,11 +136,11 @@ def test_export_never_replaces_an_export_unasked(exported, capsys):
 def test_web_page_serves_an_exported_model_without_heatmaps(exported):
     import io
 
-    from deepfake_detect import web
+    from deepfake_detect.inference import web
     from deepfake_detect.settings import load_config
 
     media = write_media(exported["root"] / "web-media")
-    scorer = detect.Scorer(exported["dir"] / export.TFLITE_INT8)
+    scorer = Scorer(exported["dir"] / export.TFLITE_INT8)
     assert not scorer.can_explain
     client = web.create_app(scorer, load_config(exported["config"])).test_client()
     image = media["astronaut.png"].read_bytes()

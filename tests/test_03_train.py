@@ -1,4 +1,4 @@
-"""Tests of stage 03 (03-train_cnn.py, deepfake_detect/training.py, evaluation.py, model.py).
+"""Tests of stage 03 (03-train_cnn.py, deepfake_detect/training.py, metrics.py, plots.py, model_card.py, model.py).
 
     .venv/bin/pytest tests/test_03_train.py
 
@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import evaluation, settings, training
+from deepfake_detect import settings, training
+from deepfake_detect.metrics import evaluate_scores, video_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.model import CLASS_NAMES, prepare_faces
 from tests.conftest import write_config
@@ -279,7 +280,7 @@ def test_metrics_match_hand_computed_values_at_frame_and_video_level():
     videos = ["a", "a", "b", "c", "c", "d", "d"]
     labels = [0, 0, 0, 1, 1, 1, 1]
     scores = [0.2, 0.4, 0.6, 0.7, 0.9, 0.3, 0.5]
-    metrics = evaluation.evaluate_scores(videos, labels, scores, threshold=0.5)
+    metrics = evaluate_scores(videos, labels, scores, threshold=0.5)
 
     frame = metrics["frame"]
     # Called real (>= 0.5): 0.6 (fake), 0.7, 0.9, 0.5 (real); called fake: 0.2, 0.4 (fake), 0.3 (real).
@@ -292,7 +293,7 @@ def test_metrics_match_hand_computed_values_at_frame_and_video_level():
     assert frame["log_loss"] == pytest.approx(expected_loss)
 
     video = metrics["video"]
-    assert evaluation.video_scores(videos, labels, scores) == [
+    assert video_scores(videos, labels, scores) == [
         ("a", 0, pytest.approx(0.3), 2), ("b", 0, pytest.approx(0.6), 1),
         ("c", 1, pytest.approx(0.8), 2), ("d", 1, pytest.approx(0.4), 2)]
     assert video["count"] == 4
@@ -303,7 +304,7 @@ def test_metrics_match_hand_computed_values_at_frame_and_video_level():
 
 
 def test_one_class_test_split_reports_null_auc():
-    metrics = evaluation.evaluate_scores(["a", "a", "b"], [1, 1, 1], [0.9, 0.7, 0.2])
+    metrics = evaluate_scores(["a", "a", "b"], [1, 1, 1], [0.9, 0.7, 0.2])
     assert metrics["frame"]["roc_auc"] is None and metrics["video"]["roc_auc"] is None
     assert metrics["frame"]["confusion_matrix"] == [[0, 0], [1, 2]]
     assert json.loads(json.dumps(metrics))["video"]["roc_auc"] is None
@@ -401,7 +402,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     assert set(metrics["frame"]) == {"count", "accuracy", "roc_auc", "log_loss", "confusion_matrix"}
     labels = [label for _, label in test_files]
     videos = [training.video_of(path.name) for path, _ in test_files]
-    recomputed = evaluation.evaluate_scores(videos, labels, scores)
+    recomputed = evaluate_scores(videos, labels, scores)
     assert metrics["video"]["accuracy"] == recomputed["video"]["accuracy"]
     assert metrics["frame"]["log_loss"] == pytest.approx(recomputed["frame"]["log_loss"], abs=1e-5)
 

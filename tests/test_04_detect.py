@@ -19,7 +19,10 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import detect
+from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
+from deepfake_detect.inference.results import IMAGE, VIDEO
+from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
+from deepfake_detect.inference.verdicts import combine_face_scores, confident_score, score_meaning, verdict_of
 from deepfake_detect.faces import crop_face, keep_faces
 from deepfake_detect.frames import resize_frame
 from deepfake_detect.model import prepare_faces
@@ -101,7 +104,7 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(workspace):
-    return detect.Scorer(workspace["model"])
+    return Scorer(workspace["model"])
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +146,7 @@ def dfdc_winner_confident_strategy(pred, t=0.8):
 ])
 def test_confident_score_is_the_dfdc_winner_rule_in_p_real_terms(p_real):
     expected_p_fake = dfdc_winner_confident_strategy([1 - p for p in p_real])
-    assert detect.confident_score(p_real) == pytest.approx(1 - expected_p_fake, abs=1e-9)
+    assert confident_score(p_real) == pytest.approx(1 - expected_p_fake, abs=1e-9)
 
 
 def test_confident_score_matches_the_winner_on_random_scores():
@@ -152,32 +155,32 @@ def test_confident_score_matches_the_winner_on_random_scores():
         for _ in range(50):
             p_real = generator.beta(0.3, 0.3, size)  # many near 0 and 1, like a trained model
             expected = 1 - dfdc_winner_confident_strategy(1 - p_real)
-            assert detect.confident_score(p_real) == pytest.approx(expected, abs=1e-9)
+            assert confident_score(p_real) == pytest.approx(expected, abs=1e-9)
 
 
 def test_combine_and_verdict():
-    assert detect.combine_face_scores([0.2, 0.4, 0.9], "mean") == pytest.approx(0.5)
-    assert detect.combine_face_scores([], "mean") is None  # never a silent 0.5
-    assert detect.verdict_of(0.49, 0.5) == "FAKE"
-    assert detect.verdict_of(0.5, 0.5) == "REAL"
-    assert detect.verdict_of(None, 0.5) is None
+    assert combine_face_scores([0.2, 0.4, 0.9], "mean") == pytest.approx(0.5)
+    assert combine_face_scores([], "mean") is None  # never a silent 0.5
+    assert verdict_of(0.49, 0.5) == "FAKE"
+    assert verdict_of(0.5, 0.5) == "REAL"
+    assert verdict_of(None, 0.5) is None
     with pytest.raises(ValueError):
-        detect.combine_face_scores([0.3], "median")
+        combine_face_scores([0.3], "median")
 
 
 @pytest.mark.parametrize("p_real, verdict", [
     (0.39, "FAKE"), (0.4, "FAKE"), (0.41, "UNCERTAIN"), (0.5, "UNCERTAIN"), (0.599, "UNCERTAIN"),
     (0.6, "REAL"), (0.95, "REAL"), (None, None)])
 def test_scores_within_the_margin_of_the_threshold_are_uncertain(p_real, verdict):
-    assert detect.verdict_of(p_real, 0.5, 0.1) == verdict
+    assert verdict_of(p_real, 0.5, 0.1) == verdict
 
 
 def test_a_zero_margin_turns_uncertain_off_and_the_meaning_says_so():
-    assert [detect.verdict_of(p, 0.5, 0.0) for p in (0.4999, 0.5, 0.5001)] == ["FAKE", "REAL", "REAL"]
+    assert [verdict_of(p, 0.5, 0.0) for p in (0.4999, 0.5, 0.5001)] == ["FAKE", "REAL", "REAL"]
     cfg = load_config()
-    assert "UNCERTAIN when 0.4 < P(real) < 0.6" in detect.score_meaning(cfg)
+    assert "UNCERTAIN when 0.4 < P(real) < 0.6" in score_meaning(cfg)
     cfg.UNCERTAIN_MARGIN = 0
-    assert "UNCERTAIN" not in detect.score_meaning(cfg)
+    assert "UNCERTAIN" not in score_meaning(cfg)
 
 
 @pytest.mark.parametrize("margin", [-0.1, 0.5])
@@ -209,15 +212,15 @@ def test_sniff_media_kind_reads_content_not_names(workspace):
     media = workspace["media"]
 
     def kind(name):
-        return detect.sniff_media_kind(media[name].read_bytes()[:detect.SNIFF_BYTES])
+        return sniff_media_kind(media[name].read_bytes()[:SNIFF_BYTES])
 
-    assert kind("astronaut.png") == detect.IMAGE
-    assert kind("hopper.jpg") == detect.IMAGE
-    assert kind("astronaut.mp4") == detect.VIDEO
+    assert kind("astronaut.png") == IMAGE
+    assert kind("hopper.jpg") == IMAGE
+    assert kind("astronaut.mp4") == VIDEO
     assert kind("text.mp4") is None
     assert kind("text.png") is None
     ok, webp = cv2.imencode(".webp", np.zeros((16, 16, 3), np.uint8))
-    assert detect.sniff_media_kind(webp.tobytes()[:16]) == detect.IMAGE
+    assert sniff_media_kind(webp.tobytes()[:16]) == IMAGE
 
 
 # ------------------------------------------------------------------ the CLI
@@ -237,7 +240,7 @@ def test_portraits_are_scored_with_the_training_pipeline(workspace, scorer, cfg,
         assert row["status"] == "scored" and int(row["faces"]) >= 1
         p_real, p_fake = float(row["p_real"]), float(row["p_fake"])
         assert p_real + p_fake == pytest.approx(1, abs=1e-5)
-        assert row["verdict"] == detect.verdict_of(p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
+        assert row["verdict"] == verdict_of(p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
         assert row["score_rule"] == "mean"
     assert rows["astronaut.png"]["type"] == "image" and rows["astronaut.mp4"]["type"] == "video"
     assert int(rows["astronaut.mp4"]["frames"]) == 2  # 2 s at 10 fps, one frame per second kept
@@ -330,7 +333,7 @@ def test_confident_rule_from_the_settings(workspace, scorer, tmp_path):
     record = json.loads(json_path.read_text())["inputs"][0]
     assert record["score_rule"] == "confident"
     face_scores = [f["p_real"] for f in record["faces_detail"]]
-    assert record["p_real"] == pytest.approx(detect.confident_score(face_scores))
+    assert record["p_real"] == pytest.approx(confident_score(face_scores))
 
 
 def test_a_detector_failure_stays_in_its_own_row(workspace, scorer, tmp_path, monkeypatch):
@@ -401,14 +404,14 @@ def test_default_run_is_the_newest_and_run_can_be_chosen(tmp_path):
     (runs / "unfinished").mkdir()
     (runs / ".partial").mkdir()  # hidden folders are never a run, however new
     (runs / ".partial" / "model.keras").write_bytes(b"x")
-    assert detect.find_run_model(runs) == runs / "newer" / "model.keras"
-    assert detect.find_run_model(runs, "older") == runs / "older" / "model.keras"
-    assert detect.find_run_model(runs, str(runs / "older")) == runs / "older" / "model.keras"
-    assert detect.find_run_model(runs, str(runs / "older" / "model.keras")) == runs / "older" / "model.keras"
-    with pytest.raises(detect.ModelError, match="unfinished"):
-        detect.find_run_model(runs, "unfinished")
-    with pytest.raises(detect.ModelError, match="03-train_cnn.py"):
-        detect.find_run_model(tmp_path / "no_runs")
+    assert find_run_model(runs) == runs / "newer" / "model.keras"
+    assert find_run_model(runs, "older") == runs / "older" / "model.keras"
+    assert find_run_model(runs, str(runs / "older")) == runs / "older" / "model.keras"
+    assert find_run_model(runs, str(runs / "older" / "model.keras")) == runs / "older" / "model.keras"
+    with pytest.raises(ModelError, match="unfinished"):
+        find_run_model(runs, "unfinished")
+    with pytest.raises(ModelError, match="03-train_cnn.py"):
+        find_run_model(tmp_path / "no_runs")
 
 
 def test_usage_settings_and_model_errors_exit_2(workspace, scorer, tmp_path, capsys):

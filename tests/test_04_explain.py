@@ -15,7 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import detect, explain, timeline
+from deepfake_detect.inference import explain
+from deepfake_detect.inference import timeline
+from deepfake_detect.inference.scoring import Scorer
 from deepfake_detect.faces import Face, expand_box
 from deepfake_detect.settings import load_config
 from conftest import write_config
@@ -54,7 +56,7 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(workspace):
-    return detect.Scorer(workspace["model"])
+    return Scorer(workspace["model"])
 
 
 # ------------------------------------------------------------------ Grad-CAM

@@ -21,7 +21,9 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import detect, web
+from deepfake_detect.inference import web
+from deepfake_detect.inference.scoring import Scorer
+from deepfake_detect.inference.verdicts import verdict_of
 from deepfake_detect.settings import load_config
 from conftest import write_config
 from test_04_detect import build_test_model, write_media
@@ -40,7 +42,7 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(workspace):
-    return detect.Scorer(workspace["model"])
+    return Scorer(workspace["model"])
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def test_api_scores_an_image(client, workspace):
     assert result["status"] == "scored" and result["type"] == "image" and result["faces"] >= 1
     assert result["p_real"] + result["p_fake"] == pytest.approx(1)
     cfg = workspace["cfg"]
-    assert result["verdict"] == detect.verdict_of(result["p_real"], cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
+    assert result["verdict"] == verdict_of(result["p_real"], cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
     assert "P(fake) = 1 - P(real)" in result["score_meaning"]
     assert np.mean([f["p_real"] for f in result["face_scores"]]) == pytest.approx(result["p_real"])
     assert "crop" not in result["face_scores"][0]
@@ -291,7 +293,7 @@ def test_page_shows_heatmaps_and_the_timeline_of_a_video(client, workspace):
     assert text.count('class="overlay" src="data:image/jpeg;base64,') == len(faces) == 2
     svg = re.search(r'<div id="timeline"><svg.*?</svg>', text, re.S).group(0)
     points = re.search(r'<polyline class="scores" points="([^"]+)"', svg).group(1).split()
-    from deepfake_detect import timeline
+    from deepfake_detect.inference import timeline
 
     read_back = [1 - (float(p.split(",")[1]) - timeline.TOP) / timeline.PLOT_HEIGHT for p in points]
     assert read_back == pytest.approx([f["p_fake"] for f in faces], abs=0.01)

@@ -1,4 +1,4 @@
-"""Stage 05 (05-evaluate_model.py, deepfake_detect/evaluate.py, metrics.py, eval_report.py,
+"""Stage 05 (05-evaluate_model.py, deepfake_detect/evaluation/, metrics.py,
 calibration.py) on the built-in sample and the two real DFDC clips.
 
     .venv/bin/pytest tests/test_05_evaluate.py
@@ -25,7 +25,8 @@ from sklearn.metrics import (average_precision_score, balanced_accuracy_score, c
                              roc_auc_score)
 
 from conftest import write_config, write_test_video
-from deepfake_detect import calibration, evaluate, metrics
+from deepfake_detect import calibration, metrics
+from deepfake_detect.evaluation import extract
 from deepfake_detect.settings import load_config
 
 stage05 = importlib.import_module("05-evaluate_model")
@@ -193,7 +194,7 @@ def test_methods_from_metadata_and_fake_subfolders(tmp_path):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(b"x")
     cfg = load_config()
-    dataset = evaluate.load_dataset("ff", tmp_path, cfg)
+    dataset = extract.load_dataset("ff", tmp_path, cfg)
     assert {(v.name, v.label, v.method) for v in dataset.videos} == {
         ("a", "REAL", None), ("b", "FAKE", None), ("Deepfakes_000_003", "FAKE", "Deepfakes"),
         ("Face2Face_000_003", "FAKE", "Face2Face")}
@@ -351,32 +352,32 @@ class CopyVideo:
 def test_perturbations_run_their_hook_and_are_cached_apart(evaluated, workspace):
     cfg = workspace["cfg"]
     names = sorted(workspace["fakes"])[:2]
-    dataset = evaluate.load_dataset("sample", workspace["videos"], cfg)
-    dataset = evaluate.EvalDataset(dataset.name, dataset.folder,
+    dataset = extract.load_dataset("sample", workspace["videos"], cfg)
+    dataset = extract.EvalDataset(dataset.name, dataset.folder,
                                    tuple(v for v in dataset.videos if v.name + ".mp4" in names))
-    clean = evaluate.extract_faces(dataset, cfg)
+    clean = extract.extract_faces(dataset, cfg)
     assert clean.extracted == 0 and clean.reused == 2, "the clean crops come from the stage's cache"
     brighter = Brightness(level=3)
-    assert isinstance(brighter, evaluate.Perturbation)
-    perturbed = evaluate.extract_faces(dataset, cfg, perturbation=brighter)
+    assert isinstance(brighter, extract.Perturbation)
+    perturbed = extract.extract_faces(dataset, cfg, perturbation=brighter)
     assert perturbed.cache_dir != clean.cache_dir and perturbed.cache_dir.name.endswith("-brightness-3-seed0")
     assert perturbed.extracted == 2 and brighter.calls > 0
     assert json.loads((perturbed.cache_dir / "key.json").read_text())["perturbation"] == "brightness-3-seed0"
     for video in dataset.videos:
-        clean_record = evaluate.read_video_record(clean.cache_dir, video.name)
-        bright_record = evaluate.read_video_record(perturbed.cache_dir, video.name)
+        clean_record = extract.read_video_record(clean.cache_dir, video.name)
+        bright_record = extract.read_video_record(perturbed.cache_dir, video.name)
         assert bright_record["frames"] == clean_record["frames"]
-        clean_mean = np.mean([c.mean() for c in evaluate.load_crops(clean.cache_dir, clean_record)])
-        bright_mean = np.mean([c.mean() for c in evaluate.load_crops(perturbed.cache_dir, bright_record)])
+        clean_mean = np.mean([c.mean() for c in extract.load_crops(clean.cache_dir, clean_record)])
+        bright_mean = np.mean([c.mean() for c in extract.load_crops(perturbed.cache_dir, bright_record)])
         assert bright_mean > clean_mean + 20
     again = Brightness(level=3)
-    assert evaluate.extract_faces(dataset, cfg, perturbation=again).reused == 2 and again.calls == 0
+    assert extract.extract_faces(dataset, cfg, perturbation=again).reused == 2 and again.calls == 0
     copier = CopyVideo()
-    copied = evaluate.extract_faces(dataset, cfg, perturbation=copier)
+    copied = extract.extract_faces(dataset, cfg, perturbation=copier)
     assert sorted(copier.seen) == names and copied.cache_dir not in (clean.cache_dir, perturbed.cache_dir)
     for video in dataset.videos:
-        assert (evaluate.read_video_record(copied.cache_dir, video.name)["faces"]
-                == evaluate.read_video_record(clean.cache_dir, video.name)["faces"])
+        assert (extract.read_video_record(copied.cache_dir, video.name)["faces"]
+                == extract.read_video_record(clean.cache_dir, video.name)["faces"])
         assert not (copied.cache_dir / video.name / ".reencoded.mp4").exists()
 
 
@@ -418,14 +419,14 @@ def test_real_dfdc_clips_one_class(workspace, dfdc_sample_dir, capsys):
 
 
 def test_stage04_reports_calibrated_scores_and_keeps_the_raw(evaluated, workspace):
-    from deepfake_detect.detect import Scorer
+    from deepfake_detect.inference.scoring import Scorer
 
     from deepfake_detect.sample import portrait_images
 
     cfg = workspace["cfg"]
     image = workspace["root"] / "astronaut.png"
     cv2.imwrite(str(image), cv2.cvtColor(portrait_images()["astronaut"], cv2.COLOR_RGB2BGR))
-    scorer = Scorer(workspace["runs"] / "calibrated" / "model.keras", detector=evaluate._detector)
+    scorer = Scorer(workspace["runs"] / "calibrated" / "model.keras", detector=extract._detector)
     assert scorer.temperature == TEMPERATURE
     result = scorer.score_file(image, cfg)
     face = result.faces[0]
@@ -438,17 +439,17 @@ def test_stage04_reports_calibrated_scores_and_keeps_the_raw(evaluated, workspac
 
 def test_a_killed_extraction_resumes_without_half_written_videos(evaluated, workspace):
     cfg = workspace["cfg"]
-    full = evaluate.load_dataset("sample", workspace["videos"], cfg)
-    dataset = evaluate.EvalDataset(full.name, full.folder, full.videos[:1])
-    folder = evaluate.cache_folder(dataset, cfg)
+    full = extract.load_dataset("sample", workspace["videos"], cfg)
+    dataset = extract.EvalDataset(full.name, full.folder, full.videos[:1])
+    folder = extract.cache_folder(dataset, cfg)
     name = dataset.videos[0].name
-    before = evaluate.read_video_record(folder, name)
+    before = extract.read_video_record(folder, name)
     shutil.rmtree(folder / name)  # as if the run was killed while this video was being extracted
     stale = folder / f".{name}.partial-99999"
     stale.mkdir()
     (stale / "half.png").write_bytes(b"\x89PNG half")
-    extraction = evaluate.extract_faces(dataset, cfg)
+    extraction = extract.extract_faces(dataset, cfg)
     assert extraction.extracted == 1 and not stale.exists()
-    assert evaluate.read_video_record(folder, name) == before
+    assert extract.read_video_record(folder, name) == before
     assert sorted(p.name for p in (folder / name).iterdir()) == sorted(
-        [evaluate.VIDEO_RECORD] + [face["file"] for face in before["faces"]])
+        [extract.VIDEO_RECORD] + [face["file"] for face in before["faces"]])

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from conftest import write_config
-from deepfake_detect.perturb import INSTALL_HINT
-from deepfake_detect.robustness import first_costly_level
+from deepfake_detect.evaluation.perturb import INSTALL_HINT
+from deepfake_detect.evaluation.robustness import first_costly_level
 from test_05_evaluate import TEMPERATURE, build_run
 
 stage05 = importlib.import_module("05-evaluate_model")

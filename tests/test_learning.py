@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import evaluation, training
+from deepfake_detect import training
+from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.model import load_model, prepare_faces
 from deepfake_detect.sample import LANDMARKS, portrait_images, swap_face
@@ -154,6 +155,6 @@ def test_predictions_csv_reproduces_metrics_json_exactly(trained_run):
     run_dir, _ = trained_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     videos, labels, scores = read_predictions(run_dir / "predictions.csv")
-    recomputed = json.loads(json.dumps(evaluation.evaluate_scores(videos, labels, scores, metrics["threshold"])))
+    recomputed = json.loads(json.dumps(evaluate_scores(videos, labels, scores, metrics["threshold"])))
     for level in ("frame", "video"):
         assert recomputed[level] == metrics[level]

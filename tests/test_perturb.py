@@ -12,8 +12,7 @@ import pytest
 
 from deepfake_detect import settings
 from deepfake_detect.frames import VideoError
-from deepfake_detect.perturb import (FRAME_TYPES, LEVELS, PERTURBATION_TYPES, CodecError, Perturbation,
-                                     psnr)
+from deepfake_detect.evaluation.perturb import (FRAME_TYPES, LEVELS, PERTURBATION_TYPES, CodecError, Perturbation, psnr)
 from deepfake_detect.sample import portrait_images
 
 

@@ -313,7 +313,7 @@ def test_ray_flag_picks_the_address_and_the_default_stays_local(tmp_path, monkey
 
 
 def test_actors_fit_each_node_and_follow_the_gpus():
-    from deepfake_detect.ray_engine import actor_slots
+    from deepfake_detect.jobs.ray_cluster import actor_slots
 
     assert actor_slots([{"CPU": 8.0}, {"CPU": 2.0}], 4, 1) == (2, False)         # the 2-CPU node fits none
     assert actor_slots([{"CPU": 16.0, "GPU": 2.0}, {"CPU": 8.0}], 4, 1) == (2, True)

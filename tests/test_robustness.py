@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect.perturb import PERTURBATION_TYPES, Perturbation
-from deepfake_detect.robustness import (first_costly_level, plan_sweep, robustness_markdown,
-                                        runnable_plan, write_robustness)
+from deepfake_detect.evaluation.perturb import PERTURBATION_TYPES, Perturbation
+from deepfake_detect.evaluation.robustness import (first_costly_level, plan_sweep, robustness_markdown, runnable_plan, write_robustness)
 
 
 def result(kind, level, auc, log_loss, accuracy, faces, **extra):

@@ -1,6 +1,6 @@
 """Run a stage's per-video jobs on a Ray cluster instead of local processes (`--ray`, RAY_ADDRESS).
 
-runner.run_jobs hands its jobs here when cfg.RAY_ADDRESS is set; nothing else imports Ray, so the
+jobs.pool.run_jobs hands its jobs here when cfg.RAY_ADDRESS is set; nothing else imports Ray, so the
 default path needs no Ray installed. The jobs are the same functions the local pool runs, so the
 outputs, partial folders, resume, progress bar and summary are the same:
 
@@ -27,7 +27,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from deepfake_detect.runner import FAILED, Outcome, _run_job
+from deepfake_detect.jobs.outcome import FAILED, Outcome, run_job
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 # Videos in flight per CPU slot (or actor): one running, one queued, so no slot waits for the driver.
@@ -58,9 +58,9 @@ def enter_folder(folder):
 
 
 def run_task(job_spec, item, cfg, folder):
-    """A Ray task: one video, as runner's local workers run it."""
+    """A Ray task: one video, as the local pool's workers run it."""
     enter_folder(folder)
-    return _run_job(resolve_function(job_spec), item, cfg)
+    return run_job(resolve_function(job_spec), item, cfg)
 
 
 class JobActor:
@@ -72,7 +72,7 @@ class JobActor:
         resolve_function(initializer_spec)(*initargs)
 
     def run(self, item, cfg):
-        return _run_job(self.job, item, cfg)
+        return run_job(self.job, item, cfg)
 
 
 # ------------------------------------------------------------------ the driver
@@ -115,7 +115,7 @@ def actor_slots(nodes, cpus_per_actor, gpus_per_actor):
     return count, use_gpus
 
 
-def run_jobs(job, items, cfg, initializer=None, initargs=(), ordered=False):
+def run_on_cluster(job, items, cfg, initializer=None, initargs=(), ordered=False):
     """Yield what `job(item, cfg)` returns for every item as it finishes on the Ray cluster (in
     the items' order with `ordered`); an item Ray could not run yields a "failed" Outcome."""
     ray = connect(cfg.RAY_ADDRESS, job)

@@ -36,7 +36,8 @@ from deepfake_detect.dataset import discover_videos
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
 from deepfake_detect.frames import VideoError, iter_kept_frames
-from deepfake_detect.runner import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome, run_jobs
+from deepfake_detect.jobs.outcome import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome
+from deepfake_detect.jobs.pool import run_jobs
 
 # The settings that decide which crops a video gives; all of them are in the cache key.
 EXTRACTION_SETTINGS = ("FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE")
@@ -89,7 +90,7 @@ class EvalDataset:
 
 @dataclass(frozen=True)
 class ExtractionJob:
-    """One video to extract into `cache_dir` (one runner job; `name` orders the outcomes)."""
+    """One video to extract into `cache_dir` (one job of jobs.pool.run_jobs; `name` orders the outcomes)."""
 
     name: str
     video: object
@@ -191,7 +192,7 @@ def extract_video(job, cfg):
     reason) so that further models do not try it again; a video whose frames the detector
     could not search is left out of the cache (failed), so that a rerun retries it.
     """
-    from deepfake_detect.detect import find_face_crops
+    from deepfake_detect.inference.scoring import find_face_crops
 
     video, perturbation = job.video, job.perturbation
     final_dir = Path(job.cache_dir) / video.name
@@ -258,7 +259,7 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
     """Make sure every video of `dataset` has its crops in the cache; return an Extraction.
 
     Videos already in the cache folder for these settings (and perturbation) are not touched.
-    One job per video through runner.run_jobs, so any engine it offers applies here too.
+    One job per video through jobs.pool.run_jobs, so any engine it offers applies here too.
     `workers`: processes (default MTCNN_WORKERS, else one per CORES_PER_DETECTOR cores).
     `progress=False`: no progress bar (the robustness sweep shows one over its points).
     """
@@ -302,7 +303,7 @@ def load_crops(cache_dir, record):
 
 def run_label(model_path):
     """A run's name for tables: its folder's name for .../<run>/model.keras, else the file's stem."""
-    from deepfake_detect.detect import MODEL_FILE
+    from deepfake_detect.inference.scoring import MODEL_FILE
 
     model_path = Path(model_path)
     return model_path.parent.name if model_path.name == MODEL_FILE else model_path.stem
@@ -348,7 +349,8 @@ SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each
 def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
     """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
     from deepfake_detect.calibration import apply_temperature
-    from deepfake_detect.detect import combine_face_scores, predict_p_real, verdict_of
+    from deepfake_detect.inference.scoring import predict_p_real
+    from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
 
     crops = [crop for _, _, video_crops in pending for crop in video_crops]
     raw_all = predict_p_real(predictor, crops, predictor.input_size) if crops else []

@@ -40,8 +40,9 @@ from flask import Flask, current_app, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from deepfake_detect.detect import (FAILED, SCORED, SNIFF_BYTES, UNREADABLE, score_meaning,
-                                    sniff_media_kind, verdict_of)
+from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
+from deepfake_detect.inference.results import FAILED, SCORED, UNREADABLE
+from deepfake_detect.inference.verdicts import score_meaning, verdict_of
 
 MAX_CROPS_SHOWN = 60      # a long video has one face a second; the page shows the first ones
 CROP_DISPLAY_SIDE = 160   # px; crops are shrunk to this for the page
@@ -75,14 +76,14 @@ def overlay_fields(face):
     """{"overlay": Grad-CAM overlay of the crop as a data: URI} for a face with a heatmap."""
     if face.heatmap is None or face.crop is None:
         return {}
-    from deepfake_detect.explain import overlay_heatmap
+    from deepfake_detect.inference.explain import overlay_heatmap
 
     return {"overlay": crop_data_uri(overlay_heatmap(face.crop, face.heatmap))}
 
 
 def result_payload(result, cfg, file_name, with_crops, with_overlays=False):
     """The JSON-ready description of one scored upload (also what the page shows)."""
-    from deepfake_detect.timeline import frame_series
+    from deepfake_detect.inference.timeline import frame_series
 
     shown = MAX_CROPS_SHOWN if with_crops or with_overlays else None
     faces = [{"frame": face.frame, "face": face.number,
@@ -229,7 +230,7 @@ def job_state(job):
 
 def create_app(scorer, cfg):
     """The Flask app around an already loaded Scorer."""
-    from deepfake_detect.timeline import timeline_svg
+    from deepfake_detect.inference.timeline import timeline_svg
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = int(cfg.WEB_MAX_UPLOAD_MB * 1024 * 1024)

@@ -89,7 +89,7 @@ def write_timeline_png(series, threshold, path, title=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from deepfake_detect.evaluation import save_figure
+    from deepfake_detect.plots import save_figure
 
     cut = 1.0 - threshold
     scored = [(frame, p) for frame, p in series if p is not None]

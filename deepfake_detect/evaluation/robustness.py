@@ -37,10 +37,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepfake_detect.evaluation import save_figure
+from deepfake_detect.plots import save_figure
 from deepfake_detect.files import write_csv
-from deepfake_detect.perturb import (LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation,
-                                     ffmpeg_executable)
+from deepfake_detect.evaluation.perturb import (LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation, ffmpeg_executable)
 
 AUC_DROP = 0.05  # a type "costs" AUC at the first level whose video AUC is more than this below clean
 CLEAN_TYPE = "none"
@@ -299,9 +298,8 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
     from tqdm import tqdm
 
     from deepfake_detect.calibration import run_temperature
-    from deepfake_detect.detect import load_predictor
-    from deepfake_detect.evaluate import (FACE_COLUMNS, VIDEO_COLUMNS, as_table, extract_faces, score_dataset,
-                                          unscored_videos)
+    from deepfake_detect.inference.scoring import load_predictor
+    from deepfake_detect.evaluation.extract import (FACE_COLUMNS, VIDEO_COLUMNS, as_table, extract_faces, score_dataset, unscored_videos)
     from deepfake_detect.metrics import dataset_metrics
 
     sweep = Sweep({(run, d.name): [sweep_row(clean_results[run][d.name], CLEAN_TYPE, 0)]

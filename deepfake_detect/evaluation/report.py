@@ -6,7 +6,7 @@ per_face tables); nothing is scored again.
 
 import numpy as np
 
-from deepfake_detect.evaluation import save_figure
+from deepfake_detect.plots import save_figure
 from deepfake_detect.metrics import calibration_bins
 
 LEVELS = (("face", "faces"), ("video", "videos"))

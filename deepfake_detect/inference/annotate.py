@@ -1,0 +1,70 @@
+"""Boxes and P(fake) drawn on a scored input's frames, written as a PNG or an mp4.
+"""
+
+from pathlib import Path
+import cv2
+from deepfake_detect.inference.results import IMAGE
+from deepfake_detect.inference.verdicts import verdict_of
+
+
+def face_colour(p_real, threshold):
+    """BGR box colour: green for a face that reads real, red for one that reads fake."""
+    return (60, 180, 60) if p_real >= threshold else (40, 40, 220)
+
+
+def annotate_frame(frame_bgr, faces, threshold):
+    """A copy of the frame with each face's box and "P(fake) 0.83" drawn on it."""
+    canvas = frame_bgr.copy()
+    scale = max(0.4, canvas.shape[1] / 1000)
+    thickness = max(1, round(2 * scale))
+    for face in faces:
+        x, y, width, height = face.box
+        colour = face_colour(face.p_real, threshold)
+        cv2.rectangle(canvas, (x, y), (x + width, y + height), colour, thickness)
+        label = f"{verdict_of(face.p_real, threshold)} P(fake) {face.p_fake:.2f}"
+        (text_width, text_height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, thickness)
+        top = max(0, y - text_height - base - 4)
+        cv2.rectangle(canvas, (x, top), (x + text_width + 4, top + text_height + base + 4), colour, -1)
+        cv2.putText(canvas, label, (x + 2, top + text_height + 2), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5 * scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return canvas
+
+
+def annotated_frames(result, threshold):
+    """[(frame index, annotated BGR frame)] for a Result scored with keep_frames=True."""
+    by_frame = {}
+    for face in result.faces:
+        by_frame.setdefault(face.frame, []).append(face)
+    return [(index, annotate_frame(frame, by_frame.get(index, []), threshold))
+            for index, frame in sorted((result.frames_bgr or {}).items())]
+
+
+def write_annotated(result, out_path, threshold, frames_per_second=1):
+    """Write the annotated image (PNG) or video (mp4v, one kept frame per 1/fps s) to out_path.
+
+    Written under a temporary name and renamed, so a killed run leaves no half file.
+    Returns out_path, or None when the result has no frames.
+    """
+    import os
+
+    from deepfake_detect.files import write_png
+
+    frames = annotated_frames(result, threshold)
+    if not frames:
+        return None
+    out_path = Path(out_path)
+    if result.kind == IMAGE:
+        write_png(out_path, frames[0][1])
+        return out_path
+    temporary = out_path.with_name(f".{out_path.stem}.tmp-{os.getpid()}{out_path.suffix}")
+    height, width = frames[0][1].shape[:2]
+    writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), frames_per_second, (width, height))
+    try:
+        if not writer.isOpened():
+            raise OSError(f"OpenCV cannot write {out_path}")
+        for _, frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+    os.replace(temporary, out_path)
+    return out_path

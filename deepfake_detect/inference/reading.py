@@ -1,0 +1,82 @@
+"""Frames of images and videos, read in a background thread so decoding overlaps scoring.
+"""
+
+import queue
+import threading
+from deepfake_detect.files import read_image
+from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
+from deepfake_detect.inference.results import IMAGE
+
+
+def iter_image_frame(path, rules):
+    """Yield (0, BGR image resized by RESIZE_RULES) for an image file; VideoError if unreadable."""
+    image = read_image(path)
+    if image is None:
+        raise VideoError("not an image OpenCV can decode (corrupt or unsupported format)")
+    yield 0, resize_frame(image, rules)
+
+
+def iter_media_frames(path, kind, cfg):
+    """Yield (frame index, resized BGR frame) for an image or a video; VideoError on bad input."""
+    if kind == IMAGE:
+        return iter_image_frame(path, cfg.RESIZE_RULES)
+    return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND)
+
+
+_END = object()  # marks the end of one input's frames in the reading thread's stream
+
+
+def _read_all(items, cfg, stop):
+    """Yield (item, frame index, frame) for every frame of every (path, kind) item, then
+    (item, _END, error message or None) once per item. Runs in the reading thread."""
+    for item in items:
+        if stop.is_set():
+            return
+        path, kind = item
+        try:
+            for index, frame in iter_media_frames(path, kind, cfg):
+                yield item, index, frame
+                if stop.is_set():
+                    return
+            yield item, _END, None
+        except VideoError as error:
+            yield item, _END, str(error)
+        except Exception as error:  # noqa: BLE001 - one odd file must not stop the others
+            yield item, _END, f"{type(error).__name__}: {error}"
+
+
+def prefetched(make_items, max_items):
+    """Iterate `make_items(stop_event)` in a background thread, `max_items` ahead at most.
+
+    Decoding the next frames (OpenCV releases the GIL) then overlaps with face detection and
+    the model (TensorFlow releases it too) whenever a second core is free.
+    """
+    buffer = queue.Queue(maxsize=max_items)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in make_items(stop):
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            while not stop.is_set():
+                try:
+                    buffer.put(done, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    thread = threading.Thread(target=produce, name="frame-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := buffer.get()) is not done:
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

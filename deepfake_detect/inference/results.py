@@ -1,0 +1,62 @@
+"""What became of one input scored by stage 04: a Result with its FaceScores.
+
+Only a SCORED result carries a score (`p_real`, P(pristine): 1 = real, 0 = deepfake) and a
+verdict; the other statuses say why there is none.
+"""
+
+from dataclasses import dataclass, field
+import numpy as np
+
+
+# Statuses of a Result; only SCORED carries a score.
+SCORED, NO_FACE, UNREADABLE, UNSUPPORTED, NOT_FOUND, FAILED = (
+    "scored", "no face", "unreadable", "unsupported", "not found", "failed")
+
+
+IMAGE, VIDEO = "image", "video"
+
+
+UNCERTAIN = "UNCERTAIN"  # the verdict for a score within UNCERTAIN_MARGIN of THRESHOLD
+
+
+@dataclass
+class FaceScore:
+    """One scored face. `box` is (x, y, width, height) in the resized frame the detector saw."""
+
+    frame: int                      # frame index in the video (0 for an image)
+    number: int                     # face number within its frame: 0, 1, ...
+    box: tuple
+    detector_confidence: float | None
+    p_real: float                   # the model's P(pristine), calibrated when the run has a temperature
+    crop: np.ndarray | None = None  # RGB crop as the model saw it before resizing
+    heatmap: np.ndarray | None = None  # Grad-CAM map for P(fake) in [0, 1], only with explain (explain.py)
+    p_real_raw: float | None = None  # the network's own output, before calibration
+
+    @property
+    def p_fake(self):
+        return 1.0 - self.p_real
+
+
+@dataclass
+class Result:
+    """What became of one input. `p_real` and `verdict` are None unless status is SCORED."""
+
+    path: str
+    kind: str | None = None         # IMAGE, VIDEO or None when unknown
+    status: str = SCORED
+    reason: str = ""
+    frame_indices: list = field(default_factory=list)  # every frame read, with a face or not
+    faces: list = field(default_factory=list)          # FaceScore, in frame order
+    p_real: float | None = None
+    p_real_raw: float | None = None  # from the uncalibrated face scores
+    verdict: str | None = None      # "REAL" | "FAKE" | "UNCERTAIN"
+    seconds: float = 0.0
+    frames_bgr: dict | None = None  # frame index -> resized BGR frame, only when asked for
+
+    @property
+    def p_fake(self):
+        return None if self.p_real is None else 1.0 - self.p_real
+
+    @property
+    def scored(self):
+        return self.status == SCORED

@@ -1,0 +1,292 @@
+"""Score videos and images with a trained run's model: the core shared by stage 04's command
+line and its web page.
+
+A video is read like stage 00 reads it (FRAMES_PER_SECOND, RESIZE_RULES, via
+frames.iter_kept_frames), its faces are found and cropped like stage 01a does (MtcnnDetector,
+keep_faces, crop_face with FACE_MARGIN) and scaled like training (model.prepare_faces). An image
+given directly is treated as one frame and goes through the same RESIZE_RULES first: training
+frames were resized by width before MTCNN saw them, so resizing images the same way shows the
+detector and the model faces at the scale they were trained on.
+
+The model outputs P(pristine) = P(real) for each face. A whole video or image gets one score,
+also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default) or "confident" (the
+DFDC winner's rule, see confident_score). Verdict: FAKE when that score is below THRESHOLD.
+With CALIBRATE and a run's calibration.json, face scores are temperature-scaled first
+(calibration.py); the raw scores stay in `p_real_raw`.
+An input with no face, or that cannot be read, gets a status saying so and no score at all.
+"""
+
+import threading
+import time
+from pathlib import Path
+import cv2
+import numpy as np
+from deepfake_detect.calibration import apply_temperature, read_temperature
+from deepfake_detect.devices import configure_tensorflow
+from deepfake_detect.export import is_exported, load_exported
+from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
+from deepfake_detect.mtcnn_detector import MtcnnDetector
+from deepfake_detect.model import load_model, prepare_faces
+from deepfake_detect.inference.media import classify_file
+from deepfake_detect.inference.reading import _END, _read_all, prefetched
+from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, FaceScore, Result
+from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
+
+
+MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
+
+
+# Faces go through the model in chunks of this fixed size, the last one padded: a new batch
+# shape makes TensorFlow retrace the model (about 1 s on a 2-core CPU), a fixed one never does.
+PREDICT_BATCH = 16
+
+
+class ModelError(RuntimeError):
+    """No usable model: the message names the path and what to do."""
+
+
+def find_run_model(runs_dir, run=None):
+    """Path of the model.keras to use: `run` as a run folder, a .keras file or a run name in
+    `runs_dir`; by default the run folder in `runs_dir` whose model.keras is newest.
+    Raises ModelError naming what is missing."""
+    runs_dir = Path(runs_dir)
+    if run:
+        candidate = Path(run)
+        if candidate.is_file() or is_exported(candidate):
+            return candidate  # a .keras or .tflite file, or a SavedModel folder (export.py)
+        for folder in (candidate, runs_dir / str(run)):
+            if (folder / MODEL_FILE).is_file():
+                return folder / MODEL_FILE
+        raise ModelError(f"--run {run}: no {MODEL_FILE} in {candidate} or {runs_dir / str(run)}; "
+                         f"train one with 03-train_cnn.py or give a run folder that holds one")
+    models = [p for p in runs_dir.glob(f"*/{MODEL_FILE}") if not p.parent.name.startswith(".")] \
+        if runs_dir.is_dir() else []
+    models.sort(key=lambda p: p.stat().st_mtime)
+    if not models:
+        raise ModelError(f"no trained model in {runs_dir} (looked for {runs_dir}/<run>/{MODEL_FILE}): "
+                         f"run 03-train_cnn.py first, or give one with --run PATH")
+    return models[-1]
+
+
+def load_checked_model(path):
+    """Load a stage 03 model (model.load_model) and check its input shape. Raises ModelError."""
+    configure_tensorflow()
+    try:
+        model = load_model(path)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(f"{path}: cannot load the model ({type(error).__name__}: {error})") from None
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
+        raise ModelError(f"{path}: expected square RGB face input (None, N, N, 3), found {shape}")
+    return model
+
+
+class KerasPredictor:
+    """P(real) from a stage 03 model.keras; the other predictors are in export.py."""
+
+    def __init__(self, path):
+        self.keras_model = load_checked_model(path)
+        self.input_size = int(self.keras_model.input_shape[1])
+
+    def predict(self, batch):
+        return np.asarray(self.keras_model.predict_on_batch(batch)).reshape(-1)
+
+
+def load_predictor(path):
+    """The predictor for `path`: a .keras model, a .tflite file or a SavedModel folder, each
+    with `input_size` and `predict(float32 batch) -> P(real) array`. Raises ModelError."""
+    if not is_exported(path):
+        return KerasPredictor(path)
+    configure_tensorflow()
+    try:
+        return load_exported(path)
+    except Exception as error:  # noqa: BLE001 - TensorFlow and LiteRT raise many types
+        raise ModelError(f"{path}: cannot load the exported model ({type(error).__name__}: {error})") from None
+
+
+class Scorer:
+    """The detector and the model, loaded once and used for every input.
+
+    `Scorer(model_path)` loads both (several seconds); `score_files` and `score_file` then
+    return Results, reading every setting from the `cfg` they are given. Not safe to call
+    from two threads at once: such callers hold `scorer.lock`.
+    """
+
+    def __init__(self, model_path, detector=None):
+        self.model_path = Path(model_path)
+        self.predictor = load_predictor(model_path)
+        self.model = self.predictor.keras_model  # None for exported models (no Grad-CAM)
+        self.input_size = self.predictor.input_size
+        self._grad_cam = None
+        self.detector = detector or MtcnnDetector()
+        # Applied only when cfg.CALIBRATE is True; calibration_note says which, for the output.
+        self.temperature, self.calibration_note = read_temperature(model_path)
+        self.lock = threading.Lock()
+        self.predict_p_real([])  # traces the model now, so the first input is not slower
+
+    def predict_p_real(self, crops_rgb):
+        """Raw P(real) for each RGB face crop, as a float list (see predict_p_real)."""
+        return predict_p_real(self.predictor, crops_rgb, self.input_size)
+
+    @property
+    def can_explain(self):
+        """True when the model is a Keras model, which Grad-CAM needs (exports are not)."""
+        return self.model is not None
+
+    def explain_faces(self, crops_rgb):
+        """(P(real) list, Grad-CAM heatmap list) for RGB face crops, in one pass (explain.py)."""
+        if self._grad_cam is None:
+            from deepfake_detect.inference.explain import GradCam
+
+            self._grad_cam = GradCam(self.model, PREDICT_BATCH)
+        return self._grad_cam.explain(prepare_faces(crops_rgb, self.input_size))
+
+    def score_file(self, path, cfg, kind=None, keep_frames=False, explain=False, progress=None):
+        """Result for one file; `kind` (IMAGE/VIDEO) skips the content check when already known."""
+        return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames,
+                                     explain=explain, progress=progress))
+
+    def score_files(self, paths, cfg, kinds=None, keep_frames=False, read_ahead=True, explain=False,
+                    progress=None):
+        """Yield a Result per path, in order. Frames of the next files are read in a background
+        thread meanwhile (read_ahead=False: all in this thread, to compare or debug).
+        `keep_frames` keeps each input's resized frames (for annotation); `explain` adds a
+        Grad-CAM heatmap to each face when the model allows (can_explain); `progress(frames
+        read)` is called after each frame of an input."""
+        kinds = kinds or [None] * len(paths)
+        items, early = [], {}  # early: position -> Result of a file that is not even read
+        for position, (path, kind) in enumerate(zip(paths, kinds)):
+            problem = None
+            if kind is None:
+                kind, problem = classify_file(path, cfg.VIDEO_EXTENSIONS)
+            if problem:
+                early[position] = problem
+            else:
+                items.append((str(path), kind))
+        if read_ahead:
+            stream = prefetched(lambda stop: _read_all(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
+        else:
+            stream = _read_all(items, cfg, threading.Event())
+        for position in range(len(paths)):
+            if position in early:
+                yield early[position]
+            else:
+                yield self._score_stream(stream, cfg, keep_frames, explain, progress)
+
+    def _score_stream(self, stream, cfg, keep_frames, explain=False, progress=None):
+        """Consume one input's frames from the reading stream and score them.
+
+        Whatever goes wrong, this input's frames are read to their end marker, so the next
+        input starts at its own first frame.
+        """
+        started = time.perf_counter()
+        batch, faces, frame_indices, frames_kept, unsearched = [], [], [], {}, []
+        failure = None
+        for (path, kind), index, frame in stream:
+            if index is _END:
+                read_error = frame
+                break
+            frame_indices.append(index)
+            if progress:
+                progress(len(frame_indices))
+            if keep_frames:
+                frames_kept[index] = frame
+            batch.append((index, frame))
+            if len(batch) >= cfg.MTCNN_BATCH_SIZE:
+                if failure is None:
+                    try:
+                        faces += self._detect_faces(batch, cfg, unsearched)
+                    except Exception as error:  # noqa: BLE001 - reported in the row, others go on
+                        failure = error
+                batch = []
+        else:
+            raise RuntimeError("the frame reader stopped before the end of an input")
+        result = Result(path, kind, frame_indices=frame_indices, frames_bgr=frames_kept if keep_frames else None)
+        try:
+            if failure is not None:
+                raise failure
+            faces += self._detect_faces(batch, cfg, unsearched)
+            self._conclude(result, faces, unsearched, read_error, cfg, explain)
+        except Exception as error:  # noqa: BLE001 - reported in the row, the other inputs go on
+            result.status, result.reason = FAILED, f"{type(error).__name__}: {error}"
+            result.faces, result.p_real, result.verdict = [], None, None
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _conclude(self, result, faces, unsearched, read_error, cfg, explain=False):
+        """Set the status, reason and, when there are faces, the scores of `result`."""
+        frame_count = len(result.frame_indices)
+        if read_error and not frame_count:
+            result.status, result.reason = UNREADABLE, read_error
+        elif unsearched and not faces:
+            result.status = FAILED
+            result.reason = f"{len(unsearched)} of {frame_count} frames could not be searched for faces"
+        elif not faces:
+            result.status = NO_FACE
+            result.reason = self._no_face_reason(result.kind, result.frame_indices, read_error)
+        else:
+            crops = [f.crop for f in faces]
+            raw, heatmaps = (self.explain_faces(crops) if explain and self.can_explain
+                             else (self.predict_p_real(crops), [None] * len(faces)))
+            calibrated = apply_temperature(raw, self.temperature if cfg.CALIBRATE else None)
+            for face, p_raw, p_real, heatmap in zip(faces, raw, calibrated, heatmaps):
+                face.p_real_raw, face.p_real, face.heatmap = p_raw, float(p_real), heatmap
+            result.faces = faces
+            result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
+            result.p_real_raw = combine_face_scores(raw, cfg.VIDEO_SCORE)
+            result.verdict = verdict_of(result.p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
+            problems = [f"stopped early: {read_error}"] if read_error else []
+            if unsearched:
+                problems.append(f"{len(unsearched)} frames could not be searched for faces")
+            result.reason = "; ".join(problems)
+
+    def _no_face_reason(self, kind, frame_indices, error):
+        if kind == IMAGE:
+            return "no face found in the image"
+        reason = f"no face found in {len(frame_indices)} frame{'s' * (len(frame_indices) != 1)}"
+        return f"{reason} ({error})" if error else reason
+
+    def _detect_faces(self, batch, cfg, unsearched):
+        return find_face_crops(self.detector, batch, cfg, unsearched)
+
+
+def predict_p_real(predictor, crops_rgb, input_size):
+    """The model's raw P(real) for each RGB face crop, as a float list; a few at a time in
+    fixed-size chunks (PREDICT_BATCH), so the model is traced once. `predictor` is one of
+    load_predictor's (Keras, SavedModel or TFLite)."""
+    batch = prepare_faces(crops_rgb, input_size)
+    padded = np.zeros((PREDICT_BATCH, input_size, input_size, 3), np.float32)
+    scores = []
+    for start in range(0, max(len(batch), 1), PREDICT_BATCH):
+        chunk = batch[start:start + PREDICT_BATCH]
+        padded[:len(chunk)] = chunk
+        output = predictor.predict(padded)
+        scores += [float(p) for p in output[:len(chunk)]]
+    return scores
+
+
+def find_face_crops(detector, batch, cfg, unsearched):
+    """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)], found,
+    kept and cropped as stage 01a does (keep_faces, crop_face with FACE_MARGIN).
+
+    Frames the detector could not search (a FrameDetectionError in place of their faces)
+    are appended to `unsearched`, as (frame index, error)."""
+    usable = [(index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for index, frame in batch
+              if min(frame.shape[:2]) >= MIN_FRAME_SIDE]
+    if not usable:
+        return []
+    found = detector([rgb for _, rgb in usable])
+    faces = []
+    for (index, rgb), detected in zip(usable, found):
+        if isinstance(detected, FrameDetectionError):
+            unsearched.append((index, detected))
+            continue
+        number = 0
+        for face in keep_faces(detected, cfg.MULTI_FACE_MIN_CONFIDENCE):
+            crop = crop_face(rgb, face, cfg.FACE_MARGIN)
+            if crop.size == 0:
+                continue  # a box entirely outside the frame, skipped as stage 01a does
+            faces.append(FaceScore(index, number, (face.x, face.y, face.width, face.height),
+                                   face.confidence, float("nan"), crop))
+            number += 1
+    return faces
