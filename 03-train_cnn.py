@@ -117,8 +117,6 @@ def check_training_settings(cfg):
         raise settings.ConfigError("TRAINING_SEED must be None (unseeded) or a whole number")
     if cfg.BATCHNORM_MOMENTUM is not None and not 0 <= cfg.BATCHNORM_MOMENTUM < 1:
         raise settings.ConfigError("BATCHNORM_MOMENTUM must be None (the backbone's own) or a number in [0, 1)")
-    if not 0 < cfg.THRESHOLD < 1:
-        raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
     if cfg.CACHE not in training.CACHE_MODES:
         raise settings.ConfigError(f"CACHE = {cfg.CACHE!r}: choose one of {', '.join(training.CACHE_MODES)}")
     try:

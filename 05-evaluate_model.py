@@ -68,8 +68,6 @@ def check_evaluation_settings(cfg):
             raise settings.ConfigError(f"{name} must be a whole number >= 1")
     if not isinstance(cfg.CALIBRATE, bool):
         raise settings.ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
-    if not 0 < cfg.THRESHOLD < 1:
-        raise settings.ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
     if isinstance(cfg.ROBUSTNESS_SEED, bool) or not isinstance(cfg.ROBUSTNESS_SEED, int):
         raise settings.ConfigError("ROBUSTNESS_SEED must be a whole number")
     plan_robustness(cfg)

@@ -98,6 +98,8 @@ def check_config(cfg):
         raise ConfigError("SPLIT_RATIOS must be three non-negative numbers (train, val, test) summing to 1")
     if not 0 <= cfg.FACE_MARGIN <= 2:
         raise ConfigError("FACE_MARGIN is a fraction of the face box, between 0 and 2 (0.30 = 30%)")
+    if not 0 < cfg.THRESHOLD < 1:
+        raise ConfigError("THRESHOLD is a P(pristine) between 0 and 1 (the original: 0.5)")
     if not 0 <= cfg.UNCERTAIN_MARGIN < 0.5:
         raise ConfigError("UNCERTAIN_MARGIN is a distance in P(pristine) from THRESHOLD, >= 0 and below 0.5 "
                           "(0.1 = uncertain between THRESHOLD - 0.1 and THRESHOLD + 0.1; 0 turns it off)")
