@@ -37,6 +37,8 @@ import splitfolders  # noqa: E402
 from conftest import write_config  # noqa: E402
 from deepfake_detect import settings  # noqa: E402
 from deepfake_detect.dataset import discover_videos  # noqa: E402
+from deepfake_detect.split import (Crop, FilePlacer, assign_splits, balance_classes,  # noqa: E402
+                                   build_outputs, collect_crops, split_by_group)
 
 stage02 = importlib.import_module("02-prepare_fake_real_dataset")
 
@@ -76,10 +78,10 @@ def new_disk_bytes(folder, input_inodes):
 def run_ours_with_copies(cfg):
     """Stage 02's own steps, with a FilePlacer that copies."""
     videos, _ = discover_videos(cfg)
-    crops, _ = stage02.collect_crops(videos, cfg.FACES_DIR)
-    crops, _ = stage02.balance_classes(crops, cfg.SPLIT_SEED)
-    assignment, _ = stage02.assign_splits(crops, cfg)
-    stage02.build_outputs(crops, assignment, cfg, stage02.FilePlacer(use_links=False))
+    crops, _ = collect_crops(videos, cfg.FACES_DIR)
+    crops, _ = balance_classes(crops, cfg.SPLIT_SEED)
+    assignment, _ = assign_splits(crops, cfg)
+    build_outputs(crops, assignment, cfg, FilePlacer(use_links=False))
 
 
 def run_original_way(cfg, out):
@@ -113,10 +115,10 @@ def time_in_memory(crop_count):
         group = index // 120  # one real video and its fakes, 20 crops each
         label = "REAL" if index % 120 < 20 else "FAKE"
         video = f"v{index // 20}"
-        crops.append(stage02.Crop(Path(f"{video}/{video}-{index % 20:03d}-00.png"), label, video, f"g{group}"))
+        crops.append(Crop(Path(f"{video}/{video}-{index % 20:03d}-00.png"), label, video, f"g{group}"))
     start = time.perf_counter()
-    kept, _ = stage02.balance_classes(crops, 1377)
-    stage02.split_by_group(kept, (0.8, 0.1, 0.1), 1377)
+    kept, _ = balance_classes(crops, 1377)
+    split_by_group(kept, (0.8, 0.1, 0.1), 1377)
     return time.perf_counter() - start
 
 

@@ -19,6 +19,7 @@ import pytest
 import splitfolders
 
 from conftest import write_config
+from deepfake_detect.split import Crop, FilePlacer, balance_classes, split_by_group
 
 stage02 = importlib.import_module("02-prepare_fake_real_dataset")
 SEED = 1377
@@ -108,11 +109,11 @@ def test_fewer_fakes_than_reals_downsamples_reals_instead(tmp_path, capsys):
 
 
 def test_balancing_is_fixed_by_the_seed():
-    crops = [stage02.Crop(Path(f"v{v}/{v}-{i}.png"), label, f"v{v}", f"v{v}")
+    crops = [Crop(Path(f"v{v}/{v}-{i}.png"), label, f"v{v}", f"v{v}")
              for v, label in enumerate(["REAL", "FAKE", "FAKE", "FAKE"]) for i in range(10)]
-    first, _ = stage02.balance_classes(crops, SEED)
-    again, _ = stage02.balance_classes(crops, SEED)
-    other, _ = stage02.balance_classes(crops, SEED + 1)
+    first, _ = balance_classes(crops, SEED)
+    again, _ = balance_classes(crops, SEED)
+    other, _ = balance_classes(crops, SEED + 1)
     assert first == again
     assert Counter(c.label for c in first) == {"REAL": 10, "FAKE": 10}
     assert {c.name for c in first} != {c.name for c in other}
@@ -153,9 +154,9 @@ def test_group_split_ratios_hold_per_class_in_crops():
     crops = []
     for group in range(100):
         for label, count in (("REAL", 10), ("FAKE", 10)):
-            crops += [stage02.Crop(Path(f"{label}{group}-{i}.png"), label, f"{label}{group}", f"g{group}")
+            crops += [Crop(Path(f"{label}{group}-{i}.png"), label, f"{label}{group}", f"g{group}")
                       for i in range(count)]
-    assignment, warnings = stage02.split_by_group(crops, (0.8, 0.1, 0.1), SEED)
+    assignment, warnings = split_by_group(crops, (0.8, 0.1, 0.1), SEED)
     assert not warnings
     per = Counter((assignment[c.name], c.label) for c in crops)
     for label in ("REAL", "FAKE"):
@@ -167,18 +168,18 @@ def test_every_split_gets_both_classes_when_there_are_enough_groups(seed):
     # Six groups with no pairs (fakes of absent originals) and sizes that a plain cut would
     # lump together: each split still gets a real group and a fake group.
     sizes = {"REAL": [30, 2, 3], "FAKE": [25, 4, 2]}
-    crops = [stage02.Crop(Path(f"{label}{g}-{i}.png"), label, f"{label}{g}", f"{label}{g}")
+    crops = [Crop(Path(f"{label}{g}-{i}.png"), label, f"{label}{g}", f"{label}{g}")
              for label, counts in sizes.items() for g, count in enumerate(counts) for i in range(count)]
-    assignment, warnings = stage02.split_by_group(crops, (0.8, 0.1, 0.1), seed)
+    assignment, warnings = split_by_group(crops, (0.8, 0.1, 0.1), seed)
     assert not warnings
     present = {(assignment[c.name], c.label) for c in crops}
     assert present == {(s, label) for s in ("train", "val", "test") for label in ("REAL", "FAKE")}
 
 
 def test_a_split_with_ratio_zero_stays_empty_without_complaint():
-    crops = [stage02.Crop(Path(f"{label}{g}-0.png"), label, f"{label}{g}", f"g{g}")
+    crops = [Crop(Path(f"{label}{g}-0.png"), label, f"{label}{g}", f"g{g}")
              for g in range(10) for label in ("REAL", "FAKE")]
-    assignment, warnings = stage02.split_by_group(crops, (0.9, 0.1, 0.0), SEED)
+    assignment, warnings = split_by_group(crops, (0.9, 0.1, 0.0), SEED)
     assert not warnings
     assert Counter(assignment.values()) == {"train": 18, "val": 2}
 
@@ -251,7 +252,7 @@ def test_never_modifies_the_input_crops(tmp_path):
 
 def test_an_interrupted_run_leaves_no_output_and_the_rerun_finishes(tmp_path, monkeypatch):
     config = make_dataset(tmp_path, paired_videos(4, crops=4))
-    real_place = stage02.FilePlacer.place
+    real_place = FilePlacer.place
     placed = []
 
     def place_then_stop(self, source, target):
@@ -260,14 +261,14 @@ def test_an_interrupted_run_leaves_no_output_and_the_rerun_finishes(tmp_path, mo
         placed.append(target)
         real_place(self, source, target)
 
-    monkeypatch.setattr(stage02.FilePlacer, "place", place_then_stop)
+    monkeypatch.setattr(FilePlacer, "place", place_then_stop)
     with pytest.raises(KeyboardInterrupt):
         run(config)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["faces"]
     # A kill -9 leaves its partial folders behind; the next run clears them.
     (out / ".split_dataset.partial-99999" / "train").mkdir(parents=True)
-    monkeypatch.setattr(stage02.FilePlacer, "place", real_place)
+    monkeypatch.setattr(FilePlacer, "place", real_place)
     assert run(config) == 0
     assert sorted(p.name for p in out.iterdir()) == ["faces", "prepared_dataset", "split_dataset"]
     assert len(read_split_csv(out)) == 32
