@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect.metrics import LOG_LOSS_EPSILON
 from deepfake_detect.files import write_text_atomic
+# Guo et al. minimise the "negative log-likelihood": the very log loss every stage reports.
+from deepfake_detect.metrics import LOG_LOSS_EPSILON, log_loss as negative_log_likelihood
 
 CALIBRATION_FILE = "calibration.json"  # beside model.keras
 # The search range of T: far wider than any sensible model needs (Guo et al. report 1-3).
@@ -38,13 +39,6 @@ def apply_temperature(p_real, temperature):
     if temperature is None:
         return p_real
     return 1.0 / (1.0 + np.exp(-logit(p_real) / float(temperature)))
-
-
-def negative_log_likelihood(labels, p_real):
-    """Mean binary log loss of P(real) against labels (1 = real, 0 = fake), clipped like Keras'."""
-    labels = np.asarray(labels, dtype=np.float64)
-    p = np.clip(np.asarray(p_real, dtype=np.float64), LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
 
 
 def fit_temperature(labels, p_real):

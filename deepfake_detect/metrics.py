@@ -1,18 +1,27 @@
-"""Stage 05's metrics of P(real) scores against labels (1 = real, 0 = fake), at face or video level.
+"""Metrics of P(real) scores against labels (1 = real, 0 = fake), for stage 03's test split and
+stage 05's evaluations: one implementation of each metric, so a number named alike means the same
+in both stages' metrics.json.
 
-Conventions, the same everywhere in stage 05:
-- ROC AUC is the same number whichever class is called positive.
+One convention for both stages:
+- ROC AUC is the Mann-Whitney rank sum (ties count half), the same number whichever class is
+  called positive; None when the labels hold one class only.
 - Average precision (AP) and the equal error rate (EER) treat FAKE as the positive class, scored
   by P(fake) = 1 - P(real): AP is the area under the precision-recall curve of catching fakes; the
-  EER is where the share of fakes missed equals the share of reals called fake.
+  EER is where the share of fakes missed equals the share of reals called fake, linearly
+  interpolated between the two ROC points around that crossing.
 - Accuracy, balanced accuracy and the confusion matrix call a score REAL when it is >= THRESHOLD
-  (as stages 03 and 04). The matrix's rows are true classes, its columns predicted ones, both in
-  (fake, real) order, as stage 03's metrics.json.
-- Log loss clips scores to [1e-7, 1 - 1e-7], as Keras' binary cross-entropy and stage 03 do.
-- ECE (expected calibration error): CALIBRATION_BINS equal-width bins of P(real); the mean over
+  (as stage 04 does). The matrix's rows are true classes, its columns predicted ones, both in
+  (fake, real) order.
+- Log loss clips scores to [1e-7, 1 - 1e-7], as Keras' binary cross-entropy does; calibration's
+  temperature fit minimises this same log loss.
+- ECE (expected calibration error): equal-width bins of P(real) (CALIBRATION_BINS); the mean over
   bins, weighted by their share of scores, of |share of reals in the bin - mean P(real) in the bin|.
-- 95% intervals: percentile bootstrap over videos (a face-level interval resamples whole
+- A video's score is the mean of its faces' (crops') scores (stage 05 may use VIDEO_SCORE's other rule).
+- 95% intervals (stage 05): percentile bootstrap over videos (a face-level interval resamples whole
   videos with all their faces, because faces of one video are not independent), seeded.
+
+Stage 03 reports a subset of point_metrics per crop and per video (score_metrics, evaluate_scores);
+stage 05 reports all of it, with intervals, per face, per video and per method (dataset_metrics).
 """
 
 from collections import defaultdict
@@ -22,13 +31,47 @@ import numpy as np
 # Clip scores away from 0 and 1 before the log loss, as Keras' binary cross-entropy does.
 LOG_LOSS_EPSILON = 1e-7
 ONE_CLASS = "one class only"
+# The keys of point_metrics that stage 03 writes into metrics.json, per crop and per video.
+TEST_SPLIT_KEYS = ("count", "accuracy", "roc_auc", "log_loss", "confusion_matrix")
 
+
+# ------------------------------------------------------------------ per-item primitives
 
 def per_item_log_loss(labels, p_real):
-    """Each score's own binary log loss (their mean is the log loss)."""
+    """Each score's own binary log loss, in nats (their mean is the log loss)."""
     labels = np.asarray(labels, dtype=np.float64)
     p = np.clip(np.asarray(p_real, dtype=np.float64), LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON)
     return -(labels * np.log(p) + (1 - labels) * np.log1p(-p))
+
+
+def confusion(labels, predicted_real):
+    """[[fake called FAKE, fake called REAL], [real called FAKE, real called REAL]]."""
+    labels = np.asarray(labels, dtype=int)
+    predicted = np.asarray(predicted_real, dtype=int)
+    return [[int(np.sum((labels == truth) & (predicted == guess))) for guess in (0, 1)] for truth in (0, 1)]
+
+
+def calibration_bins(labels, p_real, bins=15):
+    """[(low, high, count, mean P(real), share of reals)] per equal-width bin of P(real), empty bins
+    included (count 0, NaNs). The reliability diagram plots these."""
+    labels = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(p_real, dtype=np.float64)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = index == b
+        count = int(inside.sum())
+        rows.append((b / bins, (b + 1) / bins, count,
+                     float(p[inside].mean()) if count else float("nan"),
+                     float(labels[inside].mean()) if count else float("nan")))
+    return rows
+
+
+# ------------------------------------------------------------------ point metrics
+
+def log_loss(labels, p_real):
+    """Mean binary log loss of P(real) against labels, in nats, scores clipped as Keras clips them."""
+    return float(np.mean(per_item_log_loss(labels, p_real)))
 
 
 def roc_auc(labels, p_real):
@@ -61,22 +104,6 @@ def equal_error_rate(labels, p_real):
     return float(false_positive[crossing - 1] + share * (false_positive[crossing] - false_positive[crossing - 1]))
 
 
-def calibration_bins(labels, p_real, bins=15):
-    """[(low, high, count, mean P(real), share of reals)] per equal-width bin of P(real), empty bins
-    included (count 0, NaNs). The reliability diagram plots these."""
-    labels = np.asarray(labels, dtype=np.float64)
-    p = np.asarray(p_real, dtype=np.float64)
-    index = np.minimum((p * bins).astype(int), bins - 1)
-    rows = []
-    for b in range(bins):
-        inside = index == b
-        count = int(inside.sum())
-        rows.append((b / bins, (b + 1) / bins, count,
-                     float(p[inside].mean()) if count else float("nan"),
-                     float(labels[inside].mean()) if count else float("nan")))
-    return rows
-
-
 def expected_calibration_error(labels, p_real, bins=15):
     """ECE over `bins` equal-width bins of P(real) (see the module docstring)."""
     total = len(labels)
@@ -84,13 +111,6 @@ def expected_calibration_error(labels, p_real, bins=15):
         return None
     return float(sum(count / total * abs(real_share - mean_p)
                      for _, _, count, mean_p, real_share in calibration_bins(labels, p_real, bins) if count))
-
-
-def confusion(labels, predicted_real):
-    """[[fake called FAKE, fake called REAL], [real called FAKE, real called REAL]]."""
-    labels = np.asarray(labels, dtype=int)
-    predicted = np.asarray(predicted_real, dtype=int)
-    return [[int(np.sum((labels == truth) & (predicted == guess))) for guess in (0, 1)] for truth in (0, 1)]
 
 
 def point_metrics(labels, p_real, threshold, bins=15):
@@ -117,13 +137,52 @@ def point_metrics(labels, p_real, threshold, bins=15):
         "eer": equal_error_rate(labels, p_real),
         "accuracy": float(np.mean(predicted == labels)),
         "balanced_accuracy": float(np.mean(recalls)),
-        "log_loss": float(np.mean(per_item_log_loss(labels, p_real))),
+        "log_loss": log_loss(labels, p_real),
         "ece": expected_calibration_error(labels, p_real, bins),
         "confusion_matrix": confusion(labels, predicted),
         "null_reason": None if two_classes else
         f"{ONE_CLASS} ({real:,} real, {fake:,} fake): ROC AUC, AP and EER are undefined",
     }
 
+
+# ------------------------------------------------------------------ stage 03: the test split
+
+def score_metrics(labels, scores, threshold=0.5):
+    """Stage 03's metrics of scores against 0/1 labels: point_metrics' TEST_SPLIT_KEYS,
+    {"count", "accuracy", "roc_auc", "log_loss", "confusion_matrix"}.
+
+    roc_auc is None when the labels hold one class only (AUC is undefined then).
+    Raises ValueError when there is no score.
+    """
+    metrics = point_metrics(labels, scores, threshold)
+    return {key: metrics[key] for key in TEST_SPLIT_KEYS}
+
+
+def video_scores(videos, labels, scores):
+    """Per-crop (video, label, score) -> [(video, label, mean score, crops)], sorted by video.
+
+    Videos are keyed by name and label, so a name that somehow occurs in both classes is
+    counted as two videos rather than mixing their labels.
+    """
+    grouped = defaultdict(list)
+    for video, label, score in zip(videos, labels, scores):
+        grouped[(video, int(label))].append(float(score))
+    return [(video, label, float(np.mean(values)), len(values))
+            for (video, label), values in sorted(grouped.items())]
+
+
+def evaluate_scores(videos, labels, scores, threshold=0.5):
+    """{"threshold", "frame": score_metrics per crop, "video": score_metrics per video (the mean of
+    its crops' scores)}: what stage 03 writes into metrics.json."""
+    per_video = video_scores(videos, labels, scores)
+    return {
+        "threshold": threshold,
+        "frame": score_metrics(labels, scores, threshold),
+        "video": score_metrics([v[1] for v in per_video], [v[2] for v in per_video], threshold),
+    }
+
+
+# ------------------------------------------------------------------ stage 05: levels and datasets
 
 def bootstrap_intervals(labels, p_real, groups, samples=1000, seed=1377, level=0.95):
     """Percentile bootstrap intervals of ROC AUC and log loss, resampling whole groups (videos).
@@ -136,6 +195,7 @@ def bootstrap_intervals(labels, p_real, groups, samples=1000, seed=1377, level=0
     p_real = np.asarray(p_real, dtype=np.float64)
     _, group_index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
     members = [np.flatnonzero(group_index == g) for g in range(group_index.max() + 1)]
+    # Each score's loss once; a resample's log loss is then the mean of the drawn ones.
     losses = per_item_log_loss(labels, p_real)
     rng = np.random.default_rng(seed)
     aucs, mean_losses = [], []
@@ -158,7 +218,7 @@ def level_metrics(labels, p_real, p_real_raw, groups, cfg):
     """point_metrics of the reported scores, plus the raw scores' log loss and ECE (before
     calibration) and the bootstrap intervals by video."""
     metrics = point_metrics(labels, p_real, cfg.THRESHOLD, cfg.CALIBRATION_BINS)
-    metrics["log_loss_raw"] = float(np.mean(per_item_log_loss(labels, p_real_raw)))
+    metrics["log_loss_raw"] = log_loss(labels, p_real_raw)
     metrics["ece_raw"] = expected_calibration_error(labels, p_real_raw, cfg.CALIBRATION_BINS)
     intervals = bootstrap_intervals(labels, p_real, groups, cfg.BOOTSTRAP_SAMPLES, cfg.BOOTSTRAP_SEED)
     metrics["roc_auc_ci95"], metrics["log_loss_ci95"] = intervals["roc_auc"], intervals["log_loss"]
@@ -195,50 +255,3 @@ def _level(frame, cfg):
     labels = (frame["label"] == "REAL").astype(int).to_numpy()
     return level_metrics(labels, frame["p_real"].to_numpy(float), frame["p_real_raw"].to_numpy(float),
                          frame["video"].astype(str).to_numpy(), cfg)
-
-
-def score_metrics(labels, scores, threshold=0.5):
-    """Accuracy, ROC AUC, log loss and confusion matrix of scores against 0/1 labels.
-
-    Returns {"count", "accuracy", "roc_auc", "log_loss", "confusion_matrix"}; the matrix's rows
-    are true classes and columns predicted ones, both in CLASS_NAMES order (fake, real).
-    roc_auc is None when the labels hold one class only (AUC is undefined then).
-    """
-    from sklearn.metrics import confusion_matrix, log_loss, roc_auc_score
-
-    labels = np.asarray(labels, dtype=int)
-    scores = np.asarray(scores, dtype=float)
-    if not len(labels):
-        raise ValueError("no scores to evaluate")
-    predicted = (scores >= threshold).astype(int)
-    clipped = np.clip(scores, LOG_LOSS_EPSILON, 1 - LOG_LOSS_EPSILON)
-    return {
-        "count": int(len(labels)),
-        "accuracy": float(np.mean(predicted == labels)),
-        "roc_auc": float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None,
-        "log_loss": float(log_loss(labels, clipped, labels=[0, 1])),
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
-    }
-
-
-def video_scores(videos, labels, scores):
-    """Per-crop (video, label, score) -> [(video, label, mean score, crops)], sorted by video.
-
-    Videos are keyed by name and label, so a name that somehow occurs in both classes is
-    counted as two videos rather than mixing their labels.
-    """
-    grouped = defaultdict(list)
-    for video, label, score in zip(videos, labels, scores):
-        grouped[(video, int(label))].append(float(score))
-    return [(video, label, float(np.mean(values)), len(values))
-            for (video, label), values in sorted(grouped.items())]
-
-
-def evaluate_scores(videos, labels, scores, threshold=0.5):
-    """{"frame": score_metrics per crop, "video": score_metrics per video (mean of its crops)}."""
-    per_video = video_scores(videos, labels, scores)
-    return {
-        "threshold": threshold,
-        "frame": score_metrics(labels, scores, threshold),
-        "video": score_metrics([v[1] for v in per_video], [v[2] for v in per_video], threshold),
-    }

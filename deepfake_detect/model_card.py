@@ -2,7 +2,9 @@
 """
 
 import platform
+
 import numpy as np
+
 from deepfake_detect.model import CLASS_NAMES
 
 
@@ -18,11 +20,13 @@ def library_versions():
 
 
 def _fmt(value):
+    """A metric with 4 decimals; None (ROC AUC of a one-class split) said in words."""
     return "n/a (one class)" if value is None else f"{value:.4f}"
 
 
 def metrics_table(metrics):
-    """Markdown table: count, accuracy, ROC AUC, log loss and confusion counts per level."""
+    """Markdown table of stage 03's test metrics (metrics.evaluate_scores' dict): count, accuracy,
+    ROC AUC, log loss and confusion counts, a row per crop level and video level."""
     rows = ["| level | count | accuracy | ROC AUC | log loss | fake called FAKE | fake called REAL "
             "| real called FAKE | real called REAL |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

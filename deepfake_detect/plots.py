@@ -1,10 +1,15 @@
-"""Plots every stage draws (03's curves and ROC, 04's timeline, 05's report), saved atomically as PNG.
+"""Plots as PNG: save_figure, which writes every stage's plots (03, 04, 05) atomically, and stage
+03's training curves and ROC. Stage 04's timeline and stage 05's panels live beside their stages'
+other output (inference/timeline.py, evaluation/report.py).
 """
 
 import io
 import math
+
 import numpy as np
+
 from deepfake_detect.files import write_bytes_atomic
+from deepfake_detect.metrics import roc_auc
 
 
 def save_figure(figure, path):
@@ -39,7 +44,8 @@ def plot_curves(history_rows, path):
 
 
 def plot_roc(labels, scores, per_video, path):
-    """roc.png: ROC curves of detecting fakes, per crop and per video (AUC in the legend)."""
+    """roc.png: ROC curves of detecting fakes, per crop and per video (metrics.roc_auc in the legend,
+    the number metrics.json holds)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -53,8 +59,7 @@ def plot_roc(labels, scores, per_video, path):
             continue
         # Fake is the positive class here, with 1 - P(pristine) as its score.
         false_positive, true_positive, _ = roc_curve(1 - level_labels, 1 - np.asarray(level_scores))
-        area = np.trapezoid(true_positive, false_positive)
-        axis.plot(false_positive, true_positive, label=f"{name} (AUC {area:.3f})")
+        axis.plot(false_positive, true_positive, label=f"{name} (AUC {roc_auc(level_labels, level_scores):.3f})")
     axis.plot([0, 1], [0, 1], ":", color="grey")
     axis.set_xlabel("real called fake (false positive rate)")
     axis.set_ylabel("fake caught (true positive rate)")

@@ -13,10 +13,12 @@ LEVELS = (("face", "faces"), ("video", "videos"))
 
 
 def _fmt(value, digits=4):
+    """A metric with `digits` decimals; "-" for None (undefined, or no such level)."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _interval(pair):
+    """A 95% interval as " [low, high]" (3 decimals), or "" when there is none."""
     return "" if not pair else f" [{pair[0]:.3f}, {pair[1]:.3f}]"
 
 
@@ -72,7 +74,7 @@ def plot_run_on_dataset(face_table, video_table, path, title, bins=15):
     plt.close(figure)
 
 
-def metrics_table(levels):
+def level_metrics_markdown(levels):
     """Markdown table of one run on one dataset: a row per level ({"face": m, "video": m})."""
     rows = ["| level | count (real/fake) | ROC AUC [95% CI] | AP | EER | accuracy | balanced acc. | "
             "log loss [95% CI] | log loss raw | ECE | ECE raw | confusion (fake→F, fake→R, real→F, real→R) |",
@@ -106,6 +108,11 @@ def method_table(methods):
     return "\n".join(rows)
 
 
+def _matrix_cell(video):
+    """A matrix cell: a run's video ROC AUC / log loss on one dataset (None: no video scored)."""
+    return "no score" if video is None else f"{_fmt(video['roc_auc'], 3)} / {video['log_loss']:.3f}"
+
+
 def matrix_text(document):
     """The runs x datasets matrix (video ROC AUC and log loss), as DeepfakeBench's table, in
     fixed-width text for the terminal."""
@@ -115,11 +122,7 @@ def matrix_text(document):
     lines = ["video ROC AUC / log loss (runs x datasets):",
              f"{'run':<{width}}  " + "  ".join(f"{name:>{cell}}" for name in datasets)]
     for run, by_dataset in document["results"].items():
-        cells = []
-        for name in datasets:
-            video = by_dataset[name]["video"]
-            text = "no score" if video is None else f"{_fmt(video['roc_auc'], 3)} / {video['log_loss']:.3f}"
-            cells.append(f"{text:>{cell}}")
+        cells = [f"{_matrix_cell(by_dataset[name]['video']):>{cell}}" for name in datasets]
         lines.append(f"{run:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
@@ -129,10 +132,7 @@ def matrix_markdown(document):
     datasets = list(document["datasets"])
     rows = ["| run | " + " | ".join(datasets) + " |", "|---|" + "---:|" * len(datasets)]
     for run, by_dataset in document["results"].items():
-        cells = []
-        for name in datasets:
-            video = by_dataset[name]["video"]
-            cells.append("no score" if video is None else f"{_fmt(video['roc_auc'], 3)} / {video['log_loss']:.3f}")
+        cells = [_matrix_cell(by_dataset[name]["video"]) for name in datasets]
         rows.append(f"| {run} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -165,7 +165,7 @@ def report_markdown(document, plots):
             parts.append(f"  - left out: {problem}")
     for run, by_dataset in document["results"].items():
         for name, result in by_dataset.items():
-            parts += ["", f"## `{run}` on `{name}`", "", metrics_table(result), ""]
+            parts += ["", f"## `{run}` on `{name}`", "", level_metrics_markdown(result), ""]
             if result["methods"]:
                 parts += ["Per manipulation method (its fakes against every real of the dataset):", "",
                           method_table(result["methods"]), ""]
