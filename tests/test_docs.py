@@ -1,8 +1,8 @@
 """The documentation's links resolve, and the README stays a short map.
 
 Checks every relative link in README.md and docs/*.md: Markdown links `[text](path)` and images
-`![alt](path)`, outside code. Web links (http, https), mailto: links and pure `#anchor` links are
-left alone. A link's `#fragment` is stripped and the path resolved from the file's own folder;
+`![alt](path)`, outside code. Web links (http://, https://), mailto: links and pure `#anchor`
+links are left alone. A link's `#fragment` is stripped and the path resolved from the file's own folder;
 when the target is a Markdown file, the fragment must name one of its headings (GitHub's slugs).
 """
 
@@ -21,7 +21,7 @@ INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
 # [text](target) or ![alt](target); the text may span lines and hold one level of [brackets].
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+[\"'(][^)]*)?\s*\)")
 HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
-EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)  # http:, https:, mailto:, ...
+EXTERNAL = re.compile(r"^(?:https?://|mailto:)", re.IGNORECASE)
 
 
 def doc_files():
@@ -58,6 +58,11 @@ def anchors(markdown_file):
     return result
 
 
+def shown(path):
+    """A path as the repository names it, when it lies inside the repository."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def broken_links(path):
     """One line per relative link in `path` that does not resolve."""
     problems = []
@@ -68,9 +73,9 @@ def broken_links(path):
         resolved = (path.parent / unquote(file_part)).resolve()
         where = f"{path.relative_to(ROOT)}: ({target})"
         if not resolved.exists():
-            problems.append(f"{where}: {resolved.relative_to(ROOT) if resolved.is_relative_to(ROOT) else resolved} does not exist")
+            problems.append(f"{where}: {shown(resolved)} does not exist")
         elif fragment and resolved.suffix.lower() == ".md" and unquote(fragment).lower() not in anchors(resolved):
-            problems.append(f"{where}: no heading #{fragment} in {resolved.relative_to(ROOT)}")
+            problems.append(f"{where}: no heading #{fragment} in {shown(resolved)}")
     return problems
 
 
