@@ -127,7 +127,7 @@ BOOTSTRAP_SAMPLES = 1000        # resamples (by video) for the 95% intervals of 
 BOOTSTRAP_SEED = 1377           # fixes those resamples, so a rerun gives the same intervals
 CALIBRATION_BINS = 15           # equal-width bins of P(real) for the expected calibration error
 # Robustness sweep (05-evaluate_model.py --robustness; flags --robustness-types/-levels override):
-# DeeperForensics-1.0's perturbations, see deepfake_detect/perturb.py and docs/05-evaluate.md.
+# DeeperForensics-1.0's perturbations, see deepfake_detect/evaluation/perturb.py and docs/05-evaluate.md.
 ROBUSTNESS_TYPES = None         # None: all seven | a list of "saturation", "contrast", "block",
                                 # "noise", "blur", "jpeg", "video" (H.264 re-encode: needs imageio-ffmpeg)
 ROBUSTNESS_LEVELS = (1, 2, 3, 4, 5)  # levels 1 (mild) .. 5 (severe); level 0 is the clean evaluation
