@@ -24,31 +24,15 @@ Ends with a summary such as:
       output: data/faces
 """
 
-import os
 import sys
-
-import cv2
 
 from deepfake_detect import settings
 from deepfake_detect.faces import crop_faces_of_video, find_video_folders
-from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import DONE, exit_status
 from deepfake_detect.jobs.pool import plan_shard, run_jobs
-
-# One MTCNN process per this many cores by default: TensorFlow already runs one detector on
-# several threads, and each extra process pays ~3 s of TensorFlow start-up.
-CORES_PER_DETECTOR = 4
-
-# The worker's detector, made once per process by start_worker (the original made one per frame).
-_detector = None
-
-
-def start_worker(tensorflow_threads=None):
-    """Process-pool initializer: load MTCNN's three networks once for this process."""
-    global _detector
-    cv2.setNumThreads(0)  # OpenCV only converts and saves here; its threads would compete with TensorFlow's
-    _detector = MtcnnDetector(threads=tensorflow_threads)
+from deepfake_detect.mtcnn_detector import (count_detector_threads, count_detector_workers, load_worker_detector,
+                                            start_detector_worker)
 
 
 def crop_video(frames_dir, cfg):
@@ -58,7 +42,7 @@ def crop_video(frames_dir, cfg):
     process can print them without breaking the progress bar.
     """
     problems = []
-    outcome = crop_faces_of_video(frames_dir, cfg.FACES_DIR, _detector, cfg,
+    outcome = crop_faces_of_video(frames_dir, cfg.FACES_DIR, load_worker_detector(), cfg,
                                   batch_size=cfg.MTCNN_BATCH_SIZE, on_problem=problems.append)
     if outcome.status == DONE and problems:
         outcome.reason = "\n".join(problems)
@@ -89,7 +73,7 @@ def main(argv=None):
         print(f"error: no video folders in {cfg.FRAMES_DIR}: run 00-convert_video_to_image.py first",
               file=sys.stderr)
         return 1
-    workers = args.workers or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
+    workers = count_detector_workers(args.workers, cfg)
     print(settings.describe_settings(cfg, ["FRAMES_DIR", "FACES_DIR", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE",
                                            "MTCNN_BATCH_SIZE"])
           + f", {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
@@ -97,12 +81,11 @@ def main(argv=None):
 
     timer = Timer()
     # Loading MTCNN takes seconds: not worth it when every video is already cropped.
-    # Several workers share the cores rather than each starting one TensorFlow thread per core.
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    threads = count_detector_threads(workers)
     if cfg.RAY_ADDRESS:  # each Ray actor has RAY_CPUS_PER_ACTOR CPUs of its machine to itself
         threads = max(1, int(cfg.RAY_CPUS_PER_ACTOR))
     outcomes = run_jobs(crop_video, todo, cfg, workers, desc="stage 01a videos",
-                        initializer=start_worker, initargs=(threads,)) if todo else []
+                        initializer=start_detector_worker, initargs=(threads,)) if todo else []
     for outcome in outcomes:
         if outcome.status == DONE and outcome.reason:
             for line in outcome.reason.splitlines():

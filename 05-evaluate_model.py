@@ -28,8 +28,8 @@ per manipulation method. Ends with a summary such as (make demo's untrained run,
     sample-raw           0.400 / 0.693               - / 0.693
       output: evals/demo (report.md, metrics.json, per_video.csv, per_face.csv, plots)
 
---robustness adds a sweep (deepfake_detect/robustness.py, docs/05-evaluate.md#robustness): each
-run on each dataset again under DeeperForensics-1.0's perturbations (ROBUSTNESS_TYPES x
+--robustness adds a sweep (deepfake_detect/evaluation/robustness.py, docs/05-evaluate.md#robustness):
+each run on each dataset again under DeeperForensics-1.0's perturbations (ROBUSTNESS_TYPES x
 ROBUSTNESS_LEVELS, seed ROBUSTNESS_SEED; the flags override them), faces cached per perturbation,
 level 0 being the clean evaluation above; it writes robustness.csv, robustness.png (one
 robustness-<run>-<dataset>.png per pair when there are several) and a report.md section, and
@@ -40,102 +40,25 @@ Videos without a face or unreadable are listed and left out of the video metrics
 score); a one-class dataset (as "dfdc" here) gets no AUC, AP or EER, with the reason.
 Exit status: 0 done (also when only video compression could not run), 2 for a usage, settings,
 dataset or model error (nothing is evaluated then).
+
+The steps live in deepfake_detect/evaluation/: inputs.py (settings, runs), extract.py (datasets,
+the face cache), scores.py (scores, metrics), outputs.py (the files, the summary), robustness.py.
 """
 
-import json
 import sys
 from datetime import datetime
 
 from deepfake_detect import settings
-from deepfake_detect.calibration import run_temperature
-from deepfake_detect.inference.scoring import ModelError, find_run_model, load_predictor
-from deepfake_detect.evaluation.report import matrix_text, plot_run_on_dataset, report_markdown
-from deepfake_detect.evaluation.extract import (FACE_COLUMNS, VIDEO_COLUMNS, DatasetError, as_table, extract_faces, load_dataset, parse_dataset_argument, run_label, score_dataset, unscored_videos, write_table)
-from deepfake_detect.files import write_text_atomic
-from deepfake_detect.metrics import dataset_metrics
+from deepfake_detect.evaluation.extract import DatasetError, extract_datasets, load_datasets
+from deepfake_detect.evaluation.inputs import check_evaluation_settings, plan_robustness, resolve_runs
+from deepfake_detect.evaluation.outputs import build_metrics_document, summary_lines, write_outputs
 from deepfake_detect.evaluation.perturb import TYPE_NAMES
-from deepfake_detect.jobs.console import Timer, warn
+from deepfake_detect.evaluation.scores import score_runs
+from deepfake_detect.inference.scoring import ModelError
+from deepfake_detect.jobs.console import Timer
 
 SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE", "VIDEO_SCORE",
                   "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR"]
-
-
-def check_evaluation_settings(cfg):
-    """Raise ConfigError for stage 05 settings that cannot work."""
-    for name in ("BOOTSTRAP_SAMPLES", "CALIBRATION_BINS"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise settings.ConfigError(f"{name} must be a whole number >= 1")
-    if not isinstance(cfg.CALIBRATE, bool):
-        raise settings.ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
-    if isinstance(cfg.ROBUSTNESS_SEED, bool) or not isinstance(cfg.ROBUSTNESS_SEED, int):
-        raise settings.ConfigError("ROBUSTNESS_SEED must be a whole number")
-    plan_robustness(cfg)
-
-
-def plan_robustness(cfg, types=None, levels=None):
-    """(the sweep's perturbations that can run here, {type: why not}) from the flags, else the
-    ROBUSTNESS_* settings. Raises ConfigError for an unknown type or level."""
-    from deepfake_detect.evaluation.robustness import plan_sweep, runnable_plan
-
-    try:
-        plan = plan_sweep(cfg.ROBUSTNESS_TYPES if types is None else types,
-                          cfg.ROBUSTNESS_LEVELS if levels is None else levels, cfg.ROBUSTNESS_SEED)
-    except (TypeError, ValueError) as error:
-        raise settings.ConfigError(f"robustness sweep: {error} (ROBUSTNESS_TYPES, ROBUSTNESS_LEVELS or the "
-                                   f"--robustness-* flags)") from None
-    return runnable_plan(plan)
-
-
-def resolve_runs(cfg, runs):
-    """{run label: model path} for each --run (default: the newest run). Raises ModelError."""
-    models = {}
-    for run in runs or [None]:
-        path = find_run_model(cfg.RUNS_DIR, run)
-        label, number = run_label(path), 2
-        while label in models and models[label] != path:
-            label, number = f"{run_label(path)}-{number}", number + 1
-        models[label] = path
-    return models
-
-
-def load_datasets(cfg, arguments):
-    """[EvalDataset] for each --dataset NAME=FOLDER. Raises DatasetError."""
-    datasets = [load_dataset(*parse_dataset_argument(text), cfg) for text in arguments]
-    names = [d.name for d in datasets]
-    if len(set(names)) != len(names):
-        raise DatasetError(f"--dataset names must differ: {', '.join(names)}")
-    return datasets
-
-
-def describe_dataset(dataset, extraction):
-    """metrics.json's entry for one dataset."""
-    labels = [v.label for v in dataset.videos]
-    return {"folder": str(dataset.folder), "videos": len(labels), "real": labels.count("REAL"),
-            "fake": labels.count("FAKE"), "methods": sorted({v.method for v in dataset.videos if v.method}),
-            "cache": str(extraction.cache_dir), "extracted": extraction.extracted, "reused": extraction.reused,
-            "problems": list(dataset.problems)}
-
-
-def evaluate_run(name, model_path, datasets, extractions, cfg, out_dir):
-    """Score one run on every dataset: (video rows, face rows, {dataset: metrics}, run info, plots)."""
-    predictor = load_predictor(model_path)  # a model.keras, or an export (.tflite, SavedModel folder)
-    temperature, note = run_temperature(model_path, cfg)
-    print(f"run {name}: {model_path}; {note}")
-    video_rows, face_rows, results, plots = [], [], {}, {}
-    for dataset in datasets:
-        videos, faces = score_dataset(predictor, temperature, dataset, extractions[dataset.name], cfg, name)
-        video_table, face_table = as_table(videos, VIDEO_COLUMNS), as_table(faces, FACE_COLUMNS)
-        result = dataset_metrics(video_table, face_table, cfg)
-        result["videos_without_score"] = unscored_videos(video_table)
-        results[dataset.name] = result
-        plots[(name, dataset.name)] = f"plots-{name}-{dataset.name}.png"
-        plot_run_on_dataset(face_table, video_table, out_dir / plots[(name, dataset.name)],
-                            f"{name} on {dataset.name}", cfg.CALIBRATION_BINS)
-        video_rows += videos
-        face_rows += faces
-    info = {"model": str(model_path), "temperature": temperature, "calibration": note}
-    return video_rows, face_rows, results, info, plots
 
 
 def comma_list(text):
@@ -177,6 +100,7 @@ def main(argv=None):
     try:
         cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
         check_evaluation_settings(cfg)
+        plan, not_run = [], {}
         if args.robustness:
             plan, not_run = plan_robustness(cfg, args.robustness_types, args.robustness_levels)
         models = resolve_runs(cfg, args.run)
@@ -192,64 +116,25 @@ def main(argv=None):
           + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
     timer = Timer()
 
-    extractions, described = {}, {}
-    for dataset in datasets:
-        for problem in dataset.problems:
-            warn(f"{dataset.name}: {problem}")
-        extractions[dataset.name] = extract_faces(dataset, cfg, workers=args.workers)
-        described[dataset.name] = describe_dataset(dataset, extractions[dataset.name])
+    extractions = extract_datasets(datasets, cfg, workers=args.workers)
     extraction_seconds = timer.seconds
-
-    video_rows, face_rows, results, runs, plots = [], [], {}, {}, {}
     try:
-        for run, model_path in models.items():
-            videos, faces, results[run], runs[run], run_plots = evaluate_run(
-                run, model_path, datasets, extractions, cfg, out_dir)
-            video_rows, face_rows = video_rows + videos, face_rows + faces
-            plots.update(run_plots)
+        scores = score_runs(models, datasets, extractions, cfg, out_dir)
     except ModelError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
     sweep = None
     if args.robustness:
         from deepfake_detect.evaluation.robustness import run_sweep
 
         for kind, reason in not_run.items():
             print(f"error: robustness sweep: {TYPE_NAMES[kind]} not run: {reason}", file=sys.stderr)
-        sweep = run_sweep(models, datasets, results, plan, cfg, workers=args.workers, skipped=not_run)
+        sweep = run_sweep(models, datasets, scores.results, plan, cfg, workers=args.workers, skipped=not_run)
 
-    document = {"name": name, "score": "P(real): 1 = real, 0 = fake", "settings": settings.public_settings(cfg),
-                "datasets": described, "runs": runs, "results": results,
-                "seconds": {"extraction": round(extraction_seconds, 2), "total": round(timer.seconds, 2)}}
-    if sweep is not None:
-        document["robustness"] = {"points": [perturbation.cache_tag for perturbation in plan],
-                                  "seed": cfg.ROBUSTNESS_SEED, "not_run": sweep.skipped,
-                                  "seconds": round(sum(p.seconds for p in sweep.points), 2), "table": "robustness.csv"}
-    write_table(out_dir / "per_video.csv", as_table(video_rows, VIDEO_COLUMNS))
-    write_table(out_dir / "per_face.csv", as_table(face_rows, FACE_COLUMNS))
-    write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")
-    report, outputs = report_markdown(document, plots), "report.md, metrics.json, per_video.csv, per_face.csv, plots"
-    if sweep is not None:
-        from deepfake_detect.evaluation.robustness import write_sweep
-
-        section, files = write_sweep(out_dir, sweep)
-        report, outputs = report.rstrip("\n") + "\n\n" + section, outputs + ", " + ", ".join(files)
-    write_text_atomic(out_dir / "report.md", report)
-    settings.save_settings(cfg, out_dir, "05")
-
-    print(f"stage 05 finished in {timer.seconds:,.1f} s: {len(models)} run{'s' * (len(models) != 1)} x "
-          f"{len(datasets)} dataset{'s' * (len(datasets) != 1)}")
-    for dataset_name, info in described.items():
-        lost = sum(len(v) for v in next(iter(results.values()))[dataset_name]["videos_without_score"].values())
-        print(f"  {dataset_name}: {info['videos']:,} videos ({info['real']:,} real, {info['fake']:,} fake), "
-              f"{info['extracted']:,} extracted, {info['reused']:,} from the cache, {lost:,} without a score")
-    print(matrix_text(document))
-    if sweep is not None:
-        from deepfake_detect.evaluation.robustness import summary_lines
-
-        print("\n".join(summary_lines(sweep)))
-    print(f"  output: {out_dir} ({outputs})")
+    document = build_metrics_document(name, cfg, datasets, extractions, scores,
+                                      {"extraction": extraction_seconds, "total": timer.seconds}, sweep, plan)
+    outputs = write_outputs(out_dir, document, scores, cfg, sweep)
+    print("\n".join(summary_lines(document, timer.seconds, out_dir, outputs, sweep)))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Benchmark the robustness sweep's perturbations (deepfake_detect/perturb.py) on real DFDC data.
+"""Benchmark the robustness sweep's perturbations (deepfake_detect/evaluation/perturb.py) on real DFDC data.
 
     .venv/bin/python bench/bench_perturb.py [VIDEO]      (default: the first of $DFDC_SAMPLE_DIR/videos/*.mp4)
 

@@ -3,14 +3,56 @@
 The original used mtcnn 0.1. mtcnn 1.0 keeps the same three networks (PNet, RNet, ONet) and
 weights but rewrote the steps around them, and finds other boxes for small, doubtful faces. So
 the steps here are mtcnn 0.1.1's, run on mtcnn 1.0's networks (whose weights ship inside the
-package, so this works offline). Used by stage 01a and by detection (04).
+package, so this works offline). Used by stage 01a, by detection (04) and by stage 05's face
+extraction; the two stages that run one detector per worker process share start_detector_worker.
 """
+
+import os
 
 import cv2
 import numpy as np
 
 from deepfake_detect.devices import configure_tensorflow
 from deepfake_detect.faces import Face
+
+# One MTCNN process per this many cores by default: TensorFlow already runs one detector on
+# several threads, and each extra process pays ~3 s of TensorFlow start-up.
+CORES_PER_DETECTOR = 4
+
+# This process's detector, made once by start_detector_worker (the original made one per frame).
+_detector = None
+
+
+def start_detector_worker(tensorflow_threads=None):
+    """Process-pool (and Ray actor) initializer: load MTCNN's three networks once for this process.
+
+    It is a module-level function because a Ray actor imports its initializer by name
+    (jobs.ray_cluster.function_spec); jobs read the detector back from this same module, with
+    load_worker_detector().
+    """
+    global _detector
+    cv2.setNumThreads(0)  # OpenCV only converts and saves here; its threads would compete with TensorFlow's
+    if _detector is None:
+        _detector = MtcnnDetector(threads=tensorflow_threads)
+
+
+def load_worker_detector():
+    """This process's MtcnnDetector: the one start_detector_worker loaded, else one loaded now."""
+    if _detector is None:
+        start_detector_worker()
+    return _detector
+
+
+def count_detector_workers(requested, cfg):
+    """Detector processes to run: `requested` (--workers), else MTCNN_WORKERS, else one per
+    CORES_PER_DETECTOR cores (at least one)."""
+    return requested or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
+
+
+def count_detector_threads(workers):
+    """TensorFlow threads for each of `workers` detector processes: the cores shared out, so
+    they do not each start one thread per core; None (TensorFlow's own choice) for one worker."""
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
 
 class MtcnnDetector:

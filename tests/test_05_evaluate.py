@@ -358,7 +358,6 @@ def test_perturbations_run_their_hook_and_are_cached_apart(evaluated, workspace)
     clean = extract.extract_faces(dataset, cfg)
     assert clean.extracted == 0 and clean.reused == 2, "the clean crops come from the stage's cache"
     brighter = Brightness(level=3)
-    assert isinstance(brighter, extract.Perturbation)
     perturbed = extract.extract_faces(dataset, cfg, perturbation=brighter)
     assert perturbed.cache_dir != clean.cache_dir and perturbed.cache_dir.name.endswith("-brightness-3-seed0")
     assert perturbed.extracted == 2 and brighter.calls > 0
@@ -420,13 +419,13 @@ def test_real_dfdc_clips_one_class(workspace, dfdc_sample_dir, capsys):
 
 def test_stage04_reports_calibrated_scores_and_keeps_the_raw(evaluated, workspace):
     from deepfake_detect.inference.scoring import Scorer
-
+    from deepfake_detect.mtcnn_detector import load_worker_detector
     from deepfake_detect.sample import portrait_images
 
     cfg = workspace["cfg"]
     image = workspace["root"] / "astronaut.png"
     cv2.imwrite(str(image), cv2.cvtColor(portrait_images()["astronaut"], cv2.COLOR_RGB2BGR))
-    scorer = Scorer(workspace["runs"] / "calibrated" / "model.keras", detector=extract._detector)
+    scorer = Scorer(workspace["runs"] / "calibrated" / "model.keras", detector=load_worker_detector())
     assert scorer.temperature == TEMPERATURE
     result = scorer.score_file(image, cfg)
     face = result.faces[0]

@@ -1,4 +1,4 @@
-"""DeeperForensics-1.0 perturbations (deepfake_detect/perturb.py): determinism, level 0, and
+"""DeeperForensics-1.0 perturbations (deepfake_detect/evaluation/perturb.py): determinism, level 0, and
 image quality falling with the level, on a real portrait and a real video; the missing-encoder error.
 
     .venv/bin/python -m pytest tests/test_perturb.py -x -q

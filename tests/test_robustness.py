@@ -1,4 +1,4 @@
-"""Robustness sweep reporting (deepfake_detect/robustness.py) on a small hand-made result table:
+"""Robustness sweep reporting (deepfake_detect/evaluation/robustness.py) on a small hand-made result table:
 the sweep plan, robustness.csv's exact content, the report section's levels and the plot.
 
     .venv/bin/python -m pytest tests/test_robustness.py -x -q

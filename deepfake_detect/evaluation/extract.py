@@ -1,10 +1,10 @@
-"""Stage 05's machinery: labelled datasets -> face crops, extracted once -> any model's scores.
+"""Stage 05's face extraction: labelled datasets -> face crops, extracted once into a cache.
 
 Frames and faces go through exactly the training stages' code and settings: frames by
 frames.iter_kept_frames (FRAMES_PER_SECOND, RESIZE_RULES, as stage 00), faces by MTCNN as the
-original ran it, kept and cropped by detect.find_face_crops (keep_faces, crop_face with
-FACE_MARGIN, as stage 01a and stage 04). The crops are cached, so every further model scored on
-the same dataset costs only its own time:
+original ran it (mtcnn_detector), kept and cropped by inference.scoring.find_face_crops
+(keep_faces, crop_face with FACE_MARGIN, as stage 01a and stage 04). The crops are cached, so
+every further model scored on the same dataset costs only its own time (evaluation/scores.py):
 
     EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of cache_key()
         key.json                                what the key was made of (folder, settings, detector, perturbation)
@@ -16,66 +16,41 @@ A video's folder appears only once all its crops are written (files.start_partia
 a killed run resumes where it stopped. Changing any setting in EXTRACTION_SETTINGS, the dataset
 folder, the detector or the perturbation gives another key, hence a fresh cache, never stale crops.
 
-Perturbations (the robustness sweep of issue #11 plugs in here): extract_faces takes an optional
-object following the Perturbation protocol. A video perturbation (`applies_to_video`) re-encodes
-each video before frames are read; a frame perturbation changes each kept, resized frame before
-face detection. Its `cache_tag` is part of the cache key, so perturbed crops are cached apart.
+Perturbations (the robustness sweep, evaluation/robustness.py) plug in here: extract_faces takes
+an optional perturb.Perturbation. A video perturbation (`applies_to_video`) re-encodes each
+video before frames are read; a frame perturbation changes each kept, resized frame before face
+detection. Its `cache_tag` is part of the cache key, so perturbed crops are cached apart.
 """
 
 import hashlib
 import json
-import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import cv2
 
 from deepfake_detect.dataset import discover_videos
+from deepfake_detect.evaluation.perturb import Perturbation
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
 from deepfake_detect.frames import VideoError, iter_kept_frames
+from deepfake_detect.inference.results import NO_FACE, SCORED, UNREADABLE
+from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome
 from deepfake_detect.jobs.pool import run_jobs
+from deepfake_detect.mtcnn_detector import (count_detector_threads, count_detector_workers, load_worker_detector,
+                                            start_detector_worker)
 
 # The settings that decide which crops a video gives; all of them are in the cache key.
 EXTRACTION_SETTINGS = ("FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE")
 # The detector's identity, in the key too: other steps or weights would find other faces.
 DETECTOR_ID = "mtcnn-0.1-steps"
-VIDEO_RECORD = "faces.json"
-# Statuses of an extracted video (faces.json) and of its row in per_video.csv.
-SCORED, NO_FACE, UNREADABLE = "scored", "no face", "unreadable"
-CORES_PER_DETECTOR = 4  # as stage 01a: one MTCNN already uses several cores
+VIDEO_RECORD = "faces.json"  # per video: its status (SCORED, NO_FACE, UNREADABLE), frames, reason, faces
 
 
 class DatasetError(ValueError):
     """A --dataset cannot be evaluated; the message names the folder and the fix."""
-
-
-@runtime_checkable
-class Perturbation(Protocol):
-    """What extract_faces needs of a perturbation (any object with these attributes; it must be
-    picklable, as extraction may run in worker processes).
-
-    kind: str               e.g. "brightness", "video_compression"
-    level: int              1 (mild) ... 5 (severe); level 0 is no perturbation at all (pass None)
-    seed: int               the perturbation is deterministic for a seed
-    cache_tag: str | None   distinguishes its crops in the cache key, e.g. "jpeg-3-seed0"; None = clean
-    applies_to_video: bool  True: reencode() each video before frame extraction; False: apply() to frames
-    """
-
-    kind: str
-    level: int
-    seed: int
-    cache_tag: str | None
-    applies_to_video: bool
-
-    def reencode(self, src_path, dst_path):
-        """Write a re-encoded copy of the video at src_path to dst_path (an .mp4 path)."""
-
-    def apply(self, frame_bgr, frame_index, video_name):
-        """The perturbed copy of one kept, resized BGR frame (uint8, same shape)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +70,7 @@ class ExtractionJob:
     name: str
     video: object
     cache_dir: Path
-    perturbation: object = None
+    perturbation: Perturbation | None = None  # None: the clean faces
 
 
 @dataclass
@@ -147,6 +122,15 @@ def load_dataset(name, folder, cfg):
     return EvalDataset(name, Path(folder), tuple(videos), tuple(problems))
 
 
+def load_datasets(cfg, arguments):
+    """[EvalDataset] for each --dataset NAME=FOLDER. Raises DatasetError."""
+    datasets = [load_dataset(*parse_dataset_argument(text), cfg) for text in arguments]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise DatasetError(f"--dataset names must differ: {', '.join(names)}")
+    return datasets
+
+
 # ------------------------------------------------------------------ the cache
 
 def cache_key(dataset, cfg, perturbation=None):
@@ -171,19 +155,27 @@ def cache_folder(dataset, cfg, cache_root=None, perturbation=None):
     return Path(cache_root or cfg.EVAL_CACHE_DIR) / f"{dataset.name}-{digest}{tag}"
 
 
+def read_video_record(cache_dir, video_name):
+    """faces.json of one cached video, or None when the video is not in the cache."""
+    path = Path(cache_dir) / video_name / VIDEO_RECORD
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_crops(cache_dir, record):
+    """The RGB crops of one cached video, in faces.json order. Raises OSError on a missing one."""
+    crops = []
+    for entry in record["faces"]:
+        image = read_image(Path(cache_dir) / record["video"] / entry["file"])
+        if image is None:
+            raise OSError(f"cached crop {entry['file']} of {record['video']} is missing or unreadable: "
+                          f"delete {Path(cache_dir) / record['video']} to extract it again")
+        crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return crops
+
+
 # ------------------------------------------------------------------ extraction
-
-_detector = None  # this process's MTCNN, made on first use (one per worker, as stage 01a)
-
-
-def start_worker(tensorflow_threads=None):
-    """Process-pool initializer: load MTCNN once for this process."""
-    global _detector
-    from deepfake_detect.mtcnn_detector import MtcnnDetector
-
-    if _detector is None:
-        _detector = MtcnnDetector(threads=tensorflow_threads)
-
 
 def extract_video(job, cfg):
     """Find, keep and crop one video's faces into job.cache_dir/<video>/; return its Outcome.
@@ -198,7 +190,7 @@ def extract_video(job, cfg):
     final_dir = Path(job.cache_dir) / video.name
     if final_dir.is_dir():
         return Outcome(video.name, ALREADY_DONE)
-    start_worker()
+    detector = load_worker_detector()
     partial = start_partial_folder(final_dir)
     try:
         source = video.path
@@ -213,11 +205,11 @@ def extract_video(job, cfg):
                 frames.append(index)
                 batch.append((index, frame))
                 if len(batch) >= cfg.MTCNN_BATCH_SIZE:
-                    faces += find_face_crops(_detector, batch, cfg, unsearched)
+                    faces += find_face_crops(detector, batch, cfg, unsearched)
                     batch = []
         except VideoError as problem:
             error = str(problem)
-        faces += find_face_crops(_detector, batch, cfg, unsearched)
+        faces += find_face_crops(detector, batch, cfg, unsearched)
         if unsearched:
             discard_partial_folder(partial)
             return Outcome(video.name, FAILED, f"{len(unsearched)} of {len(frames)} frames could not be "
@@ -260,7 +252,8 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
 
     Videos already in the cache folder for these settings (and perturbation) are not touched.
     One job per video through jobs.pool.run_jobs, so any engine it offers applies here too.
-    `workers`: processes (default MTCNN_WORKERS, else one per CORES_PER_DETECTOR cores).
+    `workers`: processes (default MTCNN_WORKERS, else mtcnn_detector.count_detector_workers's
+    one per CORES_PER_DETECTOR cores).
     `progress=False`: no progress bar (the robustness sweep shows one over its points).
     """
     folder = cache_folder(dataset, cfg, cache_root, perturbation)
@@ -270,133 +263,21 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
     remove_stale_partials(folder)
     jobs = [ExtractionJob(video.name, video, folder, perturbation) for video in dataset.videos]
     todo = [job for job in jobs if not (folder / job.name).is_dir()]
-    workers = workers or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    workers = count_detector_workers(workers, cfg)
     done = run_jobs(extract_video, todo, cfg, workers, desc=f"stage 05 faces of {dataset.name}",
-                    initializer=start_worker, initargs=(threads,), progress=progress) if todo else []
+                    initializer=start_detector_worker, initargs=(count_detector_threads(workers),),
+                    progress=progress) if todo else []
     done_names = {outcome.name for outcome in done}
     already = [Outcome(job.name, ALREADY_DONE) for job in jobs if job.name not in done_names]
     return Extraction(folder, done + already)
 
 
-# ------------------------------------------------------------------ scoring
-
-def read_video_record(cache_dir, video_name):
-    """faces.json of one cached video, or None when the video is not in the cache."""
-    path = Path(cache_dir) / video_name / VIDEO_RECORD
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_crops(cache_dir, record):
-    """The RGB crops of one cached video, in faces.json order. Raises OSError on a missing one."""
-    crops = []
-    for entry in record["faces"]:
-        image = read_image(Path(cache_dir) / record["video"] / entry["file"])
-        if image is None:
-            raise OSError(f"cached crop {entry['file']} of {record['video']} is missing or unreadable: "
-                          f"delete {Path(cache_dir) / record['video']} to extract it again")
-        crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return crops
-
-
-def run_label(model_path):
-    """A run's name for tables: its folder's name for .../<run>/model.keras, else the file's stem."""
-    from deepfake_detect.inference.scoring import MODEL_FILE
-
-    model_path = Path(model_path)
-    return model_path.parent.name if model_path.name == MODEL_FILE else model_path.stem
-
-
-def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
-    """Score every cached face of `dataset` with `predictor` (detect.load_predictor); return (video rows, face rows) as lists
-    of dicts (the columns of per_video.csv and per_face.csv).
-
-    p_real is calibrated with `temperature` (None: raw); p_real_raw is the network's output.
-    A video's scores combine its faces' by VIDEO_SCORE (detect.combine_face_scores). Videos
-    without a face or unreadable get a row with their status and reason and no score. Faces of
-    several videos go through the model together (SCORE_CHUNK_FACES at a time), so small videos
-    do not each pay for a half-empty batch. `progress=False`: no progress bar.
-    """
-    from tqdm import tqdm
-
-    video_rows, face_rows, pending = [], [], []
-    bar = tqdm(total=len(dataset.videos), desc=f"stage 05 scoring {run_name} on {dataset.name}", unit="video",
-               dynamic_ncols=True, disable=not progress)
-    try:
-        for video in dataset.videos:
-            record = read_video_record(extraction.cache_dir, video.name)
-            if record is None:
-                outcome = next((o for o in extraction.outcomes if o.name == video.name), None)
-                record = {"status": FAILED, "frames": None, "faces": [],
-                          "reason": outcome.reason if outcome else "not extracted"}
-            pending.append((video, record, load_crops(extraction.cache_dir, record) if record["faces"] else []))
-            if sum(len(crops) for _, _, crops in pending) >= SCORE_CHUNK_FACES:
-                _score_pending(pending, predictor, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
-                bar.update(len(pending))
-                pending = []
-        _score_pending(pending, predictor, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
-        bar.update(len(pending))
-    finally:
-        bar.close()
-    return video_rows, face_rows
-
-
-SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
-
-
-def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
-    """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
-    from deepfake_detect.calibration import apply_temperature
-    from deepfake_detect.inference.scoring import predict_p_real
-    from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
-
-    crops = [crop for _, _, video_crops in pending for crop in video_crops]
-    raw_all = predict_p_real(predictor, crops, predictor.input_size) if crops else []
-    start = 0
-    for video, record, video_crops in pending:
-        raw = raw_all[start:start + len(video_crops)]
-        start += len(video_crops)
-        calibrated = apply_temperature(raw, temperature).tolist()
-        base = {"run": run_name, "dataset": dataset_name, "video": video.name, "label": video.label,
-                "method": video.method or ""}
-        for entry, p_raw, p_real in zip(record["faces"], raw, calibrated):
-            face_rows.append({**base, "frame": entry["frame"], "face": entry["face"], "x": entry["x"], "y": entry["y"],
-                              "width": entry["width"], "height": entry["height"],
-                              "detector_confidence": entry["detector_confidence"],
-                              "p_real": p_real, "p_real_raw": p_raw})
-        p_video = combine_face_scores(calibrated, cfg.VIDEO_SCORE)
-        video_rows.append({**base, "status": record["status"],
-                           "frames": None if record["frames"] is None else len(record["frames"]),
-                           "faces": None if record["frames"] is None else len(record["faces"]), "p_real": p_video,
-                           "p_real_raw": combine_face_scores(raw, cfg.VIDEO_SCORE),
-                           "verdict": verdict_of(p_video, cfg.THRESHOLD), "reason": record["reason"]})
-
-
-VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
-                 "p_real_raw", "verdict", "reason")
-FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "x", "y", "width", "height",
-                "detector_confidence", "p_real", "p_real_raw")
-
-
-def as_table(rows, columns):
-    """A pandas DataFrame of `rows` with exactly `columns`, in that order (empty rows allowed)."""
-    import pandas as pd
-
-    return pd.DataFrame(rows, columns=list(columns))
-
-
-def write_table(path, table):
-    """Write a DataFrame as CSV atomically (floats in full, None as an empty cell): the scores of an
-    untrained or very confident model can differ only in the 7th decimal, and ranks must survive."""
-    write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
-
-
-def unscored_videos(video_table):
-    """{status: [(video, reason)]} of the videos without a score (no face, unreadable, failed)."""
-    lost = {}
-    for row in video_table[video_table["p_real"].isna()].itertuples():
-        lost.setdefault(row.status, []).append((row.video, row.reason))
-    return lost
-
+def extract_datasets(datasets, cfg, workers=None):
+    """{dataset name: Extraction} of extract_faces on each dataset, in turn, after warning about the
+    videos its layout left out."""
+    extractions = {}
+    for dataset in datasets:
+        for problem in dataset.problems:
+            warn(f"{dataset.name}: {problem}")
+        extractions[dataset.name] = extract_faces(dataset, cfg, workers=workers)
+    return extractions

@@ -1,7 +1,7 @@
 """Stage 05's robustness sweep: which perturbations to run, and how their results are reported.
 
 The sweep evaluates one model on one dataset again for each DeeperForensics-1.0 perturbation
-type and level (see deepfake_detect/perturb.py). Its results are a list of dicts, one per
+type and level (see deepfake_detect/evaluation/perturb.py). Its results are a list of dicts, one per
 (type, level), with the evaluation's video-level metrics:
 
     {"type": "blur", "level": 3, "video_auc": 0.81, "log_loss": 0.52, "accuracy": 0.75,
@@ -19,16 +19,16 @@ plus one row with level 0: the clean evaluation, shared by every type (its "type
 and returns a markdown section for report.md that names, per type, the first level at which the
 video AUC falls more than AUC_DROP below level 0 ("none up to level N" otherwise).
 
-How stage 05 drives it (05-evaluate_model.py --robustness):
+How stage 05 drives it (05-evaluate_model.py --robustness, through evaluation/inputs.py and outputs.py):
 
     plan, skipped = runnable_plan(plan_sweep(types, levels, seed))   # no encoder: video skipped
     sweep = run_sweep(models, datasets, results, plan, cfg, skipped=skipped)  # results: the clean ones
     section, files = write_sweep(eval_folder, sweep)                 # appended to report.md
-    for line in summary_lines(sweep): print(line)                     # a line per sweep point
+    for line in sweep_summary_lines(sweep): print(line)               # a line per sweep point
 
 run_sweep reuses each run x dataset's clean metrics as its level-0 row, and for every point
-extracts the perturbed faces (evaluate.extract_faces, cached per perturbation.cache_tag, so a
-second model extracts nothing) and scores them as the clean evaluation does.
+extracts the perturbed faces (extract.extract_faces, cached per perturbation.cache_tag, so a
+second model extracts nothing) and scores them as the clean evaluation does (scores.py).
 """
 
 import math
@@ -273,8 +273,8 @@ class Sweep:
 
 
 def sweep_row(result, kind, level):
-    """One result row from stage 05's metrics of a run on a dataset (metrics.dataset_metrics + the
-    "videos_without_score" stage 05 adds): the video metrics, the faces scored, the videos scored."""
+    """One result row from stage 05's metrics of a run on a dataset (scores.measure_scores: metrics.
+    dataset_metrics + "videos_without_score"): the video metrics, the faces scored, the videos scored."""
     video, face = result["video"] or {}, result["face"] or {}
     return {"type": kind, "level": level, "video_auc": video.get("roc_auc"), "log_loss": video.get("log_loss"),
             "accuracy": video.get("accuracy"), "faces_found": face.get("count", 0), "videos": video.get("count", 0),
@@ -286,12 +286,12 @@ def sweep_row(result, kind, level):
 def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=None):
     """Evaluate every run on every dataset at every point of `plan`; return a Sweep.
 
-    models: {run: model path}; datasets: [evaluate.EvalDataset]; clean_results: stage 05's
+    models: {run: model path}; datasets: [extract.EvalDataset]; clean_results: stage 05's
     results[run][dataset] (the clean evaluation), reused as each pair's level-0 row exactly, never
-    recomputed. Each point's faces come from evaluate.extract_faces with the perturbation, so they
+    recomputed. Each point's faces come from extract.extract_faces with the perturbation, so they
     are cached by its cache_tag: the first run extracts them, every further run (and any later
     stage 05 on the same dataset and settings) reuses them. Scoring and metrics are the clean
-    evaluation's own path (score_dataset, dataset_metrics), with each run's calibration.
+    evaluation's own path (scores.score_dataset, scores.measure_scores), with each run's calibration.
     """
     import time
 
@@ -299,8 +299,8 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
 
     from deepfake_detect.calibration import run_temperature
     from deepfake_detect.inference.scoring import load_predictor
-    from deepfake_detect.evaluation.extract import (FACE_COLUMNS, VIDEO_COLUMNS, as_table, extract_faces, score_dataset, unscored_videos)
-    from deepfake_detect.metrics import dataset_metrics
+    from deepfake_detect.evaluation.extract import extract_faces
+    from deepfake_detect.evaluation.scores import measure_scores, score_dataset
 
     sweep = Sweep({(run, d.name): [sweep_row(clean_results[run][d.name], CLEAN_TYPE, 0)]
                    for run in models for d in datasets}, skipped=dict(skipped or {}))
@@ -318,10 +318,7 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
                                                progress=False)
                     videos, faces = score_dataset(predictor, temperature, dataset, extraction, cfg, run,
                                                   progress=False)
-                    video_table, face_table = as_table(videos, VIDEO_COLUMNS), as_table(faces, FACE_COLUMNS)
-                    result = dataset_metrics(video_table, face_table, cfg)
-                    result["videos_without_score"] = unscored_videos(video_table)
-                    row = sweep_row(result, perturbation.kind, perturbation.level)
+                    row = sweep_row(measure_scores(videos, faces, cfg)[2], perturbation.kind, perturbation.level)
                     sweep.results[(run, dataset.name)].append(row)
                     sweep.points.append(SweepPoint(run, dataset.name, perturbation, row, extraction.extracted,
                                                    extraction.reused, time.perf_counter() - start))
@@ -376,7 +373,7 @@ def point_line(point, clean_auc):
             f"scored; {point.extracted:,} extracted, {point.reused:,} from the cache, {point.seconds:,.1f} s")
 
 
-def summary_lines(sweep):
+def sweep_summary_lines(sweep):
     """The stage 05 summary's robustness part: a line per point, then the types not run."""
     lines = [f"robustness sweep: {len(sweep.points):,} points "
              f"({sum(p.extracted for p in sweep.points):,} videos extracted, "

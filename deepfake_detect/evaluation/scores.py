@@ -1,0 +1,162 @@
+"""Stage 05's scores: a run's model on a dataset's cached faces -> per-video and per-face rows and metrics.
+
+The faces come from the cache that extract.py fills; each run scores them with its own model and
+temperature (calibration.run_temperature), so a second run costs only its own time. The rows are
+per_video.csv's and per_face.csv's (VIDEO_COLUMNS, FACE_COLUMNS); the metrics are
+metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos). A video
+without a face, unreadable, or whose extraction failed gets a row with its status (SCORED,
+NO_FACE, UNREADABLE, FAILED of inference/results.py) and reason, and no score.
+"""
+
+from dataclasses import dataclass, field
+
+from deepfake_detect.calibration import apply_temperature, run_temperature
+from deepfake_detect.evaluation.extract import load_crops, read_video_record
+from deepfake_detect.evaluation.report import plot_run_on_dataset
+from deepfake_detect.files import write_text_atomic
+from deepfake_detect.inference.results import FAILED
+from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
+from deepfake_detect.metrics import dataset_metrics
+
+SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
+VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
+                 "p_real_raw", "verdict", "reason")
+FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "x", "y", "width", "height",
+                "detector_confidence", "p_real", "p_real_raw")
+
+
+@dataclass
+class Scores:
+    """Every run's scores on every dataset, as stage 05 writes them."""
+
+    video_rows: list = field(default_factory=list)  # per_video.csv's rows, run after run
+    face_rows: list = field(default_factory=list)   # per_face.csv's rows
+    results: dict = field(default_factory=dict)     # {run: {dataset: metrics (measure_scores)}}
+    runs: dict = field(default_factory=dict)        # {run: {"model", "temperature", "calibration"}}
+    plots: dict = field(default_factory=dict)       # {(run, dataset): its plot's file name}
+
+
+def score_runs(models, datasets, extractions, cfg, out_dir):
+    """Score every run of `models` ({run: model path}) on every dataset; return Scores.
+
+    `extractions`: {dataset name: extract.Extraction}. Each pair's plot is written into
+    `out_dir`. Raises ModelError when a model cannot be loaded.
+    """
+    scores = Scores()
+    for run, model_path in models.items():
+        videos, faces, scores.results[run], scores.runs[run], plots = score_run_on_datasets(
+            run, model_path, datasets, extractions, cfg, out_dir)
+        scores.video_rows, scores.face_rows = scores.video_rows + videos, scores.face_rows + faces
+        scores.plots.update(plots)
+    return scores
+
+
+def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir):
+    """Score one run on every dataset: (video rows, face rows, {dataset: metrics}, run info, plots)."""
+    from deepfake_detect.inference.scoring import load_predictor
+
+    predictor = load_predictor(model_path)  # a model.keras, or an export (.tflite, SavedModel folder)
+    temperature, note = run_temperature(model_path, cfg)
+    print(f"run {name}: {model_path}; {note}")
+    video_rows, face_rows, results, plots = [], [], {}, {}
+    for dataset in datasets:
+        videos, faces = score_dataset(predictor, temperature, dataset, extractions[dataset.name], cfg, name)
+        video_table, face_table, results[dataset.name] = measure_scores(videos, faces, cfg)
+        plots[(name, dataset.name)] = f"plots-{name}-{dataset.name}.png"
+        plot_run_on_dataset(face_table, video_table, out_dir / plots[(name, dataset.name)],
+                            f"{name} on {dataset.name}", cfg.CALIBRATION_BINS)
+        video_rows += videos
+        face_rows += faces
+    info = {"model": str(model_path), "temperature": temperature, "calibration": note}
+    return video_rows, face_rows, results, info, plots
+
+
+def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
+    """Score every cached face of `dataset` with `predictor` (inference.scoring.load_predictor); return
+    (video rows, face rows) as lists of dicts (the columns of per_video.csv and per_face.csv).
+
+    p_real is calibrated with `temperature` (None: raw); p_real_raw is the network's output.
+    A video's scores combine its faces' by VIDEO_SCORE (inference.verdicts.combine_face_scores). Videos
+    without a face or unreadable get a row with their status and reason and no score. Faces of
+    several videos go through the model together (SCORE_CHUNK_FACES at a time), so small videos
+    do not each pay for a half-empty batch. `progress=False`: no progress bar.
+    """
+    from tqdm import tqdm
+
+    video_rows, face_rows, pending = [], [], []
+    bar = tqdm(total=len(dataset.videos), desc=f"stage 05 scoring {run_name} on {dataset.name}", unit="video",
+               dynamic_ncols=True, disable=not progress)
+    try:
+        for video in dataset.videos:
+            record = read_video_record(extraction.cache_dir, video.name)
+            if record is None:
+                outcome = next((o for o in extraction.outcomes if o.name == video.name), None)
+                record = {"status": FAILED, "frames": None, "faces": [],
+                          "reason": outcome.reason if outcome else "not extracted"}
+            pending.append((video, record, load_crops(extraction.cache_dir, record) if record["faces"] else []))
+            if sum(len(crops) for _, _, crops in pending) >= SCORE_CHUNK_FACES:
+                _score_pending(pending, predictor, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
+                bar.update(len(pending))
+                pending = []
+        _score_pending(pending, predictor, temperature, cfg, run_name, dataset.name, video_rows, face_rows)
+        bar.update(len(pending))
+    finally:
+        bar.close()
+    return video_rows, face_rows
+
+
+def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
+    """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
+    from deepfake_detect.inference.scoring import predict_p_real
+
+    crops = [crop for _, _, video_crops in pending for crop in video_crops]
+    raw_all = predict_p_real(predictor, crops, predictor.input_size) if crops else []
+    start = 0
+    for video, record, video_crops in pending:
+        raw = raw_all[start:start + len(video_crops)]
+        start += len(video_crops)
+        calibrated = apply_temperature(raw, temperature).tolist()
+        base = {"run": run_name, "dataset": dataset_name, "video": video.name, "label": video.label,
+                "method": video.method or ""}
+        for entry, p_raw, p_real in zip(record["faces"], raw, calibrated):
+            face_rows.append({**base, "frame": entry["frame"], "face": entry["face"], "x": entry["x"], "y": entry["y"],
+                              "width": entry["width"], "height": entry["height"],
+                              "detector_confidence": entry["detector_confidence"],
+                              "p_real": p_real, "p_real_raw": p_raw})
+        p_video = combine_face_scores(calibrated, cfg.VIDEO_SCORE)
+        video_rows.append({**base, "status": record["status"],
+                           "frames": None if record["frames"] is None else len(record["frames"]),
+                           "faces": None if record["frames"] is None else len(record["faces"]), "p_real": p_video,
+                           "p_real_raw": combine_face_scores(raw, cfg.VIDEO_SCORE),
+                           "verdict": verdict_of(p_video, cfg.THRESHOLD), "reason": record["reason"]})
+
+
+def measure_scores(video_rows, face_rows, cfg):
+    """(video table, face table, metrics) of one run's rows on one dataset: metrics.dataset_metrics
+    plus "videos_without_score" ({status: [(video, reason)]})."""
+    video_table, face_table = as_table(video_rows, VIDEO_COLUMNS), as_table(face_rows, FACE_COLUMNS)
+    result = dataset_metrics(video_table, face_table, cfg)
+    result["videos_without_score"] = unscored_videos(video_table)
+    return video_table, face_table, result
+
+
+def as_table(rows, columns):
+    """A pandas DataFrame of `rows` with exactly `columns`, in that order (empty rows allowed)."""
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def write_table(path, table):
+    """Write a DataFrame as CSV atomically (floats in full, None as an empty cell): the scores of an
+    untrained or very confident model can differ only in the 7th decimal, and ranks must survive."""
+    write_text_atomic(path, table.to_csv(index=False, lineterminator="\n"))
+
+
+def unscored_videos(video_table):
+    """{status: [(video, reason)]} of the videos without a score (no face, unreadable, failed)."""
+    lost = {}
+    for row in video_table[video_table["p_real"].isna()].itertuples():
+        lost.setdefault(row.status, []).append((row.video, row.reason))
+    return lost
+
