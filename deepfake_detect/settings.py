@@ -27,6 +27,7 @@ CHOICES = {
     "AZURE_SERVICE": ("face", "vision"),
     "SPLIT_MODE": ("group", "file"),
     "VIDEO_SCORE": ("mean", "confident"),
+    "DATASET_COMPRESSION": ("c23", "c40", "raw", "c0"),
 }
 
 
@@ -69,7 +70,7 @@ def load_config(path=None):
 def resolve_config(cfg):
     """Fill derived folders, turn folder strings into Paths and check values. Returns cfg."""
     for name in ("VIDEOS_DIR", "OUTPUT_DIR", "RUNS_DIR", "FRAMES_DIR", "FACES_DIR",
-                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE", "EVALS_DIR", "EVAL_CACHE_DIR"):
+                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE", "EVALS_DIR", "EVAL_CACHE_DIR", "SPLIT_LISTS_DIR"):
         value = getattr(cfg, name)
         if value is not None:
             setattr(cfg, name, Path(value))

@@ -19,6 +19,9 @@ def check_evaluation_settings(cfg):
             raise settings.ConfigError(f"{name} must be a whole number >= 1")
     if not isinstance(cfg.CALIBRATE, bool):
         raise settings.ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
+    if not isinstance(cfg.EVAL_KEEP_SEEN, bool):
+        raise settings.ConfigError("EVAL_KEEP_SEEN must be False (leave out the videos a run trained or validated "
+                                   "on) or True (score them too, marked)")
     if isinstance(cfg.ROBUSTNESS_SEED, bool) or not isinstance(cfg.ROBUSTNESS_SEED, int):
         raise settings.ConfigError("ROBUSTNESS_SEED must be a whole number")
     plan_robustness(cfg)

@@ -1,0 +1,206 @@
+"""The data sets as downloaded (FaceForensics++, Celeb-DF v2, DFDC's public test set, the DFDC
+preview): miniature replicas with the real folder and file names, read with their labels,
+methods, originals and official splits; bad and partial downloads give one line each.
+
+Run: .venv/bin/pytest tests/test_datasets.py   (no TensorFlow; a few seconds)
+"""
+
+import json
+import shutil
+import types
+from pathlib import Path
+
+import pytest
+
+from conftest import write_test_video
+from deepfake_detect import settings
+from deepfake_detect.dataset import detect_layout, discover_videos, read_dataset, source_group
+
+YOUTUBE = ("000", "001", "002", "003", "004", "005")
+PAIRS = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"], ["998", "999"]]}
+PAIRED_FAKES = ("000_001", "001_000", "002_003", "003_002", "004_005", "005_004")
+CELEB_REAL = ("id0_0000", "id0_0001", "id1_0000", "id1_0001", "id2_0000", "id2_0001")
+CELEB_FAKE = ("id0_id1_0000", "id0_id2_0001", "id1_id0_0000", "id1_id2_0001", "id2_id0_0000", "id2_id1_0001")
+YOUTUBE_REAL = ("00000", "00001", "00170")
+CELEB_TEST_LIST = ("1 YouTube-real/00170.mp4", "1 Celeb-real/id2_0000.mp4", "1 Celeb-real/id2_0001.mp4",
+                   "0 Celeb-synthesis/id2_id0_0000.mp4", "0 Celeb-synthesis/id2_id1_0001.mp4",
+                   "1 Celeb-real/id9_0009.mp4")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """One tiny video (8 frames of 64x48) that every replica copies: layouts are about names."""
+    return write_test_video(tmp_path_factory.mktemp("clip") / "clip.mp4", frame_count=8, size=(64, 48))
+
+
+def put(clip, folder, names):
+    """Copy `clip` to folder/<name>.mp4 for each name."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(clip, Path(folder) / f"{name}.mp4")
+
+
+def make_ffpp(root, clip, lists=True):
+    """FaceForensics++ as downloaded: youtube originals at c23 and c40, actors at c23, Deepfakes and
+    FaceSwap at c23 and c40, DeepFakeDetection at c23, NeuralTextures at c40 only, Face2Face with an
+    empty c23/videos, and splits/{train,val,test}.json (test names an absent pair 998/999)."""
+    for level in ("c23", "c40"):
+        put(clip, root / "original_sequences/youtube" / level / "videos", YOUTUBE)
+        for method in ("Deepfakes", "FaceSwap"):
+            put(clip, root / "manipulated_sequences" / method / level / "videos", PAIRED_FAKES)
+    put(clip, root / "original_sequences/actors/c23/videos", ["01__kitchen_pan", "02__kitchen_pan"])
+    put(clip, root / "manipulated_sequences/DeepFakeDetection/c23/videos", ["01_02__kitchen_pan__ABCD1234"])
+    put(clip, root / "manipulated_sequences/NeuralTextures/c40/videos", PAIRED_FAKES)
+    (root / "manipulated_sequences/Face2Face/c23/videos").mkdir(parents=True)
+    if lists:
+        (root / "splits").mkdir()
+        for split, pairs in PAIRS.items():
+            (root / "splits" / f"{split}.json").write_text(json.dumps(pairs))
+    return root
+
+
+def make_celebdf(root, clip):
+    """Celeb-DF v2 as downloaded, with List_of_testing_videos.txt (one line names an absent video)."""
+    put(clip, root / "Celeb-real", CELEB_REAL)
+    put(clip, root / "YouTube-real", YOUTUBE_REAL)
+    put(clip, root / "Celeb-synthesis", CELEB_FAKE)
+    (root / "List_of_testing_videos.txt").write_text("\n".join(CELEB_TEST_LIST) + "\n")
+    return root
+
+
+def make_dfdc_test(root, clip):
+    """DFDC's public test set: videos and labels.csv (1 = FAKE); one listed video is absent."""
+    put(clip, root, ["aaaa", "bbbb", "cccc"])
+    (root / "labels.csv").write_text("filename,label\naaaa.mp4,1\nbbbb.mp4,0\ncccc.mp4,1\ndddd.mp4,0\n")
+    return root
+
+
+def make_dfdc_preview(root, clip):
+    """The DFDC preview: dataset.json keyed by relative path, with its own train/test sets."""
+    entries = {"original_videos/643049/1955797.mp4": {"label": "real", "set": "train", "target_id": "643049"},
+               "method_A/643049/643049_A/1955797.mp4": {"label": "fake", "set": "train", "target_id": "643049"},
+               "original_videos/700000/1111111.mp4": {"label": "real", "set": "test", "target_id": "700000"},
+               "method_B/700000/700000_B/1111111.mp4": {"label": "fake", "set": "test", "target_id": "700000"}}
+    for relative in entries:
+        put(clip, (root / relative).parent, [Path(relative).stem])
+    (root / "dataset.json").write_text(json.dumps(entries))
+    return root
+
+
+def config_for(folder, **overrides):
+    """The default settings with VIDEOS_DIR = folder (and METADATA_FILE beside it)."""
+    cfg = types.SimpleNamespace(**vars(settings.load_config()))
+    cfg.VIDEOS_DIR, cfg.METADATA_FILE = Path(folder), Path(folder) / "metadata.json"
+    for name, value in overrides.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
+def by_name(listing):
+    return {v.name: v for v in listing.videos}
+
+
+# ------------------------------------------------------------------ FaceForensics++
+
+def test_ffpp_labels_methods_originals_and_kept_apart_names(tmp_path, clip):
+    listing = read_dataset(config_for(make_ffpp(tmp_path, clip)))
+    videos = by_name(listing)
+    assert listing.layout == "FaceForensics++ (c23)"
+    assert {n for n, v in videos.items() if v.label == "REAL"} == set(YOUTUBE) | {"01__kitchen_pan", "02__kitchen_pan"}
+    for method in ("Deepfakes", "FaceSwap"):  # the same file names under every method, kept apart
+        for fake in PAIRED_FAKES:
+            video = videos[f"{method}_{fake}"]
+            assert (video.label, video.method, video.original) == ("FAKE", method, fake.split("_")[0])
+            assert video.path.parent == tmp_path / "manipulated_sequences" / method / "c23" / "videos"
+    dfd = videos["DeepFakeDetection_01_02__kitchen_pan__ABCD1234"]
+    assert (dfd.original, source_group(dfd)) == ("01__kitchen_pan", "01__kitchen_pan")
+    assert not any(v.method == "NeuralTextures" for v in listing.videos)  # c40 only
+
+
+def test_ffpp_compression_level_and_bad_folders_one_line_each(tmp_path, clip):
+    folder = make_ffpp(tmp_path, clip)
+    listing = read_dataset(config_for(folder))
+    assert [p for p in listing.problems if "NeuralTextures" in p] == [
+        f"{folder}/manipulated_sequences/NeuralTextures: no c23/videos folder (levels here: c40); "
+        "left out: set DATASET_COMPRESSION to one of them"]
+    assert [p for p in listing.problems if "Face2Face" in p] == [
+        f"{folder}/manipulated_sequences/Face2Face/c23/videos: no video files, left out"]
+    c40 = read_dataset(config_for(folder, DATASET_COMPRESSION="c40"))
+    assert c40.layout == "FaceForensics++ (c40)"
+    assert {v.method for v in c40.videos if v.method} == {"Deepfakes", "FaceSwap", "NeuralTextures"}
+    assert all("/c40/" in str(v.path) for v in c40.videos)
+    assert any("actors: no c40/videos folder (levels here: c23)" in p for p in c40.problems)
+
+
+def test_ffpp_pair_lists_give_every_video_of_a_pair_its_split(tmp_path, clip):
+    listing = read_dataset(config_for(make_ffpp(tmp_path, clip)))
+    videos = by_name(listing)
+    for split, pairs in PAIRS.items():
+        assert listing.split_sources[split] == str(tmp_path / "splits" / f"{split}.json")
+        for x, y in pairs:
+            if x == "998":
+                continue
+            members = [x, y] + [f"{m}_{a}_{b}" for m in ("Deepfakes", "FaceSwap") for a, b in ((x, y), (y, x))]
+            assert {videos[name].split for name in members} == {split}
+    assert {videos[n].split for n in ("01__kitchen_pan", "DeepFakeDetection_01_02__kitchen_pan__ABCD1234")} == {None}
+    absent = [p for p in listing.problems if p.startswith("test.json")]
+    assert absent == ["test.json names 6 video(s) that are not in the folder (partial download?): "
+                      "998, 999, Deepfakes_998_999, Deepfakes_999_998, FaceSwap_998_999, ... (1 more)"]
+
+
+def test_ffpp_lists_from_another_folder(tmp_path, clip):
+    folder = make_ffpp(tmp_path / "ff", clip, lists=False)
+    assert read_dataset(config_for(folder)).split_sources == {}
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "test.json").write_text(json.dumps([["004", "005"]]))
+    listing = read_dataset(config_for(folder, SPLIT_LISTS_DIR=lists))
+    assert listing.split_sources == {"test": str(lists / "test.json")}
+    assert sorted(v.name for v in listing.videos if v.split == "test") == [
+        "004", "005", "Deepfakes_004_005", "Deepfakes_005_004", "FaceSwap_004_005", "FaceSwap_005_004"]
+
+
+# ------------------------------------------------------------------ Celeb-DF
+
+def test_celebdf_labels_originals_and_test_list(tmp_path, clip):
+    listing = read_dataset(config_for(make_celebdf(tmp_path, clip)))
+    videos = by_name(listing)
+    assert listing.layout == "Celeb-DF"
+    assert {n for n, v in videos.items() if v.label == "REAL"} == set(CELEB_REAL) | set(YOUTUBE_REAL)
+    assert (videos["id1_id2_0001"].label, videos["id1_id2_0001"].original) == ("FAKE", "id1_0001")
+    assert sorted(n for n, v in videos.items() if v.split == "test") == [
+        "00170", "id2_0000", "id2_0001", "id2_id0_0000", "id2_id1_0001"]
+    assert listing.split_sources == {"test": str(tmp_path / "List_of_testing_videos.txt")}
+    assert listing.problems == ["List_of_testing_videos.txt names 1 video(s) that are not in the folder "
+                                "(partial download?): Celeb-real/id9_0009.mp4"]
+
+
+# ------------------------------------------------------------------ DFDC
+
+def test_dfdc_public_test_labels_csv(tmp_path, clip):
+    listing = read_dataset(config_for(make_dfdc_test(tmp_path, clip)))
+    assert listing.layout == "DFDC public test set (labels.csv)"
+    assert {v.name: (v.label, v.split) for v in listing.videos} == {
+        "aaaa": ("FAKE", "test"), "bbbb": ("REAL", "test"), "cccc": ("FAKE", "test")}
+    assert listing.problems == ["labels.csv names 1 video(s) that are not in the folder (partial download?): dddd"]
+
+
+def test_dfdc_preview_dataset_json(tmp_path, clip):
+    listing = read_dataset(config_for(make_dfdc_preview(tmp_path, clip)))
+    assert listing.layout == "DFDC preview (dataset.json)"
+    assert {v.name: (v.label, v.method, v.split) for v in listing.videos} == {
+        "original_videos_643049_1955797": ("REAL", None, "train"),
+        "method_A_643049_643049_A_1955797": ("FAKE", "method_A", "train"),
+        "original_videos_700000_1111111": ("REAL", None, "test"),
+        "method_B_700000_700000_B_1111111": ("FAKE", "method_B", "test")}
+    assert set(listing.split_sources) == {"train", "test"}
+
+
+@pytest.mark.parametrize("make, layout", [
+    (make_ffpp, "FaceForensics++ (c23)"), (make_celebdf, "Celeb-DF"),
+    (make_dfdc_test, "DFDC public test set (labels.csv)"), (make_dfdc_preview, "DFDC preview (dataset.json)")])
+def test_layout_named_before_reading(tmp_path, clip, make, layout):
+    cfg = config_for(make(tmp_path, clip))
+    assert detect_layout(cfg) == layout == read_dataset(cfg).layout
+    videos, problems = discover_videos(cfg)
+    assert len({v.name for v in videos}) == len(videos) > 0
