@@ -204,3 +204,73 @@ def test_layout_named_before_reading(tmp_path, clip, make, layout):
     assert detect_layout(cfg) == layout == read_dataset(cfg).layout
     videos, problems = discover_videos(cfg)
     assert len({v.name for v in videos}) == len(videos) > 0
+
+
+# ------------------------------------------------------------------ stage 02 on the official splits
+
+def make_crops(faces_dir, names, count=2):
+    """Face crop folders as stage 01a leaves them: <faces_dir>/<video>/<video>-NNN-00.png."""
+    import cv2
+    import numpy as np
+
+    for name in names:
+        (faces_dir / name).mkdir(parents=True)
+        for index in range(count):
+            crop = np.full((24, 20, 3), (index * 40 + len(name)) % 256, np.uint8)
+            assert cv2.imwrite(str(faces_dir / name / f"{name}-{index:03d}-00.png"), crop)
+
+
+def run_stage02(root, videos_dir, *args, **settings_):
+    """Stage 02 on `videos_dir` with crops for every video; returns (exit status, split.csv rows)."""
+    import csv
+    import importlib
+
+    from conftest import write_config
+
+    faces = root / "out" / "faces"
+    make_crops(faces, [v.name for v in discover_videos(config_for(videos_dir, **settings_))[0]])
+    config = write_config(root / "config.py", VIDEOS_DIR=videos_dir, OUTPUT_DIR=root / "out", FACES_DIR=faces,
+                          **settings_)
+    status = importlib.import_module("02-prepare_fake_real_dataset").main(["--config", str(config), *args])
+    with open(root / "out" / "split_dataset" / "split.csv", newline="", encoding="utf-8") as handle:
+        return status, list(csv.DictReader(handle))
+
+
+def splits_of(rows, key):
+    found = {}
+    for row in rows:
+        found.setdefault(row[key], set()).add(row["split"])
+    return found
+
+
+def test_stage02_puts_every_video_of_a_listed_pair_in_its_split(tmp_path, clip, capsys):
+    status, rows = run_stage02(tmp_path, make_ffpp(tmp_path / "FF++", clip))
+    assert status == 0
+    video_splits = splits_of(rows, "video")
+    for split, pairs in PAIRS.items():
+        for x, y in pairs[:1]:
+            members = [x, y] + [f"{m}_{a}_{b}" for m in ("Deepfakes", "FaceSwap") for a, b in ((x, y), (y, x))]
+            assert {s for name in members for s in video_splits.get(name, ())} == {split}
+    assert all(len(found) == 1 for found in splits_of(rows, "group").values())  # no group in two splits
+    assert "01__kitchen_pan" not in video_splits  # in no list, and the lists give every split
+    out = capsys.readouterr()
+    assert "layout: FaceForensics++ (c23)" in out.out
+    assert f"official split: train from {tmp_path}/FF++/splits/train.json, val from" in out.out
+    assert "leak check: 0 of" in out.out
+    assert "test.json names 6 video(s) that are not in the folder" in out.err
+    assert "are in no split list: left out, as the lists give every split" in out.err
+
+
+def test_stage02_celebdf_test_list_is_the_test_split_and_the_rest_train_val(tmp_path, clip, capsys):
+    lists = tmp_path / "lists"
+    folder = make_celebdf(tmp_path / "Celeb-DF-v2", clip)
+    lists.mkdir()
+    shutil.move(folder / "List_of_testing_videos.txt", lists / "List_of_testing_videos.txt")
+    status, rows = run_stage02(tmp_path, folder, "--split-lists", str(lists))
+    assert status == 0
+    video_splits = splits_of(rows, "video")
+    assert sorted(v for v, s in video_splits.items() if s == {"test"}) == [
+        "00170", "id2_0000", "id2_0001", "id2_id0_0000", "id2_id1_0001"]
+    assert {s for v, found in video_splits.items() for s in found} == {"train", "val", "test"}
+    assert all(len(found) == 1 for found in splits_of(rows, "group").values())
+    assert "official split: test from" in capsys.readouterr().out
