@@ -274,3 +274,59 @@ def test_stage02_celebdf_test_list_is_the_test_split_and_the_rest_train_val(tmp_
     assert {s for v, found in video_splits.items() for s in found} == {"train", "val", "test"}
     assert all(len(found) == 1 for found in splits_of(rows, "group").values())
     assert "official split: test from" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ stage 05's split selector
+
+def test_dataset_argument_with_a_split():
+    from deepfake_detect.evaluation.extract import DatasetError, parse_dataset_argument
+
+    assert parse_dataset_argument("ffpp=/data/FF++:test") == ("ffpp", Path("/data/FF++"), "test")
+    assert parse_dataset_argument("/data/Celeb-DF-v2:test") == ("Celeb-DF-v2", Path("/data/Celeb-DF-v2"), "test")
+    assert parse_dataset_argument("dfdc=/data/dfdc") == ("dfdc", Path("/data/dfdc"), None)
+    with pytest.raises(DatasetError, match="split 'tset' is not one of train, val, test"):
+        parse_dataset_argument("ffpp=/data/FF++:tset")
+
+
+def test_stage05_test_split_selects_exactly_the_listed_test_videos(tmp_path, clip):
+    from deepfake_detect.evaluation.extract import load_dataset
+
+    cfg = settings.load_config()
+    ffpp_folder = make_ffpp(tmp_path / "FF++", clip)
+    dataset = load_dataset("ffpp", ffpp_folder, cfg, "test")
+    assert sorted(v.name for v in dataset.videos) == [
+        "004", "005", "Deepfakes_004_005", "Deepfakes_005_004", "FaceSwap_004_005", "FaceSwap_005_004"]
+    assert (dataset.split, dataset.split_source) == ("test", str(ffpp_folder / "splits" / "test.json"))
+    assert any(p.startswith("test.json names 6 video(s)") for p in dataset.problems)  # reported, not fatal
+    whole = load_dataset("ffpp", ffpp_folder, cfg)
+    assert (whole.split, whole.split_source, len(whole.videos)) == (None, "all videos", 21)
+    cdf = load_dataset("cdf", make_celebdf(tmp_path / "Celeb-DF-v2", clip), cfg, "test")
+    assert sorted(v.name for v in cdf.videos) == ["00170", "id2_0000", "id2_0001", "id2_id0_0000", "id2_id1_0001"]
+    dfdc_test = load_dataset("dfdc", make_dfdc_test(tmp_path / "dfdc_test", clip), cfg, "test")
+    assert [v.name for v in dfdc_test.videos] == ["aaaa", "bbbb", "cccc"]
+
+
+def test_stage05_split_without_a_list_is_refused_with_the_reason(tmp_path, clip):
+    from deepfake_detect.evaluation.extract import DatasetError, load_dataset
+
+    folder = make_ffpp(tmp_path / "FF++", clip, lists=False)
+    with pytest.raises(DatasetError, match=r"FaceForensics\+\+ \(c23\) in this folder has no official test split"):
+        load_dataset("ffpp", folder, settings.load_config(), "test")
+
+
+def test_overlap_by_name_and_by_source_group(tmp_path):
+    from deepfake_detect.dataset import Video
+    from deepfake_detect.evaluation.inputs import flag_seen, read_seen_videos
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    assert read_seen_videos(run / "model.keras")[0] is None
+    (run / "split.csv").write_text("file,split,class,video,group\n"
+                                   "train/real/a-0.png,train,real,a,a\nval/fake/Deepfakes_b_c-0.png,val,fake,Deepfakes_b_c,b\n"
+                                   "test/real/d-0.png,test,real,d,d\n")
+    seen, _ = read_seen_videos(run / "model.keras")
+    videos = [Video("a", Path("a.mp4"), "REAL"), Video("b", Path("b.mp4"), "REAL"),
+              Video("FaceSwap_b_c", Path("x.mp4"), "FAKE", "b", "FaceSwap"), Video("d", Path("d.mp4"), "REAL"),
+              Video("FaceSwap_d_a", Path("y.mp4"), "FAKE", "d", "FaceSwap")]
+    assert flag_seen(videos, seen) == {"a", "b", "FaceSwap_b_c"}

@@ -6,12 +6,16 @@ per_video.csv's and per_face.csv's (VIDEO_COLUMNS, FACE_COLUMNS); the metrics ar
 metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos). A video
 without a face, unreadable, or whose extraction failed gets a row with its status (SCORED,
 NO_FACE, UNREADABLE, FAILED of inference/results.py) and reason, and no score.
+
+A video the run trained or validated on (inputs.read_seen_videos, inputs.flag_seen) is left out
+of its scores, unless EVAL_KEEP_SEEN: then it is scored and per_video.csv marks it (`seen`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from deepfake_detect.calibration import apply_temperature, run_temperature
 from deepfake_detect.evaluation.extract import load_crops, read_video_record
+from deepfake_detect.evaluation.inputs import flag_seen, read_seen_videos
 from deepfake_detect.evaluation.report import plot_run_on_dataset
 from deepfake_detect.files import write_text_atomic
 from deepfake_detect.inference.results import FAILED
@@ -20,7 +24,7 @@ from deepfake_detect.metrics import dataset_metrics
 
 SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
 VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
-                 "p_real_raw", "verdict", "reason")
+                 "p_real_raw", "verdict", "reason", "seen")
 FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "x", "y", "width", "height",
                 "detector_confidence", "p_real", "p_real_raw")
 
@@ -32,7 +36,7 @@ class Scores:
     video_rows: list = field(default_factory=list)  # per_video.csv's rows, run after run
     face_rows: list = field(default_factory=list)   # per_face.csv's rows
     results: dict = field(default_factory=dict)     # {run: {dataset: metrics (measure_scores)}}
-    runs: dict = field(default_factory=dict)        # {run: {"model", "temperature", "calibration"}}
+    runs: dict = field(default_factory=dict)        # {run: {"model", "temperature", "calibration", "overlap"}}
     plots: dict = field(default_factory=dict)       # {(run, dataset): its plot's file name}
 
 
@@ -58,17 +62,41 @@ def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir)
     predictor = load_predictor(model_path)  # a model.keras, or an export (.tflite, SavedModel folder)
     temperature, note = run_temperature(model_path, cfg)
     print(f"run {name}: {model_path}; {note}")
-    video_rows, face_rows, results, plots = [], [], {}, {}
+    seen, no_check = read_seen_videos(model_path)
+    video_rows, face_rows, results, plots, overlap = [], [], {}, {}, {}
     for dataset in datasets:
-        videos, faces = score_dataset(predictor, temperature, dataset, extractions[dataset.name], cfg, name)
+        flagged = flag_seen(dataset.videos, seen)
+        overlap[dataset.name] = describe_overlap(name, dataset, flagged, seen, no_check, cfg.EVAL_KEEP_SEEN)
+        print(f"run {name} on {dataset.name}: {overlap[dataset.name]['note']}")
+        scored = dataset if cfg.EVAL_KEEP_SEEN else replace(
+            dataset, videos=tuple(v for v in dataset.videos if v.name not in flagged))
+        videos, faces = score_dataset(predictor, temperature, scored, extractions[dataset.name], cfg, name)
+        for row in videos:
+            row["seen"] = row["video"] in flagged
         video_table, face_table, results[dataset.name] = measure_scores(videos, faces, cfg)
         plots[(name, dataset.name)] = f"plots-{name}-{dataset.name}.png"
         plot_run_on_dataset(face_table, video_table, out_dir / plots[(name, dataset.name)],
                             f"{name} on {dataset.name}", cfg.CALIBRATION_BINS)
         video_rows += videos
         face_rows += faces
-    info = {"model": str(model_path), "temperature": temperature, "calibration": note}
+    info = {"model": str(model_path), "temperature": temperature, "calibration": note, "overlap": overlap}
     return video_rows, face_rows, results, info, plots
+
+
+def describe_overlap(run, dataset, flagged, seen, no_check, keep):
+    """metrics.json's record of one run's overlap with one dataset, with the sentence the report
+    and the console show ("36 of 60 videos were in run sample's train/val split ...")."""
+    if seen is None:
+        note = f"no overlap check: {no_check}"
+    else:
+        note = (f"{len(flagged):,} of {len(dataset.videos):,} videos were in run {run}'s train/val split "
+                f"(by name or source group, per {seen.source})")
+        if flagged:
+            note += (": scored all the same, marked seen in per_video.csv (EVAL_KEEP_SEEN = True)" if keep else
+                     ": left out of its scores (EVAL_KEEP_SEEN = True scores them, marked)")
+    return {"checked": seen is not None, "seen": len(flagged), "videos": len(dataset.videos),
+            "left_out": bool(flagged) and not keep, "source": str(seen.source) if seen else None,
+            "seen_videos": sorted(flagged), "note": note}
 
 
 def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
