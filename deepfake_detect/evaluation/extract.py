@@ -153,7 +153,8 @@ def load_dataset(name, folder, cfg, split=None):
 
 def load_datasets(cfg, arguments):
     """[EvalDataset] for each --dataset NAME=FOLDER[:SPLIT]. Raises DatasetError."""
-    datasets = [load_dataset(*parse_dataset_argument(text), cfg) for text in arguments]
+    datasets = [load_dataset(name, folder, cfg, split)
+                for name, folder, split in map(parse_dataset_argument, arguments)]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise DatasetError(f"--dataset names must differ: {', '.join(names)}")
