@@ -51,7 +51,9 @@ def labelled_videos(cfg):
     listing.videos = [v for v in listing.videos if v.label in LABELS]
     if listing.videos:
         return listing
-    if not Path(cfg.METADATA_FILE).is_file():
+    if listing.layout not in ("DFDC (metadata.json)", "plain folder (no labels)"):
+        why = f"{listing.layout} in {cfg.VIDEOS_DIR} gives none (see the lines above)"
+    elif not Path(cfg.METADATA_FILE).is_file():
         why = f"{cfg.METADATA_FILE} is missing"
     else:
         why = f"{cfg.METADATA_FILE} labels no video of {cfg.VIDEOS_DIR} as REAL or FAKE"

@@ -330,3 +330,17 @@ def test_overlap_by_name_and_by_source_group(tmp_path):
               Video("FaceSwap_b_c", Path("x.mp4"), "FAKE", "b", "FaceSwap"), Video("d", Path("d.mp4"), "REAL"),
               Video("FaceSwap_d_a", Path("y.mp4"), "FAKE", "d", "FaceSwap")]
     assert flag_seen(videos, seen) == {"a", "b", "FaceSwap_b_c"}
+
+
+def test_wrong_compression_everywhere_names_the_levels_and_stops_stage02(tmp_path, clip, capsys):
+    import importlib
+
+    from conftest import write_config
+
+    folder = make_ffpp(tmp_path / "FF++", clip)
+    config = write_config(tmp_path / "config.py", VIDEOS_DIR=folder, OUTPUT_DIR=tmp_path / "out",
+                          DATASET_COMPRESSION="raw")
+    assert importlib.import_module("02-prepare_fake_real_dataset").main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "original_sequences/youtube: no raw/videos folder (levels here: c23, c40)" in err
+    assert "no labelled videos: FaceForensics++ (raw) in" in err
