@@ -24,7 +24,8 @@
    that split) or Celeb-DF's List_of_testing_videos.txt (the test split), the lists decide, the
    unlisted videos are split over the remaining splits by SPLIT_RATIOS, and the classes are
    balanced within each split. The summary then says which list gave which split
-   ("official split: test from .../test.json (...)"); see docs/datasets/.
+   ("official split: test from .../test.json (...)"); see docs/datasets-ffpp.md and
+   docs/datasets-celeb-df.md.
 
 Files are hard links to the crops (os.link), so the two output sets cost almost no disk even for
 a million crops; where the filesystem refuses links (another drive, FAT/exFAT), they are copied.

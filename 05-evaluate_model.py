@@ -11,8 +11,9 @@
 A dataset is any folder stage 00 reads with labels: DFDC (metadata.json, optionally with a
 "method" key per fake), DFDC parts, FaceForensics++ or Celeb-DF as downloaded, DFDC's public test
 set (labels.csv) or preview (dataset.json), or real/ + fake/ (fake/<method>/ subfolders name
-methods); see docs/datasets/. `:SPLIT` (train, val, test) scores only a dataset's official split,
-e.g. `--dataset ffpp=/data/FF++:test` (FF++'s test.json pairs) or `cdf=/data/Celeb-DF-v2:test`
+methods); see docs/datasets-ffpp.md, docs/datasets-celeb-df.md, docs/datasets-dfdc.md.
+`:SPLIT` (train, val, test) scores only a dataset's official split, e.g. `--dataset
+ffpp=/data/FF++:test` (FF++'s test.json pairs) or `cdf=/data/Celeb-DF-v2:test`
 (List_of_testing_videos.txt); the report names the split and the list it comes from.
 Each run's videos seen in training (<run folder>/split.csv: its train and val videos and their
 source groups) are counted ("36 of 60 videos were in run sample's train/val split") and left out

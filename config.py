@@ -20,9 +20,9 @@ from pathlib import Path
 # The folder of videos. Layouts understood, in this order:
 #   1. DFDC: videos plus METADATA_FILE ({"x.mp4": {"label": "FAKE"|"REAL", "original": ...}})
 #   2. real/ and fake/ subfolders (Celeb-DF, FaceForensics++ once sorted, DeepFake-TIMIT ...)
-#   3. FaceForensics++ as downloaded (original_sequences/, manipulated_sequences/), docs/datasets/ffpp.md
-#   4. Celeb-DF v1/v2 as downloaded (Celeb-real/, YouTube-real/, Celeb-synthesis/), docs/datasets/celeb-df.md
-#   5. DFDC's public test set (labels.csv) and the DFDC preview (dataset.json), docs/datasets/dfdc.md
+#   3. FaceForensics++ as downloaded (original_sequences/, manipulated_sequences/), docs/datasets-ffpp.md
+#   4. Celeb-DF v1/v2 as downloaded (Celeb-real/, YouTube-real/, Celeb-synthesis/), docs/datasets-celeb-df.md
+#   5. DFDC's public test set (labels.csv) and the DFDC preview (dataset.json), docs/datasets-dfdc.md
 #   6. anything else: every video file in the folder, labels unknown (fine for scoring)
 VIDEOS_DIR = Path("data/videos")
 METADATA_FILE = None            # None: VIDEOS_DIR / "metadata.json"

@@ -58,7 +58,7 @@ def labelled_videos(cfg):
     else:
         why = f"{cfg.METADATA_FILE} labels no video of {cfg.VIDEOS_DIR} as REAL or FAKE"
     raise StageError(f"no labelled videos: {why}; stage 02 needs DFDC metadata.json labels (see METADATA_FILE), "
-                     "a dataset as downloaded (FaceForensics++, Celeb-DF, DFDC test or preview: docs/datasets/) "
+                     "a dataset as downloaded (FaceForensics++, Celeb-DF, DFDC test or preview: docs/datasets-*.md) "
                      "or real/ and fake/ subfolders in VIDEOS_DIR")
 
 
