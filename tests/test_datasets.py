@@ -189,11 +189,11 @@ def test_dfdc_preview_dataset_json(tmp_path, clip):
     listing = read_dataset(config_for(make_dfdc_preview(tmp_path, clip)))
     assert listing.layout == "DFDC preview (dataset.json)"
     assert {v.name: (v.label, v.method, v.split) for v in listing.videos} == {
-        "original_videos_643049_1955797": ("REAL", None, "train"),
-        "method_A_643049_643049_A_1955797": ("FAKE", "method_A", "train"),
+        "original_videos_643049_1955797": ("REAL", None, None),  # its train set: stage 02 cuts train and val
+        "method_A_643049_643049_A_1955797": ("FAKE", "method_A", None),
         "original_videos_700000_1111111": ("REAL", None, "test"),
         "method_B_700000_700000_B_1111111": ("FAKE", "method_B", "test")}
-    assert set(listing.split_sources) == {"train", "test"}
+    assert set(listing.split_sources) == {"test"}
 
 
 @pytest.mark.parametrize("make, layout", [

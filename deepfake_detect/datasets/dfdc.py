@@ -18,7 +18,9 @@ PREVIEW_FILE = "dataset.json"
 # "label" is the probability that a video is FAKE: 1 = FAKE, 0 = REAL (Kaggle DFDC "Evaluation"
 # page; DeepfakeBench's DFDC test preprocessing reads it the same way).
 TEST_LABEL_VALUES = {"1": "FAKE", "0": "REAL", "FAKE": "FAKE", "REAL": "REAL"}
-PREVIEW_SETS = {"train": "train", "test": "test"}  # the preview has no validation set
+# The preview gives train and test sets but no validation set: only its test set is taken as an
+# official split, so that stage 02 cuts train and val from its train set (source groups together).
+PREVIEW_OFFICIAL_SETS = ("test",)
 
 
 class MetadataError(ValueError):
@@ -110,7 +112,7 @@ def preview_name(relative_path):
 
 
 def read_preview(folder):
-    """The DFDC preview: dataset.json, keyed by relative path, with its own train/test sets."""
+    """The DFDC preview: dataset.json, keyed by relative path; its test set is the official test split."""
     dataset_file = Path(folder) / PREVIEW_FILE
     try:
         entries = read_metadata(dataset_file)
@@ -128,7 +130,8 @@ def read_preview(folder):
             absent.append(preview_name(relative))
             continue
         first = Path(relative).parts[0]
-        split = PREVIEW_SETS.get(str(entry.get("set", "")).lower())
+        split = str(entry.get("set", "")).lower()
+        split = split if split in PREVIEW_OFFICIAL_SETS else None
         listing.videos.append(Video(preview_name(relative), path, label,
                                     method=first if label == "FAKE" and first.startswith("method_") else None,
                                     split=split))
