@@ -2,6 +2,7 @@
 """
 
 from pathlib import Path
+
 from deepfake_detect.inference.results import IMAGE, NOT_FOUND, UNREADABLE, UNSUPPORTED, VIDEO, Result
 
 
@@ -90,3 +91,10 @@ def list_inputs(paths, video_extensions, exclude=None):
             else:
                 ignored.append(found)
     return files, ignored
+
+
+def ignored_note(ignored):
+    """The warning about files list_inputs found in folders but will not score, naming a few."""
+    example = ", ".join(Path(p).name for p in ignored[:3])
+    return (f"ignored {len(ignored):,} file{'s' * (len(ignored) != 1)} in the folders that are "
+            f"not images or videos by name ({example}{', ...' if len(ignored) > 3 else ''})")
