@@ -29,7 +29,8 @@ up for illustration; long reasons cut):
 
 --explain adds a Grad-CAM heatmap per face (explain.py) to --annotate, --details and --json;
 --annotate also writes each video's P(fake) per frame as <name>-timeline.png (timeline.py).
-Inputs without a score (no face, unreadable, unsupported) say why and carry no score.
+Inputs without a score (no face, unreadable, unsupported) say why and carry no score. The fields
+of --csv and --json (the web API's too) are described in docs/results.md.
 Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
 """
 

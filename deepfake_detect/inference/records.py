@@ -24,8 +24,9 @@ SCHEMA_VERSION = 1
 # each input row repeats the context (threshold, margin, rule) and each face row names its input.
 INPUT_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict", "p_real_raw",
                  "seconds", "reason", "threshold", "uncertain_margin", "score_rule")
-FACE_COLUMNS = ("input", "frame", "face", "x", "y", "width", "height", "detector_confidence", "p_real", "p_fake",
-                "verdict", "p_real_raw", "heatmap_peak_x", "heatmap_peak_y")
+FACE_FIELDS = ("frame", "face", "x", "y", "width", "height", "detector_confidence", "p_real", "p_fake", "verdict",
+               "p_real_raw")
+FACE_COLUMNS = ("input", *FACE_FIELDS, "heatmap_peak_x", "heatmap_peak_y")
 
 CROP_DISPLAY_SIDE = 160  # px; crops in data: URIs are shrunk to this
 
@@ -87,7 +88,7 @@ def face_records(result, cfg, heatmap=False, overlay=False):
     for index in result.frame_indices:
         faces = by_frame.get(index, [])
         if not faces:
-            records.append({"frame": index, **{name: None for name in FACE_COLUMNS[2:]}})
+            records.append({name: index if name == "frame" else None for name in FACE_FIELDS})
         records += [face_record(face, cfg, heatmap, overlay) for face in faces]
     return records
 
