@@ -78,10 +78,9 @@ def parse_args(argv=None):
     return args
 
 
-def detect_files(args, cfg, scorer, model_path=None):
+def detect_files(args, cfg, scorer, model_path):
     """Score every input of `args` with `scorer` (with --ray: Ray actors loading `model_path`), print
     the table, write the files; return exit status."""
-    model_path = model_path or scorer.model_path
     files, ignored = list_inputs(args.inputs, cfg.VIDEO_EXTENSIONS, exclude=args.annotate)
     if ignored:
         warn(ignored_note(ignored))

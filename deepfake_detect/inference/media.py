@@ -5,10 +5,8 @@ from pathlib import Path
 
 from deepfake_detect.inference.results import IMAGE, NOT_FOUND, UNREADABLE, UNSUPPORTED, VIDEO, Result
 
-
 # Image files picked from folders (by name); given directly, any file is tried by its content.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
 
 SNIFF_BYTES = 16  # enough for every signature in sniff_media_kind
 

@@ -3,6 +3,7 @@
 
 import queue
 import threading
+
 from deepfake_detect.files import read_image
 from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
 from deepfake_detect.inference.results import IMAGE

@@ -19,8 +19,10 @@ An input with no face, or that cannot be read, gets a status saying so and no sc
 import threading
 import time
 from pathlib import Path
+
 import cv2
 import numpy as np
+
 from deepfake_detect.calibration import apply_temperature, read_temperature
 from deepfake_detect.devices import configure_tensorflow
 from deepfake_detect.export import is_exported, load_exported
@@ -33,9 +35,7 @@ from deepfake_detect.inference.reading import END_OF_INPUT, prefetched, read_fra
 from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, FaceScore, Result
 from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
 
-
 MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
-
 
 # Faces go through the model in chunks of this fixed size, the last one padded: a new batch
 # shape makes TensorFlow retrace the model (about 1 s on a 2-core CPU), a fixed one never does.
