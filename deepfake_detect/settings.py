@@ -12,7 +12,22 @@ import types
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_DIR / "config.py"
+INSTALLED_CONFIG = "share/deepfake-detect/config.py"  # where `pip install .` puts config.py (pyproject.toml)
+
+
+def default_config_path():
+    """config.py at the top of this checkout; for a `pip install .`d package, the copy it installed."""
+    checkout_config = REPO_DIR / "config.py"
+    if checkout_config.is_file():
+        return checkout_config
+    from importlib import metadata
+
+    try:
+        installed = [f for f in metadata.distribution("deepfake-detect").files or []
+                     if f.as_posix().endswith(INSTALLED_CONFIG)]
+    except metadata.PackageNotFoundError:
+        installed = []
+    return Path(installed[0].locate()) if installed else checkout_config
 
 # Folder settings that follow OUTPUT_DIR when left at None, with their folder names.
 DERIVED_FOLDERS = {
@@ -50,10 +65,11 @@ def load_config(path=None):
     The override file runs with every default already defined (so it may write
     `EPOCHS = EPOCHS * 2`); defining a name that is not a setting raises ConfigError.
     """
+    default_config = default_config_path()
     defaults = {"Path": Path, "os": os}
-    known = _run_config_file(DEFAULT_CONFIG, defaults)
+    known = _run_config_file(default_config, defaults)
     settings = dict(defaults)
-    if path is not None and Path(path).resolve() != DEFAULT_CONFIG:
+    if path is not None and Path(path).resolve() != default_config.resolve():
         defined = _run_config_file(path, settings)
         unknown = sorted(defined - known)
         if unknown:
@@ -62,7 +78,7 @@ def load_config(path=None):
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{path}: {name} is not a setting{hint}; see config.py for the list")
     cfg = types.SimpleNamespace(**{name: settings[name] for name in sorted(known)})
-    cfg.CONFIG_FILE = Path(path) if path else DEFAULT_CONFIG
+    cfg.CONFIG_FILE = Path(path) if path else default_config
     return resolve_config(cfg)
 
 

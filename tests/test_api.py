@@ -102,3 +102,32 @@ def test_importing_the_package_loads_neither_tensorflow_nor_flask():
         import deepfake_detect
 
         deepfake_detect.Detecter
+
+
+def test_pip_install_gives_the_package_its_template_and_default_config(tmp_path):
+    """`pip install .` (here: a wheel built from a copy of the checkout, installed under a prefix)
+    carries the web page's template and config.py, so settings load with no checkout around."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "deepfake_detect", source / "deepfake_detect",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "config.py"):
+        shutil.copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run(pip + ["wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"),
+                          str(source)], check=True, cwd=tmp_path)
+    wheel = next((tmp_path / "wheel").glob("deepfake_detect-*.whl"))
+    subprocess.run(pip + ["install", "--quiet", "--no-deps", "--prefix", str(tmp_path / "prefix"), str(wheel)],
+                   check=True, cwd=tmp_path)
+    site = next((tmp_path / "prefix").glob("lib*/python3*/site-packages"), None) or tmp_path / "prefix/Lib/site-packages"
+    probe = ("import deepfake_detect.settings as s, deepfake_detect.inference as i, pathlib\n"
+             "cfg = s.load_config()\n"
+             "print(pathlib.Path(s.__file__).parent.parent, cfg.CONFIG_FILE.name, cfg.INPUT_SIZE,\n"
+             "      (pathlib.Path(i.__file__).parent / 'templates' / 'index.html').is_file())")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env={"PYTHONPATH": str(site), "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    installed_at, config_name, input_size, has_template = done.stdout.split()
+    assert Path(installed_at).resolve() == site.resolve()  # the installed copy, not this checkout
+    assert (config_name, input_size, has_template) == ("config.py", "128", "True")
