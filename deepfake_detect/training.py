@@ -325,7 +325,6 @@ def choose_cache(mode, crop_count, input_size, available_bytes, share=CACHE_MEMO
 def cache_key(files, input_size):
     """A short hash of the crops (path, size, modification time) and INPUT_SIZE: a cache is
     reused only for exactly these files, unchanged."""
-
     digest = hashlib.sha256(str(input_size).encode())
     for path, label in files:
         stat = os.stat(path)

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from deepfake_detect import cluster
+from deepfake_detect.cluster import worker_share
 from tests.test_03_train import train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -98,5 +98,5 @@ def test_each_worker_decodes_only_its_own_half_of_the_crops(tmp_path):
     steps = [stdout.split("STEPS ", 1)[1].split()[0] for stdout in outputs]
     weights = [stdout.split("WEIGHTS ", 1)[1].splitlines()[0] for stdout in outputs]
     assert steps[0] == steps[1] != "0" and weights[0] == weights[1] != json.dumps([0.0, 0.0, 0.0])
-    assert decoded[0] == [str(path) for path, _ in cluster.worker_share(files, json.dumps(
+    assert decoded[0] == [str(path) for path, _ in worker_share(files, json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": 0}}))]
