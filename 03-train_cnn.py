@@ -30,7 +30,7 @@ without --overwrite. Ends with a summary such as:
 import os
 import sys
 
-from deepfake_detect import cluster, export, runs, settings, training
+from deepfake_detect import distribute, export, runs, settings, training
 from deepfake_detect.jobs.console import Timer
 from deepfake_detect.model import WeightsError
 from deepfake_detect.model_card import metrics_table
@@ -86,7 +86,7 @@ def main(argv=None):
         training.check_training_settings(cfg)
         name = args.name or cfg.RUN_NAME or runs.default_run_name()
         files_by_split = training.list_splits(cfg.SPLIT_DIR)
-        chief = cluster.is_chief(os.environ.get("TF_CONFIG"))
+        chief = distribute.is_chief(os.environ.get("TF_CONFIG"))
         run_dir, resuming = runs.prepare_run_dir(cfg, name, args.overwrite) if chief else (None, False)
     except (settings.ConfigError, training.SplitFolderError, runs.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -95,7 +95,7 @@ def main(argv=None):
         run_dir = runs.worker_run_dir(cfg, name)
 
     timer = Timer()
-    strategy, devices = cluster.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
+    strategy, devices = distribute.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
     training.set_training_seed(cfg.TRAINING_SEED)
     print_plan(cfg, devices, files_by_split, run_dir, resuming)
     settings.save_settings(cfg, run_dir, "03")

@@ -18,7 +18,7 @@ import numpy as np
 
 from deepfake_detect import settings
 from deepfake_detect.callbacks import make_callbacks
-from deepfake_detect.cluster import cluster_size, worker_position, worker_share
+from deepfake_detect.distribute import cluster_size, worker_position, worker_share
 from deepfake_detect.files import read_image
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.model import BACKBONES, CLASS_NAMES, build_model, resize_face

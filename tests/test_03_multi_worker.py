@@ -1,5 +1,5 @@
 """Multi-worker training reads only its share: two machines on loopback (TF_CONFIG), each decoding
-half of the crops (cluster.worker_share), training one model with MultiWorkerMirroredStrategy.
+half of the crops (distribute.worker_share), training one model with MultiWorkerMirroredStrategy.
 
     .venv/bin/pytest tests/test_03_multi_worker.py
 
@@ -16,15 +16,15 @@ import sys
 import textwrap
 from pathlib import Path
 
-from deepfake_detect.cluster import worker_share
+from deepfake_detect.distribute import worker_share
 from tests.test_03_train import train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 WORKER = textwrap.dedent("""
     import json, sys
-    from deepfake_detect import cluster, settings, training
-    strategy, devices = cluster.choose_strategy(mixed_precision=False)  # first: it starts the cluster
+    from deepfake_detect import distribute, settings, training
+    strategy, devices = distribute.choose_strategy(mixed_precision=False)  # first: it starts the cluster
     import tensorflow as tf
     cfg = settings.load_config(sys.argv[1])
     data, decoded = training.load_split(training.list_split(cfg.SPLIT_DIR, "train"), cfg, "train")
