@@ -99,6 +99,8 @@ def main(argv=None):
     training.set_training_seed(cfg.TRAINING_SEED)
     print_plan(cfg, devices, files_by_split, run_dir, resuming)
     settings.save_settings(cfg, run_dir, "03")
+    if chief:
+        runs.record_split(cfg, run_dir)
     cache_dir = training.choose_cache_dir(cfg, files_by_split, run_dir)
 
     try:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from deepfake_detect import calibration
 from deepfake_detect.callbacks import best_of, read_history
-from deepfake_detect.files import sha256_of, write_csv, write_text_atomic
+from deepfake_detect.files import sha256_of, write_bytes_atomic, write_csv, write_text_atomic
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.metrics import evaluate_scores, video_scores
 from deepfake_detect.model import CLASS_NAMES, load_model
 from deepfake_detect.model_card import library_versions, model_card
 from deepfake_detect.plots import plot_curves, plot_roc
+from deepfake_detect.split import SPLIT_CSV
 from deepfake_detect.training import count_files, load_split, remove_cache, video_of
 
 # Written once training has ended, so a run killed while being scored is scored again, not retrained.
@@ -81,6 +82,15 @@ def check_resumable(cfg, run_dir):
             raise RunError(f"{run_dir} was started with {name} = {started.get(name)!r}, not "
                            f"{getattr(cfg, name)!r}: resume it with the same settings, "
                            f"or use another --name (or --overwrite to start it over)")
+
+
+def record_split(cfg, run_dir):
+    """Copy stage 02's split.csv (every crop's split, video and source group) into the run folder,
+    so stage 05 can tell which videos this run trained and validated on, even after SPLIT_DIR is
+    rebuilt. A split made by hand, without split.csv, leaves nothing to copy."""
+    split_csv = Path(cfg.SPLIT_DIR) / SPLIT_CSV
+    if split_csv.is_file():
+        write_bytes_atomic(run_dir / SPLIT_CSV, split_csv.read_bytes())
 
 
 def worker_run_dir(cfg, name):

@@ -80,6 +80,8 @@ def write_split_crops(split_dir, videos_per_class=None, crops_per_video=3, seed=
 def split_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("split_dataset")
     write_split_crops(folder)
+    (folder / "split.csv").write_text("file,split,class,video,group\n"  # as stage 02 writes it
+                                      "train/fake/trainfake0x-000-00.png,train,fake,trainfake0x,trainfake0x\n")
     return folder
 
 
@@ -388,6 +390,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     for name in ("model.keras", "history.csv", "predictions.csv", "metrics.json", "curves.png", "roc.png",
                  "settings-03.json", "MODEL_CARD.md"):
         assert (run_dir / name).is_file(), name
+    assert (run_dir / "split.csv").read_bytes() == (split_dir / "split.csv").read_bytes()  # for stage 05's overlap check
     assert json.loads((run_dir / "settings-03.json").read_text())["INPUT_SIZE"] == TEST_INPUT_SIZE
 
     test_files = training.list_split(split_dir, "test")
