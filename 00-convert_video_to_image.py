@@ -55,18 +55,15 @@ def convert_video(video, cfg):
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__, shard=True)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: config WORKERS, else one per CPU core)")
-    settings.add_ray_argument(parser)
+    parser = settings.new_per_video_parser(
+        __doc__, workers_help="worker processes (default: config WORKERS, else one per CPU core)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
-        part, count = settings.parse_shard(args.shard)
+        cfg, part, count = settings.load_sharded_config(args)
         videos, problems = discover_videos(cfg)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,7 +12,22 @@ import types
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_DIR / "config.py"
+INSTALLED_CONFIG = "share/deepfake-detect/config.py"  # where `pip install .` puts config.py (pyproject.toml)
+
+
+def default_config_path():
+    """config.py at the top of this checkout; for a `pip install .`d package, the copy it installed."""
+    checkout_config = REPO_DIR / "config.py"
+    if checkout_config.is_file():
+        return checkout_config
+    from importlib import metadata
+
+    try:
+        installed = [f for f in metadata.distribution("deepfake-detect").files or []
+                     if f.as_posix().endswith(INSTALLED_CONFIG)]
+    except metadata.PackageNotFoundError:
+        installed = []
+    return Path(installed[0].locate()) if installed else checkout_config
 
 # Folder settings that follow OUTPUT_DIR when left at None, with their folder names.
 DERIVED_FOLDERS = {
@@ -51,10 +66,11 @@ def load_config(path=None):
     The override file runs with every default already defined (so it may write
     `EPOCHS = EPOCHS * 2`); defining a name that is not a setting raises ConfigError.
     """
+    default_config = default_config_path()
     defaults = {"Path": Path, "os": os}
-    known = _run_config_file(DEFAULT_CONFIG, defaults)
+    known = _run_config_file(default_config, defaults)
     settings = dict(defaults)
-    if path is not None and Path(path).resolve() != DEFAULT_CONFIG:
+    if path is not None and Path(path).resolve() != default_config.resolve():
         defined = _run_config_file(path, settings)
         unknown = sorted(defined - known)
         if unknown:
@@ -63,7 +79,7 @@ def load_config(path=None):
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"{path}: {name} is not a setting{hint}; see config.py for the list")
     cfg = types.SimpleNamespace(**{name: settings[name] for name in sorted(known)})
-    cfg.CONFIG_FILE = Path(path) if path else DEFAULT_CONFIG
+    cfg.CONFIG_FILE = Path(path) if path else default_config
     return resolve_config(cfg)
 
 
@@ -206,6 +222,13 @@ def apply_ray_flag(cfg, ray_flag):
     return cfg
 
 
+def load_sharded_config(args):
+    """(cfg, part, count) from the --config, --ray and --shard flags of a per-video stage (00, 01a)."""
+    cfg = apply_ray_flag(load_config(args.config), args.ray)
+    part, count = parse_shard(args.shard)
+    return cfg, part, count
+
+
 def describe_engine(cfg, workers):
     """'workers=N' for the local pool, or 'engine=Ray at ADDRESS'."""
     return f"engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else f"workers={workers}"
@@ -234,4 +257,13 @@ def new_parser(doc, shard=False):
                         help="also show TensorFlow's own start-up messages (hidden by default)")
     if shard:
         add_shard_argument(parser)
+    return parser
+
+
+def new_per_video_parser(doc, workers_help):
+    """The parser of a stage that runs one job per video (00, 01a): --config, --verbose, --shard,
+    --workers (described by `workers_help`) and --ray."""
+    parser = new_parser(doc, shard=True)
+    parser.add_argument("--workers", type=int, default=None, help=workers_help)
+    add_ray_argument(parser)
     return parser

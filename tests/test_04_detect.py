@@ -254,7 +254,7 @@ def test_portraits_are_scored_with_the_training_pipeline(workspace, scorer, cfg,
     assert float(rows["astronaut.png"]["p_real"]) == pytest.approx(float(np.mean(expected)), abs=1e-5)
 
     document = json.loads(json_path.read_text())
-    assert document["model"] == str(workspace["model"])
+    assert document["schema"] == 1 and document["model"] == str(workspace["model"])
     assert "P(fake) = 1 - P(real)" in document["score_meaning"]
     assert [Path(i["input"]).name for i in document["inputs"]] == ["astronaut.png", "hopper.jpg", "astronaut.mp4"]
     assert document["inputs"][0]["p_real"] == pytest.approx(float(rows["astronaut.png"]["p_real"]), abs=1e-5)
@@ -324,15 +324,84 @@ def test_details_show_and_write_every_frame_and_face(workspace, scorer, tmp_path
     assert float(summary["astronaut.mp4"]["p_real"]) == pytest.approx(mean, abs=1e-5)
 
 
+def test_csv_and_json_are_one_record_under_the_same_names(workspace, scorer, tmp_path):
+    """The CSV files are the flat view of the JSON's records: the same fields, the same values,
+    plus the context a CSV row has no document for (and each face row's input)."""
+    from deepfake_detect.inference.records import FACE_COLUMNS, INPUT_COLUMNS
+
+    media = workspace["media"]
+    csv_path, json_path = tmp_path / "scores.csv", tmp_path / "scores.json"
+    run_cli(workspace, scorer, media["astronaut.mp4"], media["plain.mp4"], "--details", "--csv", csv_path,
+            "--json", json_path)
+    document = json.loads(json_path.read_text())
+    context = {"threshold", "uncertain_margin", "score_rule"}
+    assert document["schema"] == 1 and context <= set(document)
+    for record, row in zip(document["inputs"], read_csv(csv_path)):
+        assert set(record) - {"face_scores"} == set(INPUT_COLUMNS) - context == set(row) - context
+        assert row["p_real"] == ("" if record["p_real"] is None else f"{record['p_real']:.9g}")
+    json_faces = [face for record in document["inputs"] for face in record["face_scores"]]
+    csv_faces = read_csv(tmp_path / "scores-faces.csv")
+    assert len(json_faces) == len(csv_faces) == 4  # 2 frames with a face, 2 without
+    for face, row in zip(json_faces, csv_faces):
+        assert set(face) <= set(row) - {"input"} and list(row) == list(FACE_COLUMNS)
+        assert row["x"] == ("" if face["x"] is None else str(face["x"]))
+        assert face["verdict"] in (None, "REAL", "FAKE", "UNCERTAIN")
+
+
+def run_python(code):
+    """Run `code` in a fresh interpreter from the repository; returns its stdout."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_help_loads_neither_tensorflow_nor_flask():
+    printed = run_python(
+        "import importlib, sys\n"
+        "stage04 = importlib.import_module('04-detect_deepfakes')\n"
+        "try:\n    stage04.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('loaded:', [m for m in ('tensorflow', 'keras', 'flask') if m in sys.modules])\n")
+    assert "--json PATH" in printed and "loaded: []" in printed
+
+
+def test_writing_the_json_and_csv_never_imports_flask(tmp_path):
+    """What 04 calls for --csv, --json and --details, on Results with crops and heatmaps: the
+    web page's Flask stays unloaded on the command line."""
+    printed = run_python(
+        "import importlib, sys\nimport numpy as np\n"
+        "from pathlib import Path\n"
+        "from deepfake_detect.inference import records, table\n"
+        "from deepfake_detect.inference.results import FaceScore, Result\n"
+        "from deepfake_detect.settings import load_config\n"
+        "importlib.import_module('04-detect_deepfakes')\n"
+        "cfg = load_config()\n"
+        "face = FaceScore(0, 0, (1, 2, 30, 40), 0.99, 0.3, np.zeros((8, 8, 3), np.uint8), np.eye(2), 0.3)\n"
+        "results = [Result('a.png', 'image', frame_indices=[0], faces=[face], p_real=0.3, verdict='FAKE')]\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "document = records.results_document(results, cfg, 'model.keras', '', True, True)\n"
+        "records.write_results_json(out / 'a.json', document)\n"
+        "records.write_results_csv(out / 'a.csv', results, cfg, True)\n"
+        "print(table.result_lines(results[0], 10, True))\n"
+        "print('flask loaded:', 'flask' in sys.modules)\n")
+    assert "flask loaded: False" in printed and "Grad-CAM peak" in printed
+    face = json.loads((tmp_path / "a.json").read_text())["inputs"][0]["face_scores"][0]
+    assert face["overlay"].startswith("data:image/jpeg;base64,") and face["heatmap_peak_x"] == 0.25
+    assert read_csv(tmp_path / "a-faces.csv")[0]["heatmap_peak_x"] == "0.25"
+
+
 def test_confident_rule_from_the_settings(workspace, scorer, tmp_path):
     config = write_config(tmp_path / "confident.py", RUNS_DIR=workspace["root"] / "runs", VIDEO_SCORE="confident")
     json_path = tmp_path / "scores.json"
     status = stage04.main(["--config", str(config), str(workspace["media"]["astronaut.mp4"]),
                            "--details", "--json", str(json_path)], scorer=scorer)
     assert status == 0
-    record = json.loads(json_path.read_text())["inputs"][0]
-    assert record["score_rule"] == "confident"
-    face_scores = [f["p_real"] for f in record["faces_detail"]]
+    document = json.loads(json_path.read_text())
+    record = document["inputs"][0]
+    assert document["score_rule"] == "confident"
+    face_scores = [f["p_real"] for f in record["face_scores"]]
     assert record["p_real"] == pytest.approx(confident_score(face_scores))
 
 
@@ -372,6 +441,23 @@ def test_reading_ahead_changes_nothing_but_speed(workspace, scorer, cfg):
     assert [(r.path, r.status, r.frame_indices, len(r.faces)) for r in ahead] == \
            [(r.path, r.status, r.frame_indices, len(r.faces)) for r in inline]
     assert [r.p_real for r in ahead] == pytest.approx([r.p_real for r in inline], abs=1e-6)
+
+
+def test_ray_actors_find_their_job_by_name_and_score_as_here(workspace, scorer, cfg, monkeypatch):
+    """What each Ray actor runs (batch.start_scorer once, then batch.score_input per input),
+    here in this process: importable by name, and the same Result as the local scorer's."""
+    from deepfake_detect.inference import batch
+    from deepfake_detect.jobs.ray_cluster import function_spec, resolve_function
+
+    assert function_spec(batch.score_input) == ("deepfake_detect.inference.batch", "score_input")
+    assert resolve_function(function_spec(batch.start_scorer)) is batch.start_scorer
+    monkeypatch.setattr(batch, "Scorer", lambda model_path: scorer)  # the model is already loaded
+    monkeypatch.setattr(batch, "_scorer", None)  # restored, with the options, when the test ends
+    monkeypatch.setattr(batch, "_keep_frames", False)
+    monkeypatch.setattr(batch, "_explain", False)
+    batch.start_scorer(str(workspace["model"]), False, False)
+    path = workspace["media"]["hopper.jpg"]
+    assert batch.score_input(path, cfg).p_real == pytest.approx(scorer.score_file(path, cfg).p_real, abs=1e-6)
 
 
 def test_annotate_draws_boxes_on_images_and_videos(workspace, scorer, tmp_path):
@@ -454,7 +540,7 @@ def test_real_dfdc_clip(workspace, scorer, tmp_path, dfdc_sample_dir):
     record = json.loads(json_path.read_text())["inputs"][0]
     assert record["frames"] == 11  # 300 frames at 29.97 fps, one kept per second
     assert record["faces"] >= 8 and record["status"] == "scored"
-    widths = {face["width"] for face in record["faces_detail"] if face["width"] is not None}
+    widths = {face["width"] for face in record["face_scores"] if face["width"] is not None}
     assert max(widths) < 633  # boxes in the 633x356 frames stage 00 saves, not the 1920 px original
 
 

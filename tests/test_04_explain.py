@@ -133,10 +133,11 @@ def test_details_and_json_carry_the_heatmaps(scorer, workspace, tmp_path, capsys
     assert status == 0
     assert re.search(r"Grad-CAM peak at \d+%,\d+% \(x,y\) of the crop", capsys.readouterr().out)
     record = json.loads(out.read_text())["inputs"][0]
-    gradcam = record["gradcam"]
-    assert len(gradcam) == record["faces"] >= 1
-    assert gradcam[0]["overlay"].startswith("data:image/jpeg;base64,")
-    assert np.max(gradcam[0]["heatmap"]) == pytest.approx(1.0)
+    faces = record["face_scores"]
+    assert len(faces) == record["faces"] >= 1
+    assert faces[0]["overlay"].startswith("data:image/jpeg;base64,")
+    assert np.max(faces[0]["heatmap"]) == pytest.approx(1.0)
+    assert 0 < faces[0]["heatmap_peak_x"] < 1 and 0 < faces[0]["heatmap_peak_y"] < 1
 
 
 # ------------------------------------------------------------------ timeline
@@ -151,7 +152,7 @@ def test_timeline_svg_points_read_back_as_the_frame_scores(scorer, workspace):
     cfg = workspace["cfg"]
     result = scorer.score_file(workspace["media"]["gap.mp4"], cfg)
     assert result.frame_indices == [0, 10, 20]
-    series = timeline.frame_series(result.frame_indices, result.faces)
+    series = timeline.frame_series(result)
     assert [frame for frame, p in series if p is None] == [10]
     svg = timeline.timeline_svg(series, cfg.THRESHOLD)
     points = read_svg_points(svg)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect.inference import web
+from deepfake_detect.inference import records, web
 from deepfake_detect.inference.scoring import Scorer
 from deepfake_detect.inference.verdicts import verdict_of
 from deepfake_detect.settings import load_config
@@ -89,11 +89,20 @@ def test_api_scores_an_image(client, workspace):
 
 
 def test_api_agrees_with_the_command_line_scorer(client, workspace, scorer):
+    """Same scores, and the same record under the same names as the command line's --json."""
     path = workspace["media"]["hopper.jpg"]
-    expected = scorer.score_file(path, workspace["cfg"])
+    cfg = workspace["cfg"]
+    expected = scorer.score_file(path, cfg)
     result = upload(client, "/api/detect", path).get_json()
     assert result["p_real"] == pytest.approx(expected.p_real, abs=1e-6)
     assert result["faces"] == len(expected.faces)
+    assert result["schema"] == records.SCHEMA_VERSION and result["input"] == "hopper.jpg"
+    command_line = records.results_document([expected], cfg, "model.keras", "", faces=True)
+    cli_record = command_line["inputs"][0]
+    assert set(cli_record) <= set(result)
+    assert set(cli_record["face_scores"][0]) == set(result["face_scores"][0])
+    context = ("threshold", "uncertain_margin", "score_rule", "score_meaning")
+    assert {name: result[name] for name in context} == {name: command_line[name] for name in context}
 
 
 def test_api_scores_a_video_and_returns_crops_on_request(client, workspace):
@@ -104,7 +113,7 @@ def test_api_scores_a_video_and_returns_crops_on_request(client, workspace):
     crop = result["face_scores"][0]["crop"]
     assert crop.startswith("data:image/jpeg;base64,")
     image = cv2.imdecode(np.frombuffer(base64.b64decode(crop.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None and max(image.shape[:2]) <= web.CROP_DISPLAY_SIDE
+    assert image is not None and max(image.shape[:2]) <= records.CROP_DISPLAY_SIDE
 
 
 def test_api_no_face_has_no_score(client, workspace):

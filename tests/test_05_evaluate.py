@@ -170,7 +170,7 @@ def test_temperature_fit_recovers_a_known_temperature():
     fitted = calibration.fit_temperature(labels, raw)
     assert fitted == pytest.approx(true_t, rel=0.05)
     calibrated = calibration.apply_temperature(raw, fitted)
-    assert calibration.negative_log_likelihood(labels, calibrated) < calibration.negative_log_likelihood(labels, raw)
+    assert metrics.log_loss(labels, calibrated) < metrics.log_loss(labels, raw)
     assert metrics.expected_calibration_error(labels, calibrated) < metrics.expected_calibration_error(labels, raw)
     np.testing.assert_allclose(calibration.apply_temperature([0.5, 0.88], None), [0.5, 0.88])
     assert calibration.apply_temperature([0.8], 2.0)[0] == pytest.approx(1 / (1 + math.exp(-math.log(4) / 2)))

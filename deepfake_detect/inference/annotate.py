@@ -1,9 +1,14 @@
-"""Boxes and P(fake) drawn on a scored input's frames, written as a PNG or an mp4.
+"""Boxes and P(fake) drawn on a scored input's frames, written as a PNG or an mp4 (--annotate),
+with a video's P(fake) timeline beside it.
 """
 
+import os
 from pathlib import Path
+
 import cv2
-from deepfake_detect.inference.results import IMAGE
+
+from deepfake_detect.files import write_png
+from deepfake_detect.inference.results import IMAGE, VIDEO
 from deepfake_detect.inference.verdicts import verdict_of
 
 
@@ -32,9 +37,7 @@ def annotate_frame(frame_bgr, faces, threshold):
 
 def annotated_frames(result, threshold):
     """[(frame index, annotated BGR frame)] for a Result scored with keep_frames=True."""
-    by_frame = {}
-    for face in result.faces:
-        by_frame.setdefault(face.frame, []).append(face)
+    by_frame = result.faces_by_frame()
     return [(index, annotate_frame(frame, by_frame.get(index, []), threshold))
             for index, frame in sorted((result.frames_bgr or {}).items())]
 
@@ -45,10 +48,6 @@ def write_annotated(result, out_path, threshold, frames_per_second=1):
     Written under a temporary name and renamed, so a killed run leaves no half file.
     Returns out_path, or None when the result has no frames.
     """
-    import os
-
-    from deepfake_detect.files import write_png
-
     frames = annotated_frames(result, threshold)
     if not frames:
         return None
@@ -68,3 +67,32 @@ def write_annotated(result, out_path, threshold, frames_per_second=1):
         writer.release()
     os.replace(temporary, out_path)
     return out_path
+
+
+def annotation_path(out_dir, result, used):
+    """`out_dir/<name>-annotated.png|.mp4`, numbered when two inputs share a name; `used` is the
+    set of paths already given out, and gets this one."""
+    stem = Path(result.path).stem
+    suffix = ".mp4" if result.kind == VIDEO else ".png"
+    candidate, number = Path(out_dir) / f"{stem}-annotated{suffix}", 1
+    while candidate in used:
+        number += 1
+        candidate = Path(out_dir) / f"{stem}-{number}-annotated{suffix}"
+    used.add(candidate)
+    return candidate
+
+
+def write_annotations(result, path, cfg, explain):
+    """The annotated image or video at `path` (heatmaps under the boxes with `explain`) and,
+    for a video, its P(fake) timeline beside it as `<name>-timeline.png`."""
+    if explain:
+        from deepfake_detect.inference.explain import paint_result_frames
+
+        paint_result_frames(result, cfg.FACE_MARGIN)
+    write_annotated(result, path, cfg.THRESHOLD, cfg.FRAMES_PER_SECOND)
+    if result.kind == VIDEO:
+        from deepfake_detect.inference.timeline import frame_series, write_timeline_png
+
+        write_timeline_png(frame_series(result), cfg.THRESHOLD,
+                           path.with_name(path.name.replace("-annotated.mp4", "-timeline.png")),
+                           title=f"{Path(result.path).name}: P(fake) per frame")

@@ -139,9 +139,7 @@ def paint_heatmaps(frame_bgr, faces, margin):
 
 def paint_result_frames(result, margin):
     """Overlay the heatmaps on a Result's kept frames (in place), before the boxes are drawn."""
-    by_frame = {}
-    for face in result.faces:
-        by_frame.setdefault(face.frame, []).append(face)
+    by_frame = result.faces_by_frame()
     for index, frame in (result.frames_bgr or {}).items():
         if index in by_frame:
             result.frames_bgr[index] = paint_heatmaps(frame, by_frame[index], margin)

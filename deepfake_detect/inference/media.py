@@ -2,12 +2,11 @@
 """
 
 from pathlib import Path
-from deepfake_detect.inference.results import IMAGE, NOT_FOUND, UNREADABLE, UNSUPPORTED, VIDEO, Result
 
+from deepfake_detect.inference.results import IMAGE, NOT_FOUND, UNREADABLE, UNSUPPORTED, VIDEO, Result
 
 # Image files picked from folders (by name); given directly, any file is tried by its content.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
 
 SNIFF_BYTES = 16  # enough for every signature in sniff_media_kind
 
@@ -90,3 +89,10 @@ def list_inputs(paths, video_extensions, exclude=None):
             else:
                 ignored.append(found)
     return files, ignored
+
+
+def ignored_note(ignored):
+    """The warning about files list_inputs found in folders but will not score, naming a few."""
+    example = ", ".join(Path(p).name for p in ignored[:3])
+    return (f"ignored {len(ignored):,} file{'s' * (len(ignored) != 1)} in the folders that are "
+            f"not images or videos by name ({example}{', ...' if len(ignored) > 3 else ''})")

@@ -3,6 +3,7 @@
 
 import queue
 import threading
+
 from deepfake_detect.files import read_image
 from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
 from deepfake_detect.inference.results import IMAGE
@@ -23,12 +24,14 @@ def iter_media_frames(path, kind, cfg):
     return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND)
 
 
-_END = object()  # marks the end of one input's frames in the reading thread's stream
+# Stands in for the frame index after one input's last frame in read_frames' stream.
+END_OF_INPUT = object()
 
 
-def _read_all(items, cfg, stop):
+def read_frames(items, cfg, stop):
     """Yield (item, frame index, frame) for every frame of every (path, kind) item, then
-    (item, _END, error message or None) once per item. Runs in the reading thread."""
+    (item, END_OF_INPUT, error message or None) once per item, until `stop` (an Event) is set.
+    Runs in the reading thread (prefetched)."""
     for item in items:
         if stop.is_set():
             return
@@ -38,11 +41,11 @@ def _read_all(items, cfg, stop):
                 yield item, index, frame
                 if stop.is_set():
                     return
-            yield item, _END, None
+            yield item, END_OF_INPUT, None
         except VideoError as error:
-            yield item, _END, str(error)
+            yield item, END_OF_INPUT, str(error)
         except Exception as error:  # noqa: BLE001 - one odd file must not stop the others
-            yield item, _END, f"{type(error).__name__}: {error}"
+            yield item, END_OF_INPUT, f"{type(error).__name__}: {error}"
 
 
 def prefetched(make_items, max_items):
@@ -55,22 +58,21 @@ def prefetched(make_items, max_items):
     stop = threading.Event()
     done = object()
 
+    def put_unless_stopped(item):
+        # A bounded wait, so a consumer that stopped early never leaves this thread blocked.
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def produce():
         try:
             for item in make_items(stop):
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                put_unless_stopped(item)
         finally:
-            while not stop.is_set():
-                try:
-                    buffer.put(done, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            put_unless_stopped(done)
 
     thread = threading.Thread(target=produce, name="frame-reader", daemon=True)
     thread.start()

@@ -5,16 +5,14 @@ verdict; the other statuses say why there is none.
 """
 
 from dataclasses import dataclass, field
-import numpy as np
 
+import numpy as np
 
 # Statuses of a Result; only SCORED carries a score.
 SCORED, NO_FACE, UNREADABLE, UNSUPPORTED, NOT_FOUND, FAILED = (
     "scored", "no face", "unreadable", "unsupported", "not found", "failed")
 
-
 IMAGE, VIDEO = "image", "video"
-
 
 UNCERTAIN = "UNCERTAIN"  # the verdict for a score within UNCERTAIN_MARGIN of THRESHOLD
 
@@ -60,3 +58,16 @@ class Result:
     @property
     def scored(self):
         return self.status == SCORED
+
+    def counts(self):
+        """(frames read, faces scored); (None, None) when nothing could be read."""
+        if not self.frame_indices:
+            return None, None
+        return len(self.frame_indices), len(self.faces)
+
+    def faces_by_frame(self):
+        """{frame index: [FaceScore, ...]} for the frames with a face, in frame order."""
+        by_frame = {}
+        for face in sorted(self.faces, key=lambda face: face.frame):
+            by_frame.setdefault(face.frame, []).append(face)
+        return by_frame

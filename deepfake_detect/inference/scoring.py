@@ -19,22 +19,23 @@ An input with no face, or that cannot be read, gets a status saying so and no sc
 import threading
 import time
 from pathlib import Path
+
 import cv2
 import numpy as np
+
 from deepfake_detect.calibration import apply_temperature, read_temperature
 from deepfake_detect.devices import configure_tensorflow
 from deepfake_detect.export import is_exported, load_exported
 from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
+from deepfake_detect.frames import resize_frame
 from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.model import load_model, prepare_faces
 from deepfake_detect.inference.media import classify_file
-from deepfake_detect.inference.reading import _END, _read_all, prefetched
+from deepfake_detect.inference.reading import END_OF_INPUT, prefetched, read_frames
 from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, FaceScore, Result
 from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
 
-
 MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
-
 
 # Faces go through the model in chunks of this fixed size, the last one padded: a new batch
 # shape makes TensorFlow retrace the model (about 1 s on a 2-core CPU), a fixed one never does.
@@ -146,6 +147,18 @@ class Scorer:
         return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames,
                                      explain=explain, progress=progress))
 
+    def score_array(self, image_rgb, cfg, name="array", keep_frames=False, explain=False):
+        """Result (path `name`) for an RGB uint8 image array (H, W, 3), scored as the same image
+        read from a file: resized by RESIZE_RULES, as one frame. Raises ValueError for another
+        shape or type."""
+        image_rgb = np.asarray(image_rgb)
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image of shape (height, width, 3), "
+                             f"got {image_rgb.dtype} of shape {image_rgb.shape}")
+        frame = resize_frame(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), cfg.RESIZE_RULES)
+        stream = iter([((name, IMAGE), 0, frame), ((name, IMAGE), END_OF_INPUT, None)])
+        return self._score_stream(stream, cfg, keep_frames, explain)
+
     def score_files(self, paths, cfg, kinds=None, keep_frames=False, read_ahead=True, explain=False,
                     progress=None):
         """Yield a Result per path, in order. Frames of the next files are read in a background
@@ -164,9 +177,9 @@ class Scorer:
             else:
                 items.append((str(path), kind))
         if read_ahead:
-            stream = prefetched(lambda stop: _read_all(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
+            stream = prefetched(lambda stop: read_frames(items, cfg, stop), max_items=2 * cfg.MTCNN_BATCH_SIZE)
         else:
-            stream = _read_all(items, cfg, threading.Event())
+            stream = read_frames(items, cfg, threading.Event())
         for position in range(len(paths)):
             if position in early:
                 yield early[position]
@@ -183,7 +196,7 @@ class Scorer:
         batch, faces, frame_indices, frames_kept, unsearched = [], [], [], {}, []
         failure = None
         for (path, kind), index, frame in stream:
-            if index is _END:
+            if index is END_OF_INPUT:
                 read_error = frame
                 break
             frame_indices.append(index)

@@ -20,13 +20,12 @@ PLOT_WIDTH, PLOT_HEIGHT = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 FAKE_COLOUR, REAL_COLOUR, LINE_COLOUR, NO_FACE_COLOUR = "#b00020", "#1b7f2a", "#1f4e9c", "#888888"
 
 
-def frame_series(frame_indices, faces):
-    """[(frame index, P(fake) or None)] for every frame read: the mean P(fake) of its faces,
-    None when it has none. `faces` are FaceScores (frame, p_fake)."""
-    by_frame = {}
-    for face in faces:
-        by_frame.setdefault(face.frame, []).append(face.p_fake)
-    return [(index, float(np.mean(by_frame[index])) if index in by_frame else None) for index in frame_indices]
+def frame_series(result):
+    """[(frame index, P(fake) or None)] for every frame a Result read: the mean P(fake) of its
+    faces, None when it has none."""
+    by_frame = result.faces_by_frame()
+    return [(index, float(np.mean([face.p_fake for face in by_frame[index]])) if index in by_frame else None)
+            for index in result.frame_indices]
 
 
 def x_of(frame, first, last):

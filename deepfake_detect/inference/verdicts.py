@@ -3,6 +3,7 @@ UNCERTAIN_MARGIN), and the sentences that say what a score means.
 """
 
 import numpy as np
+
 from deepfake_detect.inference.results import UNCERTAIN
 
 

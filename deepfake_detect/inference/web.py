@@ -5,8 +5,8 @@ video, see the verdict, the score and every face crop with its score.
 
     GET  /             the upload page
     POST /             upload (form field "file"), answers with the same page and the result
-    POST /api/detect   the same upload, answers JSON (add ?crops=1 for the crops as data: URIs,
-                       ?explain=1 for Grad-CAM overlays of the crops as data: URIs)
+    POST /api/detect   the same upload, answers JSON: an input record of docs/results.md (add
+                       ?crops=1 for the crops as data: URIs, ?explain=1 for Grad-CAM overlays)
     POST /api/jobs     the same upload, scored in the background: answers 202 {"job": id} at once
     GET  /api/jobs/ID  {"state": "running", "frames_read", "frames_expected"} while it is scored,
                        then {"state": "done", "status": HTTP status, "result" or "error"}
@@ -26,7 +26,6 @@ files at all), and deleted as soon as it is scored. Errors reach the browser as 
 stack traces go to the server's log only.
 """
 
-import base64
 import math
 import secrets
 import shutil
@@ -40,12 +39,12 @@ from flask import Flask, current_app, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from deepfake_detect.inference import records
 from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
-from deepfake_detect.inference.results import FAILED, SCORED, UNREADABLE
-from deepfake_detect.inference.verdicts import score_meaning, verdict_of
+from deepfake_detect.inference.results import FAILED, SCORED, UNREADABLE, VIDEO
+from deepfake_detect.inference.verdicts import score_meaning
 
 MAX_CROPS_SHOWN = 60      # a long video has one face a second; the page shows the first ones
-CROP_DISPLAY_SIDE = 160   # px; crops are shrunk to this for the page
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_RUNNING_JOBS = 4      # uploads waiting or being scored at once; more get 429
@@ -61,45 +60,18 @@ class UploadError(Exception):
         self.message = message
 
 
-def crop_data_uri(crop_rgb, side=CROP_DISPLAY_SIDE):
-    """A face crop as a `data:image/jpeg;base64,...` URI, shrunk to at most `side` px."""
-    height, width = crop_rgb.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    if scale < 1:
-        crop_rgb = cv2.resize(crop_rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                              interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return "data:image/jpeg;base64," + base64.b64encode(encoded.tobytes()).decode("ascii") if ok else ""
-
-
-def overlay_fields(face):
-    """{"overlay": Grad-CAM overlay of the crop as a data: URI} for a face with a heatmap."""
-    if face.heatmap is None or face.crop is None:
-        return {}
-    from deepfake_detect.inference.explain import overlay_heatmap
-
-    return {"overlay": crop_data_uri(overlay_heatmap(face.crop, face.heatmap))}
-
-
-def result_payload(result, cfg, file_name, with_crops, with_overlays=False):
-    """The JSON-ready description of one scored upload (also what the page shows)."""
+def result_payload(result, cfg, with_crops, with_overlays=False):
+    """The JSON answer for one scored upload (also what the page shows): its input record with
+    the face records of its first MAX_CROPS_SHOWN faces (all without crops and overlays), the
+    context fields, and for a video its timeline. See docs/results.md."""
     from deepfake_detect.inference.timeline import frame_series
 
     shown = MAX_CROPS_SHOWN if with_crops or with_overlays else None
-    faces = [{"frame": face.frame, "face": face.number,
-              "box": dict(zip(("x", "y", "width", "height"), face.box)),
-              "p_real": face.p_real, "p_fake": face.p_fake,
-              "verdict": verdict_of(face.p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN),
-              **({"crop": crop_data_uri(face.crop)} if with_crops and face.crop is not None else {}),
-              **(overlay_fields(face) if with_overlays else {})}
-             for face in result.faces[:shown]]
-    timeline = [{"frame": frame, "p_fake": p_fake}
-                for frame, p_fake in frame_series(result.frame_indices, result.faces)] if result.kind == "video" else []
-    return {"timeline": timeline, "file": file_name, "type": result.kind, "status": result.status, "reason": result.reason,
-            "frames": len(result.frame_indices), "faces": len(result.faces),
-            "p_real": result.p_real, "p_fake": result.p_fake, "verdict": result.verdict,
-            "threshold": cfg.THRESHOLD, "uncertain_margin": cfg.UNCERTAIN_MARGIN, "score_rule": cfg.VIDEO_SCORE,
-            "score_meaning": score_meaning(cfg), "seconds": round(result.seconds, 2), "face_scores": faces}
+    faces = [records.face_record(face, cfg, overlay=with_overlays, crop=with_crops) for face in result.faces[:shown]]
+    timeline = [{"frame": frame, "p_fake": p_fake} for frame, p_fake in frame_series(result)] \
+        if result.kind == VIDEO else []
+    return {"schema": records.SCHEMA_VERSION, **records.input_record(result), "face_scores": faces,
+            "timeline": timeline, **records.context_fields(cfg), "score_meaning": score_meaning(cfg)}
 
 
 def score_upload(upload, scorer, cfg, explain=False):
@@ -153,7 +125,7 @@ def score_saved(folder, path, kind, file_name, scorer, cfg, explain=False, progr
 def expected_frames(path, kind, frames_per_second):
     """How many frames scoring will read: 1 for an image; for a video, its announced frame
     count over the kept-frame step (None when the video does not say)."""
-    if kind != "video":
+    if kind != VIDEO:
         return 1
     from deepfake_detect.frames import frame_step
 
@@ -173,7 +145,7 @@ class Jobs:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.jobs = {}  # id -> dict(state, frames_read, frames_expected, file, status, payload, error)
+        self.jobs = {}  # id -> dict(state, frames_read, frames_expected, input, type, status, payload, error)
 
     def running(self):
         return sum(job["state"] == "running" for job in self.jobs.values())
@@ -187,7 +159,7 @@ class Jobs:
         folder, path, kind = save_upload(upload)
         job_id = secrets.token_urlsafe(12)
         job = {"state": "running", "frames_read": 0, "frames_expected": expected_frames(path, kind, cfg.FRAMES_PER_SECOND),
-               "file": upload.filename, "type": kind, "status": None, "payload": None, "error": None}
+               "input": upload.filename, "type": kind, "status": None, "payload": None, "error": None}
         with self.lock:
             self.jobs[job_id] = job
             finished = [key for key, value in self.jobs.items() if value["state"] == "done"]
@@ -201,7 +173,7 @@ class Jobs:
             try:
                 result = score_saved(folder, path, kind, upload.filename, scorer, cfg, explain=with_overlays,
                                      progress=progress, logger=logger)
-                job["payload"] = result_payload(result, cfg, result.path, with_crops, with_overlays)
+                job["payload"] = result_payload(result, cfg, with_crops, with_overlays)
                 job["status"] = 200
             except UploadError as error:
                 job["status"], job["error"] = error.status, error.message
@@ -220,7 +192,7 @@ class Jobs:
 
 def job_state(job):
     """The JSON answer of GET /api/jobs/ID."""
-    answer = {"state": job["state"], "file": job["file"], "type": job["type"],
+    answer = {"state": job["state"], "input": job["input"], "type": job["type"],
               "frames_read": job["frames_read"], "frames_expected": job["frames_expected"]}
     if job["state"] == "done":
         answer["status"] = job["status"]
@@ -265,7 +237,7 @@ def create_app(scorer, cfg):
             result = score_upload(request.files.get("file"), scorer, cfg, explain=explain_page)
         except UploadError as error:
             return page(error.status, error=error.message)
-        return page(result=result_payload(result, cfg, result.path, with_crops=True, with_overlays=explain_page),
+        return page(result=result_payload(result, cfg, with_crops=True, with_overlays=explain_page),
                     scored=result.status == SCORED)
 
     @app.post("/api/detect")
@@ -275,7 +247,7 @@ def create_app(scorer, cfg):
             result = score_upload(request.files.get("file"), scorer, cfg, explain=explain)
         except UploadError as error:
             return jsonify(error=error.message), error.status
-        return jsonify(result_payload(result, cfg, result.path, flag("crops"), with_overlays=explain))
+        return jsonify(result_payload(result, cfg, flag("crops"), with_overlays=explain))
 
     @app.post("/api/jobs")
     def start_job():

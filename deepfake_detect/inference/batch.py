@@ -1,0 +1,38 @@
+"""Stage 04's inputs scored here, or with --ray by Ray actors that each load the model once.
+
+Ray's workers import `start_scorer` and `score_input` by name (jobs.ray_cluster.function_spec),
+so they live here, at module level, with the one scorer of each actor's process.
+"""
+
+from deepfake_detect.inference.results import FAILED, Result
+from deepfake_detect.inference.scoring import Scorer
+from deepfake_detect.jobs.outcome import Outcome
+
+# Each Ray actor's scorer and options, set once by start_scorer (the model and MTCNN take seconds).
+_scorer, _keep_frames, _explain = None, False, False
+
+
+def start_scorer(model_path, keep_frames, explain):
+    """Ray actor set-up: load the model and MTCNN once for this actor."""
+    global _scorer, _keep_frames, _explain
+    _scorer, _keep_frames, _explain = Scorer(model_path), keep_frames, explain
+
+
+def score_input(path, cfg):
+    """Ray job: one input's Result, scored by this actor's scorer."""
+    return _scorer.score_file(path, cfg, keep_frames=_keep_frames, explain=_explain)
+
+
+def score_inputs(files, cfg, scorer, model_path, keep_frames, explain):
+    """Yield the Results of `files`, in order: scored here by `scorer`, or when cfg.RAY_ADDRESS
+    is set by Ray actors loading `model_path` (one per RAY_CPUS_PER_ACTOR CPUs or
+    RAY_GPUS_PER_ACTOR GPUs). An input Ray could not run gets a FAILED Result."""
+    if not cfg.RAY_ADDRESS:
+        yield from scorer.score_files(files, cfg, keep_frames=keep_frames, explain=explain)
+        return
+    from deepfake_detect.jobs import ray_cluster
+
+    results = ray_cluster.run_on_cluster(score_input, files, cfg, start_scorer, (str(model_path), keep_frames, explain),
+                                         ordered=True)
+    for path, result in zip(files, results):
+        yield Result(str(path), status=FAILED, reason=result.reason) if isinstance(result, Outcome) else result
