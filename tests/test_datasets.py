@@ -316,7 +316,7 @@ def test_stage05_split_without_a_list_is_refused_with_the_reason(tmp_path, clip)
 
 def test_overlap_by_name_and_by_source_group(tmp_path):
     from deepfake_detect.dataset import Video
-    from deepfake_detect.evaluation.inputs import flag_seen, read_seen_videos
+    from deepfake_detect.evaluation.scores import flag_seen, read_seen_videos
 
     run = tmp_path / "run"
     run.mkdir()
