@@ -491,3 +491,11 @@ def test_a_run_evaluated_on_its_own_training_videos_reports_the_overlap_and_leav
     assert "## Splits and overlap" in report and note in report and "DFDC (metadata.json), all videos" in report
     overlap = json.loads((folder / "metrics.json").read_text())["runs"]["seen"]["overlap"]["sample"]
     assert (overlap["seen"], overlap["left_out"], set(overlap["seen_videos"])) == (len(flagged), True, flagged)
+    kept = write_config(root / "keep.py", RUNS_DIR=workspace["runs"], EVALS_DIR=workspace["root"] / "evals",
+                        OUTPUT_DIR=workspace["root"] / "data", MTCNN_WORKERS=1, BOOTSTRAP_SAMPLES=200,
+                        EVAL_KEEP_SEEN=True)
+    assert stage05.main(["--config", str(kept), "--run", str(run), "--dataset", f"sample={workspace['videos']}",
+                         "--name", "overlap-kept"]) == 0
+    marked = pd.read_csv(workspace["root"] / "evals" / "overlap-kept" / "per_video.csv")
+    assert set(marked.loc[marked["seen"], "video"]) == flagged and len(marked) == len(videos)
+    assert "scored all the same, marked seen in per_video.csv" in capsys.readouterr().out

@@ -344,3 +344,31 @@ def test_wrong_compression_everywhere_names_the_levels_and_stops_stage02(tmp_pat
     err = capsys.readouterr().err
     assert "original_sequences/youtube: no raw/videos folder (levels here: c23, c40)" in err
     assert "no labelled videos: FaceForensics++ (raw) in" in err
+
+
+def test_an_exported_model_is_checked_against_its_run(tmp_path):
+    from deepfake_detect.evaluation.scores import read_seen_videos
+
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"")
+    (run / "split.csv").write_text("file,split,class,video,group\ntrain/real/a-0.png,train,real,a,a\n")
+    seen, _ = read_seen_videos(run / "export" / "model_float32.tflite")
+    assert (seen.source, seen.videos) == (run / "split.csv", {"a"})
+    elsewhere = tmp_path / "shipped" / "model_int8.tflite"
+    elsewhere.parent.mkdir()
+    (elsewhere.parent / "model_int8.json").write_text(json.dumps({"source_model": str(run / "model.keras")}))
+    assert read_seen_videos(elsewhere)[0].source == run / "split.csv"
+    alone = tmp_path / "alone" / "model.tflite"
+    assert read_seen_videos(alone) == (None, f"{alone} names no run folder (not a run's model.keras, "
+                                             "no sidecar with its source model)")
+
+
+def test_ffpp_compression_is_part_of_stage05_cache_key(tmp_path, clip):
+    from deepfake_detect.evaluation.extract import cache_folder, load_dataset
+
+    folder = make_ffpp(tmp_path / "FF++", clip)
+    c23 = load_dataset("ffpp", folder, config_for(folder))
+    c40 = load_dataset("ffpp", folder, config_for(folder, DATASET_COMPRESSION="c40"))
+    cfg = config_for(folder)
+    assert cache_folder(c23, cfg) != cache_folder(c40, cfg)

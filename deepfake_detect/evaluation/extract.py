@@ -167,10 +167,15 @@ def cache_key(dataset, cfg, perturbation=None):
     """What decides a dataset's crops: its folder, EXTRACTION_SETTINGS, the detector, the perturbation."""
     from importlib.metadata import version
 
-    return {"dataset": dataset.name, "folder": str(Path(dataset.folder).resolve()),
-            "settings": {name: _plain(getattr(cfg, name)) for name in EXTRACTION_SETTINGS},
-            "detector": f"{DETECTOR_ID} on mtcnn {version('mtcnn')}",
-            "perturbation": getattr(perturbation, "cache_tag", None)}
+    key = {"dataset": dataset.name, "folder": str(Path(dataset.folder).resolve()),
+           "settings": {name: _plain(getattr(cfg, name)) for name in EXTRACTION_SETTINGS},
+           "detector": f"{DETECTOR_ID} on mtcnn {version('mtcnn')}",
+           "perturbation": getattr(perturbation, "cache_tag", None)}
+    if dataset.layout.startswith("FaceForensics++"):
+        # One FF++ folder holds each video at several compressions under the same name: the
+        # level read (in the layout's name) decides the crops. Other layouts' keys stay as they were.
+        key["layout"] = dataset.layout
+    return key
 
 
 def _plain(value):

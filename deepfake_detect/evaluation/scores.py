@@ -208,13 +208,16 @@ class SeenVideos:
 
 
 def find_run_folder(model_path):
-    """The run folder a model comes from: the parent of <run>/model.keras; for an export, the
-    parent of the model its sidecar JSON names (export.py's "source_model"); else None."""
+    """The run folder a model comes from: the parent of <run>/model.keras; for an export
+    (export.py), the run folder holding its export/ folder, else the parent of the model its
+    sidecar JSON names ("source_model"); else None."""
     from deepfake_detect.inference.scoring import MODEL_FILE
 
     model_path = Path(model_path)
     if model_path.name == MODEL_FILE:
         return model_path.parent
+    if (model_path.parent.parent / MODEL_FILE).is_file():
+        return model_path.parent.parent
     sidecar = model_path.with_name(model_path.stem + ".json")
     try:
         source = json.loads(sidecar.read_text(encoding="utf-8")).get("source_model")
