@@ -4,7 +4,7 @@
 
 The same per-crop scores go through stage 03's path (evaluate_scores, as 03-train_cnn.py calls
 it) and stage 05's (dataset_metrics on per_face / per_video tables built as
-evaluation/extract.py builds them) and must give identical numbers; the single metrics are checked
+evaluation/scores.py builds them) and must give identical numbers; the single metrics are checked
 against hand computations with ties, and calibration's fit objective against metrics' log loss.
 No model, no files but one calibration.json in tmp_path; a second or two.
 """
@@ -19,7 +19,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from deepfake_detect import calibration, metrics
-from deepfake_detect.evaluation.extract import FACE_COLUMNS, VIDEO_COLUMNS, as_table
+from deepfake_detect.evaluation.scores import FACE_COLUMNS, VIDEO_COLUMNS, as_table
 from deepfake_detect.inference.verdicts import combine_face_scores
 from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.settings import load_config
