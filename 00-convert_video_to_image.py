@@ -20,7 +20,7 @@ Ends with a summary such as:
 import sys
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import discover_videos
+from deepfake_detect.dataset import read_dataset
 from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
 from deepfake_detect.frames import VideoError, frame_file_name, iter_kept_frames
 from deepfake_detect.jobs.console import Timer, summarize, warn
@@ -64,16 +64,16 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg, part, count = settings.load_sharded_config(args)
-        videos, problems = discover_videos(cfg)
+        listing = read_dataset(cfg)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     workers = settings.worker_count(args.workers or cfg.WORKERS)
     print(settings.describe_settings(cfg, ["VIDEOS_DIR", "FRAMES_DIR", "FRAMES_PER_SECOND", "RESIZE_RULES"])
-          + f", {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
-    for problem in problems:
+          + f", layout: {listing.layout}, {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
+    for problem in listing.problems:
         warn(problem)
-    todo, already = plan_shard(videos, cfg.FRAMES_DIR, part, count)
+    todo, already = plan_shard(listing.videos, cfg.FRAMES_DIR, part, count)
 
     timer = Timer()
     outcomes = run_jobs(convert_video, todo, cfg, workers, desc="stage 00 videos")
