@@ -491,6 +491,12 @@ def test_a_run_evaluated_on_its_own_training_videos_reports_the_overlap_and_leav
     assert "## Splits and overlap" in report and note in report and "DFDC (metadata.json), all videos" in report
     overlap = json.loads((folder / "metrics.json").read_text())["runs"]["seen"]["overlap"]["sample"]
     assert (overlap["seen"], overlap["left_out"], set(overlap["seen_videos"])) == (len(flagged), True, flagged)
+    # The robustness sweep scores the same videos at every level as the clean evaluation does.
+    assert stage05.main(["--config", str(workspace["config"]), "--run", str(run), "--dataset",
+                         f"sample={workspace['videos']}", "--name", "overlap-sweep", "--robustness",
+                         "--robustness-types", "noise", "--robustness-levels", "1"]) == 0
+    sweep = pd.read_csv(workspace["root"] / "evals" / "overlap-sweep" / "robustness.csv")
+    assert sweep["videos"].tolist() == [len(videos) - len(flagged)] * 2  # level 0 and noise level 1
     kept = write_config(root / "keep.py", RUNS_DIR=workspace["runs"], EVALS_DIR=workspace["root"] / "evals",
                         OUTPUT_DIR=workspace["root"] / "data", MTCNN_WORKERS=1, BOOTSTRAP_SAMPLES=200,
                         EVAL_KEEP_SEEN=True)

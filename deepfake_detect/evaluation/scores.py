@@ -71,8 +71,7 @@ def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir)
         flagged = flag_seen(dataset.videos, seen)
         overlap[dataset.name] = describe_overlap(name, dataset, flagged, seen, no_check, cfg.EVAL_KEEP_SEEN)
         print(f"run {name} on {dataset.name}: {overlap[dataset.name]['note']}")
-        scored = dataset if cfg.EVAL_KEEP_SEEN else replace(
-            dataset, videos=tuple(v for v in dataset.videos if v.name not in flagged))
+        scored = videos_to_score(dataset, flagged, cfg.EVAL_KEEP_SEEN)
         videos, faces = score_dataset(predictor, temperature, scored, extractions[dataset.name], cfg, name)
         for row in videos:
             row["seen"] = row["video"] in flagged
@@ -84,6 +83,13 @@ def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir)
         face_rows += faces
     info = {"model": str(model_path), "temperature": temperature, "calibration": note, "overlap": overlap}
     return video_rows, face_rows, results, info, plots
+
+
+def videos_to_score(dataset, flagged, keep_seen):
+    """The dataset as a run is scored on it: without the `flagged` videos (those it trained or
+    validated on, flag_seen) unless `keep_seen` (EVAL_KEEP_SEEN). The clean evaluation and every
+    point of the robustness sweep score the same videos, so their AUCs compare."""
+    return dataset if keep_seen else replace(dataset, videos=tuple(v for v in dataset.videos if v.name not in flagged))
 
 
 def describe_overlap(run, dataset, flagged, seen, no_check, keep):
