@@ -93,7 +93,7 @@ def train_config(path, split_dir, runs_dir, **overrides):
     return write_config(path, **values)
 
 
-def run_script(*args, timeout=240):
+def run_script(*args, timeout=900):  # a guard against a hang, not a speed test: loaded machines are slow
     """Run 03-train_cnn.py in a fresh Python (so TensorFlow's devices can be configured)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR))
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_DIR, env=env,
