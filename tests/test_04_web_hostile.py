@@ -223,6 +223,19 @@ def test_a_hostile_file_name_is_scored_escaped_and_never_a_path(server, workspac
     assert not list(workspace["root"].rglob("*alert*")) and not (REPO.parent / "<script>alert(1)</script>.png").exists()
 
 
+def test_sixteen_jobs_at_once_get_429s_and_the_server_lives(server, workspace):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: post(server, "/api/jobs", workspace["media"]["hopper.jpg"]), range(16)))
+    statuses = [answer.status_code for answer in answers]
+    assert set(statuses) <= {202, 429} and 1 <= statuses.count(202) <= 4, statuses
+    assert all("try again" in answer.json()["error"] for answer in answers if answer.status_code == 429)
+    for answer in answers:
+        if answer.status_code == 202:
+            assert wait_for_job(server, answer.json()["job"])["status"] == 200
+
+
 def test_a_killed_worker_ends_its_job_with_a_sentence_and_the_next_upload_is_scored(server, workspace):
     response = post(server, "/api/jobs", workspace["media"]["long_clip.mp4"])
     assert response.status_code == 202

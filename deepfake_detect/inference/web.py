@@ -50,8 +50,8 @@ from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
 from deepfake_detect.inference.results import IMAGE, SCORED
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.inference.web_security import exposure_problem, install_guard, is_loopback, shown_name
-from deepfake_detect.inference.web_workers import (MAX_CROPS_SHOWN, InProcessRunner, UploadError, WorkerPool,
-                                                   new_task, result_payload)
+from deepfake_detect.inference.web_workers import (LOG, MAX_CROPS_SHOWN, SCORING_FAILED, InProcessRunner,
+                                                   UploadError, WorkerPool, new_task, result_payload)
 from deepfake_detect.media_budget import check_image_budget
 
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
@@ -130,16 +130,21 @@ class Jobs:
     def start(self, upload, runner, cfg, with_crops, with_overlays):
         """Save the upload and start scoring it; return the job id. UploadError when it
         cannot be accepted (bad content or over budget, or MAX_RUNNING_JOBS already running: 429)."""
-        with self.lock:
+        job_id, name = secrets.token_urlsafe(12), shown_name(upload.filename if upload else "")
+        job = {"state": "running", "frames_read": 0, "frames_expected": None,
+               "input": name, "type": None, "status": None, "payload": None, "error": None}
+        with self.lock:  # the slot is taken at once, so concurrent uploads cannot all pass the check
             if self.running() >= MAX_RUNNING_JOBS:
                 raise UploadError(429, f"{MAX_RUNNING_JOBS} uploads are already being scored; try again shortly.")
-        folder, path, kind = save_upload(upload, cfg)
-        job_id = secrets.token_urlsafe(12)
-        name = shown_name(upload.filename)
-        job = {"state": "running", "frames_read": 0, "frames_expected": 1 if kind == IMAGE else None,
-               "input": name, "type": kind, "status": None, "payload": None, "error": None}
-        with self.lock:
             self.jobs[job_id] = job
+        try:
+            folder, path, kind = save_upload(upload, cfg)
+        except BaseException:
+            with self.lock:
+                del self.jobs[job_id]
+            raise
+        job.update(type=kind, frames_expected=1 if kind == IMAGE else None)
+        with self.lock:
             finished = [key for key, value in self.jobs.items() if value["state"] == "done"]
             for key in finished[:max(0, len(finished) - MAX_KEPT_JOBS)]:
                 del self.jobs[key]
@@ -149,6 +154,9 @@ class Jobs:
                 status, answer = runner.run(new_task(path, kind, name, with_crops, with_overlays),
                                             progress=lambda frames: job.update(frames_read=frames),
                                             expected=lambda frames: job.update(frames_expected=frames))
+            except Exception:  # noqa: BLE001 - one sentence for the user, the trace for the log
+                LOG.exception("scoring %r failed", name)
+                status, answer = 500, SCORING_FAILED
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
             job["status"] = status
