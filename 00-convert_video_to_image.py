@@ -20,7 +20,7 @@ Ends with a summary such as:
 import sys
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import discover_videos
+from deepfake_detect.dataset import read_dataset
 from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
 from deepfake_detect.frames import VideoError, frame_file_name, iter_kept_frames
 from deepfake_detect.jobs.console import Timer, summarize, warn
@@ -55,28 +55,25 @@ def convert_video(video, cfg):
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__, shard=True)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: config WORKERS, else one per CPU core)")
-    settings.add_ray_argument(parser)
+    parser = settings.new_per_video_parser(
+        __doc__, workers_help="worker processes (default: config WORKERS, else one per CPU core)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
-        part, count = settings.parse_shard(args.shard)
-        videos, problems = discover_videos(cfg)
+        cfg, part, count = settings.load_sharded_config(args)
+        listing = read_dataset(cfg)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     workers = settings.worker_count(args.workers or cfg.WORKERS)
     print(settings.describe_settings(cfg, ["VIDEOS_DIR", "FRAMES_DIR", "FRAMES_PER_SECOND", "RESIZE_RULES"])
-          + f", {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
-    for problem in problems:
+          + f", layout: {listing.layout}, {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
+    for problem in listing.problems:
         warn(problem)
-    todo, already = plan_shard(videos, cfg.FRAMES_DIR, part, count)
+    todo, already = plan_shard(listing.videos, cfg.FRAMES_DIR, part, count)
 
     timer = Timer()
     outcomes = run_jobs(convert_video, todo, cfg, workers, desc="stage 00 videos")

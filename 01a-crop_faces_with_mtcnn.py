@@ -52,19 +52,16 @@ def crop_video(frames_dir, cfg):
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__, shard=True)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
-                             "else one per 4 CPU cores); 1 runs in this process")
-    settings.add_ray_argument(parser)
+    parser = settings.new_per_video_parser(
+        __doc__, workers_help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
+                              "else one per 4 CPU cores); 1 runs in this process")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
-        part, count = settings.parse_shard(args.shard)
+        cfg, part, count = settings.load_sharded_config(args)
         folders = find_video_folders(cfg.FRAMES_DIR)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

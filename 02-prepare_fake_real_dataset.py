@@ -6,7 +6,7 @@
           SPLIT_DIR/split.csv        every file: file, split, class, video, group
           SPLIT_DIR/settings-02.json
 
-    python 02-prepare_fake_real_dataset.py [--config configs/my_dataset.py] [--replace]
+    python 02-prepare_fake_real_dataset.py [--config configs/my_dataset.py] [--replace] [--split-lists FOLDER]
 
 1. Labels: every video labelled REAL or FAKE by metadata.json (or a real/ fake/ subfolder).
    Other labels, videos without crops and crop folders without a label are reported and left out.
@@ -19,6 +19,13 @@
    when there are enough groups. SPLIT_MODE = "file" restores the original's per-file split
    (split-folders' rule), for comparison only: near-identical frames of one video then sit in both
    train and test, and test scores come out too high.
+   Official splits win: with FaceForensics++'s train/val/test.json (SPLIT_LISTS_DIR or
+   --split-lists; every video of a listed pair, both originals and every method's fakes, goes to
+   that split) or Celeb-DF's List_of_testing_videos.txt (the test split), the lists decide, the
+   unlisted videos are split over the remaining splits by SPLIT_RATIOS, and the classes are
+   balanced within each split. The summary then says which list gave which split
+   ("official split: test from .../test.json (...)"); see docs/datasets-ffpp.md and
+   docs/datasets-celeb-df.md.
 
 Files are hard links to the crops (os.link), so the two output sets cost almost no disk even for
 a million crops; where the filesystem refuses links (another drive, FAT/exFAT), they are copied.
@@ -47,6 +54,7 @@ import sys
 from pathlib import Path
 
 from deepfake_detect import settings, split
+from deepfake_detect.dataset import detect_layout
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import SKIPPED
 
@@ -55,6 +63,9 @@ def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
     parser.add_argument("--replace", action="store_true",
                         help="delete and rebuild PREPARED_DIR and SPLIT_DIR if they are not empty")
+    parser.add_argument("--split-lists", type=Path, default=None, metavar="FOLDER",
+                        help="folder of official split lists (FF++ train/val/test.json, Celeb-DF "
+                             "List_of_testing_videos.txt); default: config SPLIT_LISTS_DIR, else VIDEOS_DIR")
     return parser.parse_args(argv)
 
 
@@ -63,10 +74,15 @@ def main(argv=None):
     timer = Timer()
     try:
         cfg = settings.load_config(args.config)
+        if args.split_lists is not None:
+            if not args.split_lists.is_dir():
+                raise split.StageError(f"--split-lists {args.split_lists} is not a folder")
+            cfg.SPLIT_LISTS_DIR = args.split_lists
         print(settings.describe_settings(cfg, ["VIDEOS_DIR", "FACES_DIR", "PREPARED_DIR", "SPLIT_DIR",
-                                               "SPLIT_RATIOS", "SPLIT_SEED", "SPLIT_MODE"]))
+                                               "SPLIT_RATIOS", "SPLIT_SEED", "SPLIT_MODE", "SPLIT_LISTS_DIR"])
+              + f", layout: {detect_layout(cfg)}")
         split.check_output_folders(cfg, args.replace)
-        videos = split.labelled_videos(cfg)
+        listing = split.labelled_videos(cfg)
         if not Path(cfg.FACES_DIR).is_dir():
             raise split.StageError(f"no face crops: {cfg.FACES_DIR} does not exist; "
                                    "run 01a-crop_faces_with_mtcnn.py first")
@@ -74,7 +90,9 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    crops, outcomes = split.collect_crops(videos, cfg.FACES_DIR)
+    if cfg.SPLIT_LISTS_DIR and not listing.split_sources:
+        warn(f"no official split list for {listing.layout} in {cfg.SPLIT_LISTS_DIR}: splitting by SPLIT_RATIOS")
+    crops, outcomes = split.collect_crops(listing.videos, cfg.FACES_DIR)
     for outcome in outcomes:
         if outcome.status == SKIPPED:
             warn(f"{outcome.name}: {outcome.reason}")
@@ -83,16 +101,23 @@ def main(argv=None):
         print(f"error: no {missing} face crops in {cfg.FACES_DIR}: both classes are needed to build "
               "a training set", file=sys.stderr)
         return 1
-    crops, balance_note = split.balance_classes(crops, cfg.SPLIT_SEED)
+    official = listing.split_sources if split.has_official_split(crops) else {}
+    if official:
+        crops, assignment, split_warnings = split.assign_official_splits(crops, official, cfg)
+        crops, balance_note, balance_warnings = split.balance_per_split(crops, assignment, cfg.SPLIT_SEED)
+        split_warnings += balance_warnings
+    else:
+        crops, balance_note = split.balance_classes(crops, cfg.SPLIT_SEED)
+        assignment, split_warnings = split.assign_splits(crops, cfg)
     print(f"balanced: {balance_note}")
-    assignment, split_warnings = split.assign_splits(crops, cfg)
     for message in split_warnings:
         warn(message)
 
     placer = split.FilePlacer()
     rows = split.build_outputs(crops, assignment, cfg, placer)
     print(split.split_table(rows))
-    summarize("stage 02", outcomes, timer.seconds, cfg.SPLIT_DIR, extra=[
+    official_line = [split.describe_official_split(official, rows)] if official else []
+    summarize("stage 02", outcomes, timer.seconds, cfg.SPLIT_DIR, extra=official_line + [
         f"balanced: {balance_note}", split.describe_leaks(rows, cfg.SPLIT_MODE), f"files: {placer.describe()}",
         f"split list: {cfg.SPLIT_DIR / split.SPLIT_CSV}", f"balanced set: {cfg.PREPARED_DIR}"])
     return 0

@@ -4,12 +4,20 @@
         ->  EVALS_DIR/<name>/ (metrics.json, per_video.csv, per_face.csv, report.md, plots-*.png)
             and EVAL_CACHE_DIR/<dataset>-<key>/ (face crops, extracted once per dataset and settings)
 
-    python 05-evaluate_model.py --run RUN [--run RUN2 ...] --dataset NAME=FOLDER [--dataset ...]
+    python 05-evaluate_model.py --run RUN [--run RUN2 ...] --dataset NAME=FOLDER[:SPLIT] [--dataset ...]
                                 [--config configs/my.py] [--name EVAL_NAME] [--workers N] [--ray [ADDRESS]]
                                 [--robustness [--robustness-types noise,blur] [--robustness-levels 1,3,5]]
 
 A dataset is any folder stage 00 reads with labels: DFDC (metadata.json, optionally with a
-"method" key per fake), DFDC parts, or real/ + fake/ (fake/<method>/ subfolders name methods).
+"method" key per fake), DFDC parts, FaceForensics++ or Celeb-DF as downloaded, DFDC's public test
+set (labels.csv) or preview (dataset.json), or real/ + fake/ (fake/<method>/ subfolders name
+methods); see docs/datasets-ffpp.md, docs/datasets-celeb-df.md, docs/datasets-dfdc.md.
+`:SPLIT` (train, val, test) scores only a dataset's official split, e.g. `--dataset
+ffpp=/data/FF++:test` (FF++'s test.json pairs) or `cdf=/data/Celeb-DF-v2:test`
+(List_of_testing_videos.txt); the report names the split and the list it comes from.
+Each run's videos seen in training (<run folder>/split.csv: its train and val videos and their
+source groups) are counted ("36 of 60 videos were in run sample's train/val split") and left out
+of its scores, unless EVAL_KEEP_SEEN (then marked in per_video.csv's `seen` column).
 Its frames and faces go through the training stages' code and settings (FRAMES_PER_SECOND,
 RESIZE_RULES, MTCNN, FACE_MARGIN, MULTI_FACE_MIN_CONFIDENCE) once; the crops are cached under a
 key of those settings, so every further model on that dataset costs only its own time. Each
@@ -58,7 +66,8 @@ from deepfake_detect.inference.scoring import ModelError
 from deepfake_detect.jobs.console import Timer
 
 SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE", "VIDEO_SCORE",
-                  "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR"]
+                  "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR", "DATASET_COMPRESSION",
+                  "SPLIT_LISTS_DIR", "EVAL_KEEP_SEEN"]
 
 
 def comma_list(text):
@@ -66,13 +75,19 @@ def comma_list(text):
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def describe_datasets(datasets):
+    """'ffpp (FaceForensics++ (c23), test split), sample (DFDC (metadata.json), all videos)' for the settings line."""
+    return ", ".join(f"{d.name} ({d.layout}, {f'{d.split} split' if d.split else 'all videos'})" for d in datasets)
+
+
 def parse_args(argv=None):
     parser = settings.new_parser(__doc__)
     parser.add_argument("--run", action="append", default=[], metavar="PATH_OR_NAME",
                         help="run folder, run name in RUNS_DIR or .keras file; repeat for several "
                              "(default: the newest run)")
-    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=FOLDER", required=True,
-                        help="a labelled video folder and the name it gets in the tables; repeatable")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=FOLDER[:SPLIT]", required=True,
+                        help="a labelled video folder and the name it gets in the tables; :train, :val or :test "
+                             "selects its official split (e.g. ffpp=/data/FF++:test); repeatable")
     parser.add_argument("--name", default=None, help="output folder under EVALS_DIR (default: a timestamp)")
     parser.add_argument("--workers", type=int, default=None,
                         help="face extraction processes (default: config MTCNN_WORKERS, else one per 4 cores)")
@@ -112,7 +127,7 @@ def main(argv=None):
     out_dir = cfg.EVALS_DIR / name
     out_dir.mkdir(parents=True, exist_ok=True)
     print(settings.describe_settings(cfg, SHOWN_SETTINGS) + f", runs: {', '.join(models)}, "
-          f"datasets: {', '.join(d.name for d in datasets)}"
+          f"datasets: {describe_datasets(datasets)}"
           + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
     timer = Timer()
 

@@ -20,9 +20,17 @@ from pathlib import Path
 # The folder of videos. Layouts understood, in this order:
 #   1. DFDC: videos plus METADATA_FILE ({"x.mp4": {"label": "FAKE"|"REAL", "original": ...}})
 #   2. real/ and fake/ subfolders (Celeb-DF, FaceForensics++ once sorted, DeepFake-TIMIT ...)
-#   3. anything else: every video file in the folder, labels unknown (fine for scoring)
+#   3. FaceForensics++ as downloaded (original_sequences/, manipulated_sequences/), docs/datasets-ffpp.md
+#   4. Celeb-DF v1/v2 as downloaded (Celeb-real/, YouTube-real/, Celeb-synthesis/), docs/datasets-celeb-df.md
+#   5. DFDC's public test set (labels.csv) and the DFDC preview (dataset.json), docs/datasets-dfdc.md
+#   6. anything else: every video file in the folder, labels unknown (fine for scoring)
 VIDEOS_DIR = Path("data/videos")
 METADATA_FILE = None            # None: VIDEOS_DIR / "metadata.json"
+DATASET_COMPRESSION = "c23"     # FaceForensics++ only: "c23" | "c40" | "raw" (also "c0": the same folder)
+# Official split lists: FF++'s train.json / val.json / test.json, Celeb-DF's List_of_testing_videos.txt.
+# None: looked for in VIDEOS_DIR (and VIDEOS_DIR/splits for FF++) | a folder (stage 02: --split-lists).
+# Stage 02 then honours them; stage 05 selects one with --dataset NAME=FOLDER:SPLIT.
+SPLIT_LISTS_DIR = None
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v")
 
 # --------------------------------------------------------------- output folders
@@ -145,6 +153,9 @@ EVAL_CACHE_DIR = None           # faces extracted once per dataset and settings;
 BOOTSTRAP_SAMPLES = 1000        # resamples (by video) for the 95% intervals of AUC and log loss
 BOOTSTRAP_SEED = 1377           # fixes those resamples, so a rerun gives the same intervals
 CALIBRATION_BINS = 15           # equal-width bins of P(real) for the expected calibration error
+# Stage 05 leaves out the videos a run trained or validated on, or that share a source group with
+# one (from <run folder>/split.csv): False (the default) | True: score them too, marked in per_video.csv.
+EVAL_KEEP_SEEN = False
 # Robustness sweep (05-evaluate_model.py --robustness; flags --robustness-types/-levels override):
 # DeeperForensics-1.0's perturbations, see deepfake_detect/evaluation/perturb.py and docs/05-evaluate.md.
 ROBUSTNESS_TYPES = None         # None: all seven | a list of "saturation", "contrast", "block",

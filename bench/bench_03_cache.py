@@ -31,18 +31,17 @@ CROPS_DIR = Path("/tmp/bench03cache")
 DISTINCT_CROPS = 10_000
 
 MEASURE = """
-import importlib, json, resource, sys, time
+import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 import numpy as np
 from deepfake_detect import settings, training
-stage03 = importlib.import_module("03-train_cnn")
 cfg = settings.load_config()
 files = training.list_split({split_dir!r}, "train")
 files = [files[i] for i in np.random.default_rng(0).permutation(len(files))]  # both classes in any prefix
 files = [files[i % len(files)] for i in range({count})]
 start = time.perf_counter()
-dataset, readable = stage03.load_split(files, cfg, "train", Path({cache_dir!r}) if {cache_dir!r} else None)
+dataset, readable = training.load_split(files, cfg, "train", Path({cache_dir!r}) if {cache_dir!r} else None)
 load_seconds = time.perf_counter() - start
 steps = max(1, {timed} // cfg.BATCH_SIZE)
 start, seen = time.perf_counter(), 0

@@ -440,7 +440,7 @@ class AzureFaceDetector:
             advice = (f"{self.url} does not exist: {service.endpoint_variable} should be "
                       "https://<resource>.cognitiveservices.azure.com, without a path")
         elif status == 410:
-            advice = "this API version has been retired: see docs/00-02-preprocessing.md, "The services supported""
+            advice = "this API version has been retired: see docs/00-02-preprocessing.md for the services supported"
         elif 300 <= status < 400:
             advice = (f"the endpoint redirects elsewhere; not followed, so the key is not sent there: "
                       f"check {service.endpoint_variable}")

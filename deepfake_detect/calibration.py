@@ -20,7 +20,7 @@ import numpy as np
 
 from deepfake_detect.files import write_text_atomic
 # Guo et al. minimise the "negative log-likelihood": the very log loss every stage reports.
-from deepfake_detect.metrics import LOG_LOSS_EPSILON, log_loss as negative_log_likelihood
+from deepfake_detect.metrics import LOG_LOSS_EPSILON, log_loss
 
 CALIBRATION_FILE = "calibration.json"  # beside model.keras
 # The search range of T: far wider than any sensible model needs (Guo et al. report 1-3).
@@ -55,7 +55,7 @@ def fit_temperature(labels, p_real):
     logits = logit(p_real)
 
     def loss(log_t):
-        return negative_log_likelihood(labels, 1.0 / (1.0 + np.exp(-logits / np.exp(log_t))))
+        return log_loss(labels, 1.0 / (1.0 + np.exp(-logits / np.exp(log_t))))
 
     low, high = np.log(TEMPERATURE_RANGE)
     found = minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
@@ -71,10 +71,10 @@ def calibrate_run(run_dir, val_labels, val_scores, test_labels, test_scores):
         "temperature": temperature,
         "method": "temperature scaling of logit(P(real)) (Guo et al. 2017), fitted on the val split by log loss",
         "fitted_on": "val", "val_crops": int(len(val_labels)),
-        "val_log_loss_raw": negative_log_likelihood(val_labels, val_scores),
-        "val_log_loss_calibrated": negative_log_likelihood(val_labels, apply_temperature(val_scores, temperature)),
-        "test_log_loss_raw": negative_log_likelihood(test_labels, test_scores),
-        "test_log_loss_calibrated": negative_log_likelihood(test_labels, apply_temperature(test_scores, temperature)),
+        "val_log_loss_raw": log_loss(val_labels, val_scores),
+        "val_log_loss_calibrated": log_loss(val_labels, apply_temperature(val_scores, temperature)),
+        "test_log_loss_raw": log_loss(test_labels, test_scores),
+        "test_log_loss_calibrated": log_loss(test_labels, apply_temperature(test_scores, temperature)),
     }
     write_text_atomic(Path(run_dir) / CALIBRATION_FILE, json.dumps(info, indent=2) + "\n")
     return info

@@ -1,131 +1,104 @@
-"""Find a dataset's videos and their labels, whatever its layout.
+"""Find a dataset's videos and their labels, whatever its layout: the one entry point
+(`discover_videos`, `read_dataset`) every stage imports; the layouts live in datasets/.
 
 Layouts, tried in this order (see config.VIDEOS_DIR):
   1. DFDC: a folder of videos plus metadata.json
      {"x.mp4": {"label": "FAKE" | "REAL", "original": "y.mp4", ...}, ...}
   2. DFDC in parts: a folder whose subfolders (dfdc_train_part_0, ...) each hold videos plus
      their own metadata.json
-  3. a folder with real/ and fake/ subfolders of videos (Celeb-DF and many others); videos in
-     fake/<method>/ subfolders are fakes made by that manipulation method
-  4. a plain folder of videos: labels unknown
+  3. FaceForensics++ as downloaded: original_sequences/, manipulated_sequences/ (DATASET_COMPRESSION;
+     official splits from train/val/test.json)
+  4. Celeb-DF v1/v2 as downloaded: Celeb-real/, YouTube-real/, Celeb-synthesis/ (official test
+     split from List_of_testing_videos.txt)
+  5. DFDC's public test set: videos plus labels.csv (every video is test)
+  6. DFDC preview: dataset.json with its own train/test sets
+  7. a folder with real/ and fake/ subfolders of videos; videos in fake/<method>/ subfolders
+     are fakes made by that manipulation method
+  8. a plain folder of videos: labels unknown
 """
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
-LABELS = ("REAL", "FAKE")
+from deepfake_detect.datasets import celebdf, dfdc, ffpp, folders
+from deepfake_detect.datasets.common import LABELS, SPLITS, Listing, Video  # noqa: F401 (re-exported)
+from deepfake_detect.datasets.dfdc import MetadataError, read_metadata, videos_from_metadata  # noqa: F401
+
+DEFAULT_COMPRESSION = "c23"
 
 
-@dataclass(frozen=True)
-class Video:
-    """One video of the dataset. `name` is the file name without extension, used for folders."""
-
-    name: str
-    path: Path
-    label: str | None = None     # "REAL", "FAKE" or None when the layout gives none
-    original: str | None = None  # for a fake: the name of the real video it was made from
-    method: str | None = None    # for a fake: the manipulation method, when the dataset names it
+def _metadata_name(cfg):
+    return Path(cfg.METADATA_FILE).name if cfg.METADATA_FILE else "metadata.json"
 
 
-class MetadataError(ValueError):
-    """metadata.json cannot be read as DFDC metadata; the message says why."""
+def detect_layout(cfg):
+    """The name of VIDEOS_DIR's layout, from its folder and file names only (cheap: for the
+    settings line each stage prints before reading the dataset)."""
+    folder = Path(cfg.VIDEOS_DIR)
+    compression = getattr(cfg, "DATASET_COMPRESSION", DEFAULT_COMPRESSION)
+    if cfg.METADATA_FILE and Path(cfg.METADATA_FILE).is_file():
+        return "DFDC (metadata.json)"
+    checks = ((lambda: any(folder.glob(f"*/{_metadata_name(cfg)}")), "DFDC in parts"),
+              (lambda: ffpp.is_ffpp(folder), f"FaceForensics++ ({compression})"),
+              (lambda: celebdf.is_celebdf(folder), "Celeb-DF"),
+              (lambda: (folder / dfdc.TEST_LABELS_FILE).is_file(), "DFDC public test set (labels.csv)"),
+              (lambda: (folder / dfdc.PREVIEW_FILE).is_file(), "DFDC preview (dataset.json)"),
+              (lambda: folders.has_label_folders(folder), "real/ + fake/ folders"))
+    if not folder.is_dir():
+        return "missing folder"
+    return next((name for check, name in checks if check()), "plain folder (no labels)")
 
 
-def read_metadata(path):
-    """Read a DFDC metadata.json and return {file name: entry dict}. Raises MetadataError."""
-    try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise MetadataError(f"{path}: cannot read ({error})") from None
-    except json.JSONDecodeError as error:
-        raise MetadataError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
-    if not isinstance(entries, dict):
-        raise MetadataError(f"{path}: expected an object mapping video file names to entries")
-    return entries
-
-
-def _stem(file_name):
-    return Path(str(file_name)).stem
-
-
-def _video_files(folder, extensions):
-    return sorted(p for p in Path(folder).iterdir()
-                  if p.is_file() and p.suffix.lower() in extensions)
-
-
-def videos_from_metadata(folder, metadata_file, extensions):
-    """Videos listed in DFDC metadata that exist in `folder`. Returns (videos, problems)."""
-    videos, problems = [], []
-    for file_name, entry in sorted(read_metadata(metadata_file).items()):
-        if not isinstance(entry, dict):
-            problems.append(f"{file_name}: metadata entry is not an object, skipped")
-            continue
-        label = str(entry.get("label", "")).upper()
-        if label not in LABELS:
-            problems.append(f"{file_name}: label {entry.get('label')!r} is not REAL or FAKE, skipped")
-            continue
-        path = Path(folder) / file_name
-        if not path.is_file():
-            problems.append(f"{file_name}: listed in {Path(metadata_file).name} but not in {folder}, skipped")
-            continue
-        original, method = entry.get("original"), entry.get("method")
-        videos.append(Video(_stem(file_name), path, label, _stem(original) if original else None,
-                            str(method) if method and label == "FAKE" else None))
-    return videos, problems
-
-
-def videos_from_label_folders(folder, extensions):
-    """Videos under `folder`/real and `folder`/fake, labelled by their subfolder; a video in
-    fake/<method>/ is a fake made by <method> (FaceForensics++'s Deepfakes, Face2Face, ...), named
-    <method>_<file name> because such datasets reuse file names across methods."""
-    videos = []
-    for label in LABELS:
-        sub = Path(folder) / label.lower()
-        if sub.is_dir():
-            videos += [Video(p.stem, p, label) for p in _video_files(sub, extensions)]
-    fake = Path(folder) / "fake"
-    if fake.is_dir():
-        for method_dir in sorted(p for p in fake.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            videos += [Video(f"{method_dir.name}_{p.stem}", p, "FAKE", method=method_dir.name)
-                       for p in _video_files(method_dir, extensions)]
-    return videos, []
-
-
-def discover_videos(cfg):
-    """All videos of cfg.VIDEOS_DIR with labels where the layout gives them.
-
-    Returns (videos sorted by name, problems): one line per item that was left out, and for a
-    malformed metadata.json a line saying so before falling back to the other layouts.
-    Raises FileNotFoundError when VIDEOS_DIR does not exist.
-    """
+def read_dataset(cfg):
+    """All videos of cfg.VIDEOS_DIR as a Listing: layout name, videos sorted by name (each with
+    its label, original, method and official split where the layout gives them), problems (one
+    line per item left out; for a malformed metadata.json a line saying so before falling back to
+    the other layouts) and the official splits' sources. Raises FileNotFoundError when VIDEOS_DIR
+    does not exist."""
     folder = Path(cfg.VIDEOS_DIR)
     if not folder.is_dir():
         raise FileNotFoundError(f"video folder {folder} does not exist: set VIDEOS_DIR in your config")
     extensions = {e.lower() for e in cfg.VIDEO_EXTENSIONS}
+    lists_dir = getattr(cfg, "SPLIT_LISTS_DIR", None)
     problems = []
-    videos = None
-    if Path(cfg.METADATA_FILE).is_file():
+    if cfg.METADATA_FILE and Path(cfg.METADATA_FILE).is_file():
         try:
             videos, problems = videos_from_metadata(folder, cfg.METADATA_FILE, extensions)
+            return finish_listing(Listing("DFDC (metadata.json)", videos, problems))
         except MetadataError as error:
             problems.append(f"{error}; reading the folder without labels instead")
-    part_metadata = sorted(folder.glob(f"*/{Path(cfg.METADATA_FILE).name}"))
-    if videos is None and part_metadata:
-        videos = []
-        for metadata_file in part_metadata:
-            try:
-                part_videos, part_problems = videos_from_metadata(metadata_file.parent, metadata_file, extensions)
-            except MetadataError as error:
-                part_videos, part_problems = [], [f"{error}; that part is skipped"]
-            videos += part_videos
-            problems += part_problems
-    if videos is None and any((folder / label.lower()).is_dir() for label in LABELS):
-        videos, problems_here = videos_from_label_folders(folder, extensions)
-        problems += problems_here
-    if videos is None:
-        videos = [Video(p.stem, p) for p in _video_files(folder, extensions)]
-    return _drop_duplicate_names(videos, problems)
+    part_metadata = sorted(folder.glob(f"*/{_metadata_name(cfg)}"))
+    if part_metadata:
+        listing = dfdc.read_parts(part_metadata, extensions)
+    elif ffpp.is_ffpp(folder):
+        listing = ffpp.read_ffpp(folder, getattr(cfg, "DATASET_COMPRESSION", DEFAULT_COMPRESSION), lists_dir,
+                                 extensions)
+    elif celebdf.is_celebdf(folder):
+        listing = celebdf.read_celebdf(folder, lists_dir, extensions)
+    elif (folder / dfdc.TEST_LABELS_FILE).is_file():
+        listing = dfdc.read_test_labels(folder)
+    elif (folder / dfdc.PREVIEW_FILE).is_file():
+        listing = dfdc.read_preview(folder)
+    elif folders.has_label_folders(folder):
+        listing = folders.read_label_folders(folder, extensions)
+    else:
+        listing = folders.read_plain_folder(folder, extensions)
+    listing.problems = problems + listing.problems
+    return finish_listing(listing)
+
+
+def finish_listing(listing):
+    """The listing with its videos sorted by name and duplicate names dropped (with a line each)."""
+    listing.videos, listing.problems = _drop_duplicate_names(listing.videos, listing.problems)
+    return listing
+
+
+def discover_videos(cfg):
+    """All videos of cfg.VIDEOS_DIR with labels where the layout gives them (read_dataset).
+
+    Returns (videos sorted by name, problems). Raises FileNotFoundError when VIDEOS_DIR does not exist.
+    """
+    listing = read_dataset(cfg)
+    return listing.videos, listing.problems
 
 
 def _drop_duplicate_names(videos, problems):
@@ -138,6 +111,14 @@ def _drop_duplicate_names(videos, problems):
         seen.add(video.name)
         kept.append(video)
     return kept, problems
+
+
+def source_group(video):
+    """The group a video belongs to: a fake's original, else the video itself. Every video of a
+    group stays in one split (stage 02), and stage 05 flags a video whose group a run trained on."""
+    if video.label == "FAKE" and video.original:
+        return video.original
+    return video.name
 
 
 def select_shard(items, part, count):

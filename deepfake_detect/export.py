@@ -20,12 +20,14 @@ else with TensorFlow's own tf.lite.Interpreter (deprecated, still in TF 2.21).
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from deepfake_detect.calibration import CALIBRATION_FILE
 from deepfake_detect.files import finish_partial_folder, start_partial_folder, write_text_atomic
+from deepfake_detect.jobs.console import Timer
 
 EXPORT_DIR = "export"               # inside the run folder
 SAVED_MODEL = "saved_model"
@@ -99,13 +101,39 @@ def export_model(model_path, out_dir, threshold):
         if calibration.is_file():
             write_text_atomic(partial / CALIBRATION_FILE, calibration.read_text(encoding="utf-8"))
     except BaseException:
-        import shutil
-
         shutil.rmtree(partial, ignore_errors=True)
         raise
     if not finish_partial_folder(partial, out_dir):
         raise ExportError(f"{out_dir} was written by another run meanwhile")
     return {name: out_dir / name for name in (SAVED_MODEL, TFLITE_FLOAT32, TFLITE_INT8)}
+
+
+def prepare_export_dir(runs_dir, run, overwrite):
+    """(model.keras, export folder) for --export RUN, RUN being a run folder or a run name in
+    RUNS_DIR. Raises ExportError when it holds no model.keras, or already has an export and
+    `overwrite` is false; with `overwrite`, the old export is deleted."""
+    run_dir = Path(run) if (Path(run) / "model.keras").is_file() else Path(runs_dir) / run
+    model_path, out_dir = run_dir / "model.keras", run_dir / EXPORT_DIR
+    if not model_path.is_file():
+        raise ExportError(f"--export {run}: no model.keras in {run_dir}")
+    if out_dir.exists():
+        if not overwrite:
+            raise ExportError(f"{out_dir} exists: add --overwrite to replace it")
+        shutil.rmtree(out_dir)
+    return model_path, out_dir
+
+
+def export_run(model_path, out_dir, threshold):
+    """--export RUN: write the exports (export_model) and print each one's size and how to
+    score with them."""
+    timer = Timer()
+    print(f"exporting {model_path} to {out_dir}")
+    written = export_model(model_path, out_dir, threshold)
+    print(f"stage 03 export finished in {timer.seconds:,.1f} s:")
+    for name, path in written.items():
+        size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
+        print(f"  {name:<22} {size / 1e6:8.2f} MB   + {sidecar_path(path).name}")
+    print(f"  score with: python 04-detect_deepfakes.py INPUTS --run {written[TFLITE_FLOAT32]}")
 
 
 # ------------------------------------------------------------ reading exports back

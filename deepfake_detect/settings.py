@@ -43,6 +43,7 @@ CHOICES = {
     "AZURE_SERVICE": ("face", "vision"),
     "SPLIT_MODE": ("group", "file"),
     "VIDEO_SCORE": ("mean", "confident"),
+    "DATASET_COMPRESSION": ("c23", "c40", "raw", "c0"),
 }
 
 
@@ -86,7 +87,7 @@ def load_config(path=None):
 def resolve_config(cfg):
     """Fill derived folders, turn folder strings into Paths and check values. Returns cfg."""
     for name in ("VIDEOS_DIR", "OUTPUT_DIR", "RUNS_DIR", "FRAMES_DIR", "FACES_DIR",
-                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE", "EVALS_DIR", "EVAL_CACHE_DIR"):
+                 "PREPARED_DIR", "SPLIT_DIR", "METADATA_FILE", "EVALS_DIR", "EVAL_CACHE_DIR", "SPLIT_LISTS_DIR"):
         value = getattr(cfg, name)
         if value is not None:
             setattr(cfg, name, Path(value))
@@ -241,6 +242,13 @@ def apply_ray_flag(cfg, ray_flag):
     return cfg
 
 
+def load_sharded_config(args):
+    """(cfg, part, count) from the --config, --ray and --shard flags of a per-video stage (00, 01a)."""
+    cfg = apply_ray_flag(load_config(args.config), args.ray)
+    part, count = parse_shard(args.shard)
+    return cfg, part, count
+
+
 def describe_engine(cfg, workers):
     """'workers=N' for the local pool, or 'engine=Ray at ADDRESS'."""
     return f"engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else f"workers={workers}"
@@ -269,4 +277,13 @@ def new_parser(doc, shard=False):
                         help="also show TensorFlow's own start-up messages (hidden by default)")
     if shard:
         add_shard_argument(parser)
+    return parser
+
+
+def new_per_video_parser(doc, workers_help):
+    """The parser of a stage that runs one job per video (00, 01a): --config, --verbose, --shard,
+    --workers (described by `workers_help`) and --ray."""
+    parser = new_parser(doc, shard=True)
+    parser.add_argument("--workers", type=int, default=None, help=workers_help)
+    add_ray_argument(parser)
     return parser

@@ -3,7 +3,9 @@
 In the order stage 02 runs it: the labelled videos and their crops (`labelled_videos`,
 `collect_crops`); the larger class down-sampled to the smaller (`balance_classes`); the split
 by source group, so that a real video and the fakes made from it stay in one split
-(`assign_splits`); the split list and its checks (`split_rows`, `split_table`,
+(`assign_splits`), or, when the dataset comes with official split lists (FaceForensics++'s
+pair lists, Celeb-DF's test list), those splits with the rest split over the others and the
+classes balanced within each split (`assign_official_splits`, `balance_per_split`); the split list and its checks (`split_rows`, `split_table`,
 `describe_leaks`); then both output folders, checked first (`check_output_folders`), filled with
 hard links or copies (`FilePlacer`) in hidden partial folders and renamed into place when
 complete (`build_outputs`). Nothing here parses arguments or prints a summary: that is the
@@ -20,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import LABELS, discover_videos
+from deepfake_detect.dataset import LABELS, read_dataset, source_group  # noqa: F401 (source_group: re-exported)
 from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_csv
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import SKIPPED, Outcome
@@ -41,18 +43,22 @@ class StageError(Exception):
 # ------------------------------------------------------------------ the crops
 
 def labelled_videos(cfg):
-    """The REAL/FAKE videos of VIDEOS_DIR, with their problems warned. Raises StageError if none."""
-    videos, problems = discover_videos(cfg)
-    for problem in problems:
+    """VIDEOS_DIR's dataset.Listing with its REAL/FAKE videos only, its problems warned. Raises
+    StageError if none."""
+    listing = read_dataset(cfg)
+    for problem in listing.problems:
         warn(problem)
-    labelled = [v for v in videos if v.label in LABELS]
-    if labelled:
-        return labelled
-    if not Path(cfg.METADATA_FILE).is_file():
+    listing.videos = [v for v in listing.videos if v.label in LABELS]
+    if listing.videos:
+        return listing
+    if listing.layout not in ("DFDC (metadata.json)", "plain folder (no labels)"):
+        why = f"{listing.layout} in {cfg.VIDEOS_DIR} gives none (see the lines above)"
+    elif not Path(cfg.METADATA_FILE).is_file():
         why = f"{cfg.METADATA_FILE} is missing"
     else:
         why = f"{cfg.METADATA_FILE} labels no video of {cfg.VIDEOS_DIR} as REAL or FAKE"
-    raise StageError(f"no labelled videos: {why}; stage 02 needs DFDC metadata.json labels (see METADATA_FILE) "
+    raise StageError(f"no labelled videos: {why}; stage 02 needs DFDC metadata.json labels (see METADATA_FILE), "
+                     "a dataset as downloaded (FaceForensics++, Celeb-DF, DFDC test or preview: docs/datasets-*.md) "
                      "or real/ and fake/ subfolders in VIDEOS_DIR")
 
 
@@ -64,6 +70,7 @@ class Crop:
     label: str   # "REAL" or "FAKE"
     video: str
     group: str
+    split: str | None = None  # the official split of its video, when a list gives one
 
     @property
     def name(self):
@@ -72,13 +79,6 @@ class Crop:
     @property
     def class_folder(self):
         return self.label.lower()
-
-
-def source_group(video):
-    """The group a video's crops belong to: a fake's original, else the video itself."""
-    if video.label == "FAKE" and video.original:
-        return video.original
-    return video.name
 
 
 def list_crops(folder):
@@ -109,7 +109,7 @@ def collect_crops(videos, faces_dir):
             warn(f"{video.name}: {len(found) - len(kept)} crop names already used by another video, skipped")
         seen_names.update(path.name for path in kept)
         group = source_group(video)
-        crops += [Crop(path, video.label, video.name, group) for path in kept]
+        crops += [Crop(path, video.label, video.name, group, video.split) for path in kept]
         outcomes.append(Outcome(video.name, counts={"crops": len(kept)}))
     labelled = {video.name for video in videos}
     for name in sorted(folders - labelled):
@@ -209,11 +209,86 @@ def split_by_group(crops, ratios, seed):
     return {crop.name: group_split[crop.group] for crop in crops}, warnings
 
 
-def assign_splits(crops, cfg):
-    """{crop name: split} by cfg.SPLIT_MODE. Returns (assignment, warnings)."""
+def assign_splits(crops, cfg, ratios=None):
+    """{crop name: split} by cfg.SPLIT_MODE, at `ratios` (default SPLIT_RATIOS). Returns (assignment, warnings)."""
+    ratios = ratios or cfg.SPLIT_RATIOS
     if cfg.SPLIT_MODE == "file":
-        return split_by_file(crops, cfg.SPLIT_RATIOS, cfg.SPLIT_SEED), []
-    return split_by_group(crops, cfg.SPLIT_RATIOS, cfg.SPLIT_SEED)
+        return split_by_file(crops, ratios, cfg.SPLIT_SEED), []
+    return split_by_group(crops, ratios, cfg.SPLIT_SEED)
+
+
+# ------------------------------------------------------------------ official splits
+
+def has_official_split(crops):
+    """Whether an official list (FF++'s pair lists, Celeb-DF's test list, ...) names any crop's video."""
+    return any(crop.split for crop in crops)
+
+
+def open_ratios(ratios, official):
+    """SPLIT_RATIOS with the official splits' shares set to 0 and the others scaled to sum to 1;
+    None when the lists give every split with a share."""
+    shares = [0 if split in official else ratio for split, ratio in zip(SPLITS, ratios)]
+    return tuple(share / sum(shares) for share in shares) if sum(shares) else None
+
+
+def _some_videos(crops):
+    """'12 videos (e.g. a, b, c)' of the crops' videos."""
+    names = sorted({c.video for c in crops})
+    return f"{len(names):,} videos (e.g. {', '.join(names[:3])})"
+
+
+def assign_official_splits(crops, official, cfg):
+    """Honour the official splits: every crop of a listed video goes to its split; the others are
+    split by SPLIT_MODE over the splits no list gives, at SPLIT_RATIOS scaled to those splits.
+    `official`: the splits the lists give ({split: source}). An unlisted video whose source group
+    has a listed video is left out, so that no group spans two splits and an official test set stays
+    unseen. Returns (kept crops, {crop name: split}, warnings)."""
+    listed = [c for c in crops if c.split]
+    listed_groups = {c.group for c in listed}
+    rest = [c for c in crops if not c.split and c.group not in listed_groups]
+    shared = [c for c in crops if not c.split and c.group in listed_groups]
+    assignment, warnings = {c.name: c.split for c in listed}, []
+    if shared:
+        warnings.append(f"{_some_videos(shared)} in no split list share a source group with listed videos: "
+                        "left out, so that no source group spans two splits")
+    ratios = open_ratios(cfg.SPLIT_RATIOS, official)
+    if rest and ratios is None:
+        warnings.append(f"{_some_videos(rest)} are in no split list: left out, as the lists give every split")
+        rest = []
+    elif rest:
+        rest_assignment, rest_warnings = assign_splits(rest, cfg, ratios)
+        assignment.update(rest_assignment)
+        warnings += rest_warnings
+    return listed + rest, assignment, warnings
+
+
+def balance_per_split(crops, assignment, seed):
+    """balance_classes within each split (an official split fixes which videos are where, so the
+    classes cannot be balanced before splitting). A split missing a class is left as it is.
+    Returns (kept crops, a sentence per split, warnings)."""
+    kept, notes, warnings = [], [], []
+    for split in SPLITS:
+        in_split = [c for c in crops if assignment[c.name] == split]
+        missing = missing_label(in_split)
+        if in_split and missing:
+            warnings.append(f"the {split} split has no {missing} crops: left unbalanced")
+            kept += in_split
+        elif in_split:
+            chosen, note = balance_classes(in_split, seed)
+            kept += chosen
+            notes.append(f"{split}: {note}")
+    return kept, "; ".join(notes) or "nothing to balance", warnings
+
+
+def describe_official_split(official, rows):
+    """The summary's line on the official splits: which lists gave which split, and how the rest went."""
+    given = ", ".join(f"{split} from {source}" for split, source in official.items())
+    videos = {split: len({r["video"] for r in rows if r["split"] == split}) for split in SPLITS}
+    others = [split for split in SPLITS if split not in official and videos[split]]
+    rest = (f"; {' and '.join(others)} ({sum(videos[s] for s in others):,} videos) split by SPLIT_RATIOS "
+            "from the unlisted videos, source groups kept together" if others else "")
+    return (f"official split: {given} ({sum(videos[s] for s in official):,} videos, "
+            f"each listed video in its split){rest}")
 
 
 # ------------------------------------------------------------------ the split list and its checks

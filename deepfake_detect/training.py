@@ -1,5 +1,5 @@
-"""Stage 03's machinery: the split's file lists, the tf.data input pipeline with the original's
-augmentation, resumable callbacks, and the choice of devices.
+"""Stage 03's input and training: the split folders' file lists, the tf.data input pipeline with
+the original's augmentation, the decoded-crop cache (in memory or on disk), and the fit itself.
 
 Labels are the original's flow_from_directory ones: folder `fake` = 0, `real` = 1 (CLASS_NAMES),
 so the network outputs P(pristine). Crops are decoded and resized once, by the same
@@ -7,31 +7,34 @@ so the network outputs P(pristine). Crops are decoded and resized once, by the s
 epoch then only shuffles, batches, scales to [0, 1] and (training only) warps each image once.
 """
 
-import csv
-import json
+import hashlib
 import math
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect.devices import configure_tensorflow
-from deepfake_detect.files import read_image, write_text_atomic
-from deepfake_detect.model import CLASS_NAMES, resize_face
-import hashlib
+from deepfake_detect import settings
+from deepfake_detect.callbacks import make_callbacks
+from deepfake_detect.distribute import cluster_size, worker_position, worker_share
+from deepfake_detect.files import read_image
+from deepfake_detect.jobs.console import warn
+from deepfake_detect.model import BACKBONES, CLASS_NAMES, build_model, resize_face
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 AUGMENTATION_KEYS = ("rotation_range", "width_shift_range", "height_shift_range", "shear_range",
                      "zoom_range", "horizontal_flip", "fill_mode")
 FILL_MODES = ("nearest", "constant", "reflect", "wrap")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc")
 # Elements decoded per step while filling the cache; only affects the progress bar's granularity.
 DECODE_CHUNK = 256
 
 
-class DatasetError(ValueError):
-    """The split dataset cannot be trained on; the message says which folder and what to do."""
+class SplitFolderError(ValueError):
+    """Stage 02's split folders (SPLIT_DIR) cannot be trained on; the message says which folder
+    and what to do."""
 
 
 # ------------------------------------------------------------------ the split's files
@@ -55,22 +58,22 @@ def list_split(split_dir, split):
 
 
 def list_splits(split_dir):
-    """{"train": [(path, label)], "val": ..., "test": ...}; raises DatasetError when unusable.
+    """{"train": [(path, label)], "val": ..., "test": ...}; raises SplitFolderError when unusable.
 
     Train must hold both classes (nothing to learn otherwise); val and test must not be empty.
     A val or test split with one class is allowed: its AUC is reported as null.
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
-        raise DatasetError(f"no split dataset in {split_dir}: run 02-prepare_fake_real_dataset.py first")
+        raise SplitFolderError(f"no split dataset in {split_dir}: run 02-prepare_fake_real_dataset.py first")
     files = {split: list_split(split_dir, split) for split in SPLITS}
     for split, items in files.items():
         if not items:
-            raise DatasetError(f"{split_dir / split} has no face crops in fake/ or real/: "
+            raise SplitFolderError(f"{split_dir / split} has no face crops in fake/ or real/: "
                                f"rerun 02-prepare_fake_real_dataset.py with more videos or other SPLIT_RATIOS")
     missing = [name for index, name in enumerate(CLASS_NAMES) if all(label != index for _, label in files["train"])]
     if missing:
-        raise DatasetError(f"{split_dir / 'train'} has no {missing[0]} crops: a detector needs both "
+        raise SplitFolderError(f"{split_dir / 'train'} has no {missing[0]} crops: a detector needs both "
                            f"classes; add {missing[0]} videos and rerun stages 00-02")
     return files
 
@@ -322,7 +325,6 @@ def choose_cache(mode, crop_count, input_size, available_bytes, share=CACHE_MEMO
 def cache_key(files, input_size):
     """A short hash of the crops (path, size, modification time) and INPUT_SIZE: a cache is
     reused only for exactly these files, unchanged."""
-
     digest = hashlib.sha256(str(input_size).encode())
     for path, label in files:
         stat = os.stat(path)
@@ -362,192 +364,129 @@ def publish_disk_cache(partial):
     return partial.with_name(final_name)
 
 
-# ------------------------------------------------------------------ resumable callbacks
-
-def read_history(path):
-    """Rows of history.csv as dicts of floats (epoch as int); [] when there is none yet."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items() if value != ""}
-            for row in rows]
+def choose_cache_dir(cfg, files_by_split, run_dir):
+    """Where load_split keeps the decoded crops, per CACHE: None (memory) or run_dir/cache (disk).
+    "auto" weighs train + val, which are held at once, against the memory available; prints why."""
+    machines = cluster_size(os.environ.get("TF_CONFIG"))  # each decodes its share only
+    in_use = (len(files_by_split["train"]) + len(files_by_split["val"])) // machines
+    where, why = choose_cache(cfg.CACHE, in_use, cfg.INPUT_SIZE, available_memory_bytes())
+    print(why)
+    return run_dir / "cache" if where == "disk" else None
 
 
-def write_history(path, rows):
-    """Write history rows (dicts) to CSV atomically; epochs are numbered from 1."""
-    lines = [",".join(HISTORY_COLUMNS)]
-    for row in rows:
-        lines.append(",".join("" if row.get(c) is None else (str(row[c]) if c == "epoch" else f"{row[c]:.6f}")
-                              for c in HISTORY_COLUMNS))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+def remove_cache(cache_dir):
+    """Delete a disk cache (None: the crops were in memory): as large as the split, and of no
+    use once this machine is done with the run."""
+    if cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)
 
 
-def best_of(rows, monitor="val_loss"):
-    """(best value, its epoch) among history rows, lowest `monitor`; (None, None) when empty."""
-    scored = [row for row in rows if monitor in row and not math.isnan(row[monitor])]
-    if not scored:
-        return None, None
-    best = min(scored, key=lambda row: row[monitor])
-    return best[monitor], best["epoch"]
+# ------------------------------------------------------------------ one split, decoded and batched
 
-
-def make_callbacks(run_dir, patience):
-    """The training callbacks, in the order they must run at each epoch's end.
-
-    The epoch log, best checkpoint and early stopping read history.csv when training (re)starts,
-    so an interrupted run that BackupAndRestore brings back at epoch k neither logs an epoch
-    twice nor forgets the best val loss it had reached before the interruption.
-    """
-    import keras
-
-    run_dir = Path(run_dir)
-    history_path = run_dir / "history.csv"
-
-    class EpochLog(keras.callbacks.Callback):
-        """Rewrite history.csv (atomically) after every epoch, dropping rows a resume redoes."""
-
-        def on_train_begin(self, logs=None):
-            self.rows, self.started = read_history(history_path), False
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if not self.started:
-                self.rows, self.started = [row for row in self.rows if row["epoch"] <= epoch], True
-
-        def on_epoch_end(self, epoch, logs=None):
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k in HISTORY_COLUMNS}}
-            self.rows.append(row)
-            write_history(history_path, self.rows)
-
-    class BestCheckpoint(keras.callbacks.Callback):
-        """Save model.keras (temporary name, then rename) whenever val loss improves."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if not hasattr(self, "best"):
-                earlier = [row for row in read_history(history_path) if row["epoch"] <= epoch]
-                self.best = best_of(earlier)[0]
-                self.best = math.inf if self.best is None else self.best
-
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get("val_loss")
-            if value is not None and not math.isnan(value) and value < self.best:
-                self.best = value
-                final = run_dir / "model.keras"
-                temporary = run_dir / f".tmp-{os.getpid()}-model.keras"
-                self.model.save(temporary)
-                os.replace(temporary, final)
-
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        """EarlyStopping whose patience counts epochs from before an interruption too."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if getattr(self, "resumed_at", None) is None:
-                self.resumed_at = epoch
-                best, best_epoch = best_of([row for row in read_history(history_path) if row["epoch"] <= epoch])
-                if best is not None:
-                    self.best, self.best_epoch, self.wait = best, best_epoch - 1, epoch - best_epoch
-
-    return [
-        EpochLog(),
-        BestCheckpoint(),
-        ResumableEarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
-        keras.callbacks.TerminateOnNaN(),
-        # Last, so the epoch's log and checkpoint exist before the backup says it is done.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-    ]
-
-
-# ------------------------------------------------------------------ devices
-
-def cluster_size(tf_config_text):
-    """Machines named in a TF_CONFIG (JSON) that train: its chief and workers; 1 when unset."""
-    if not tf_config_text:
-        return 1
-    cluster = json.loads(tf_config_text).get("cluster", {})
-    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
-
-
-def is_chief(tf_config_text):
-    """True on the machine that writes the run's outputs: the chief, else worker 0."""
-    if cluster_size(tf_config_text) == 1:
-        return True
-    config = json.loads(tf_config_text)
-    task = config.get("task", {})
-    if "chief" in config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0
-
-
-def worker_position(tf_config_text):
-    """(this machine's position, machines) among a TF_CONFIG's chief and workers: chief first,
-    then workers by index; (0, 1) when unset."""
-    machines = cluster_size(tf_config_text)
-    if machines == 1:
-        return 0, 1
-    config = json.loads(tf_config_text)
-    task = config.get("task", {})
-    has_chief = 1 if "chief" in config.get("cluster", {}) else 0
-    if task.get("type") == "chief":
-        return 0, machines
-    return has_chief + int(task.get("index", 0)), machines
-
-
-def worker_share(files, tf_config_text):
-    """This machine's files of a multi-worker run: every N-th from its position, before any
-    decoding, so each machine reads 1/N of the crops. Every share is cut to the same length
-    (dropping at most N-1 crops), so that all machines run the same number of steps."""
-    position, machines = worker_position(tf_config_text)
-    if machines == 1:
-        return files
-    return files[position::machines][:len(files) // machines]
-
-
-def choose_strategy(mixed_precision=True, cpu_devices=0):
-    """Set up devices and return (tf.distribute strategy, description). Call before any other TF use.
-
-    Several machines in TF_CONFIG: MultiWorkerMirroredStrategy. GPUs: memory growth, mixed
-    precision unless switched off (the model's output layer stays float32) and MirroredStrategy
-    over all of them. `cpu_devices` >= 2 splits the CPU into that many logical devices mirrored
-    like GPUs, to exercise the multi-device path on a machine without GPUs. Otherwise the default
-    (one-device) strategy: training runs unchanged on CPU.
-    """
-    gpus = configure_tensorflow()  # first: it sets TensorFlow's log level before the import
-    import keras
-    import tensorflow as tf
-
-    if cpu_devices and cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
-    if gpus and mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    precision = "mixed float16" if gpus and mixed_precision else "float32"
-
-    machines = cluster_size(os.environ.get("TF_CONFIG"))
-    if machines > 1:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        where = f"{machines} machines ({strategy.num_replicas_in_sync} replicas)"
-    elif cpu_devices and cpu_devices > 1:
-        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
-        strategy = tf.distribute.MirroredStrategy(devices)
-        where = f"{len(devices)} logical CPU devices"
-    elif len(gpus) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-        where = f"{len(gpus)} GPUs"
+def load_split(files, cfg, split, cache_dir=None):
+    """Decode one split into its cache, in memory or (with `cache_dir`) in a tf.data file cache
+    there; return (batched dataset, readable files). In a multi-worker run (TF_CONFIG) the train
+    and val splits are first cut to this machine's share, so it decodes only those files.
+    Raises SplitFolderError when no crop can be read, or train's readable crops hold one class."""
+    if split != "test":
+        files = share_of_split(files, split)
+    cache_mb = len(files) * cfg.INPUT_SIZE ** 2 * 3 / 1e6
+    shuffle_buffer = None
+    if cache_dir is None:
+        decoded = decode_dataset(files, cfg.INPUT_SIZE)
+        unreadable = fill_cache(decoded, len(files), f"decoding {split} ({cache_mb:,.0f} MB in memory)")
     else:
-        strategy = tf.distribute.get_strategy()
-        where = "1 GPU" if gpus else "CPU"
-    return strategy, f"{where}, {strategy.num_replicas_in_sync} replica(s), {precision}"
+        if split == "train":  # written shuffled once, then shuffled within DISK_SHUFFLE_BUFFER each epoch
+            files = [files[i] for i in np.random.default_rng(cfg.SPLIT_SEED).permutation(len(files))]
+            shuffle_buffer = DISK_SHUFFLE_BUFFER
+        finished, partial = disk_cache(cache_dir, split, files, cfg.INPUT_SIZE)
+        decoded = decode_dataset(files, cfg.INPUT_SIZE, finished or partial)
+        desc = f"{'reading' if finished else 'decoding'} {split} ({cache_mb:,.0f} MB cached in {cache_dir})"
+        unreadable = fill_cache(decoded, len(files), desc)
+        if partial:  # the pass above completed the cache: publish it, and read it from now on
+            decoded = decode_dataset(files, cfg.INPUT_SIZE, publish_disk_cache(partial))
+    readable = check_readable(files, unreadable, split)
+    dataset = batch_dataset(decoded, len(readable), cfg.BATCH_SIZE, training=split == "train",
+                            augmentation=cfg.AUGMENTATION if cfg.AUGMENT else None,
+                            shuffle_buffer=shuffle_buffer)
+    return dataset, readable
 
 
-PREDICTION_COLUMNS = ("file", "video", "label", "label_name", "score")
+def share_of_split(files, split):
+    """This machine's share of a split's files (worker_share), saying so in a multi-worker run."""
+    total, files = len(files), worker_share(files, os.environ.get("TF_CONFIG"))
+    position, machines = worker_position(os.environ.get("TF_CONFIG"))
+    if machines > 1:
+        print(f"machine {position + 1} of {machines}: decoding {len(files):,} of the {total:,} {split} crops")
+    return files
 
 
-def prediction_rows(files, videos, labels, scores):
-    """Rows of predictions.csv: file, video, true label (number and name), score = P(pristine).
+def check_readable(files, unreadable, split):
+    """The files minus the `unreadable` indices, each named in a warning. Raises SplitFolderError
+    when none is left, or when train's hold one class (val or test: a warning, their AUC is null)."""
+    unreadable = set(unreadable)
+    for index in sorted(unreadable):
+        warn(f"{files[index][0]}: not a readable image, left out")
+    readable = [item for index, item in enumerate(files) if index not in unreadable]
+    if not readable:
+        raise SplitFolderError(f"no crop of the {split} split could be read")
+    present = classes_present(label for _, label in readable)
+    if len(present) < 2:
+        if split == "train":
+            raise SplitFolderError(f"the readable crops of the {split} split hold one class only")
+        warn(f"the {split} split holds {present[0]} crops only: its ROC AUC is undefined (reported as null)")
+    return readable
 
-    Scores are written with 9 significant digits, enough to give back every float32 exactly
-    (read them as float32), so AUC and log loss recomputed from the file equal metrics.json's.
-    """
-    return [{"file": path, "video": video, "label": int(label), "label_name": CLASS_NAMES[int(label)],
-             "score": f"{float(score):.9g}"} for path, video, label, score in zip(files, videos, labels, scores)]
+
+# ------------------------------------------------------------------ training
+
+def check_training_settings(cfg):
+    """Raise ConfigError for stage 03 settings that cannot work."""
+    if cfg.BACKBONE not in BACKBONES:
+        raise settings.ConfigError(f"BACKBONE = {cfg.BACKBONE!r}: choose one of {', '.join(BACKBONES)}")
+    for name in ("INPUT_SIZE", "BATCH_SIZE", "EPOCHS"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise settings.ConfigError(f"{name} must be a whole number >= 1")
+    if cfg.TRAINING_SEED is not None and not isinstance(cfg.TRAINING_SEED, int):
+        raise settings.ConfigError("TRAINING_SEED must be None (unseeded) or a whole number")
+    if cfg.BATCHNORM_MOMENTUM is not None and not 0 <= cfg.BATCHNORM_MOMENTUM < 1:
+        raise settings.ConfigError("BATCHNORM_MOMENTUM must be None (the backbone's own) or a number in [0, 1)")
+    if cfg.CACHE not in CACHE_MODES:
+        raise settings.ConfigError(f"CACHE = {cfg.CACHE!r}: choose one of {', '.join(CACHE_MODES)}")
+    try:
+        check_augmentation(cfg.AUGMENTATION)
+    except ValueError as error:
+        raise settings.ConfigError(str(error)) from None
+
+
+def set_training_seed(seed):
+    """Seed Python, NumPy and TensorFlow (keras.utils.set_random_seed); None leaves them unseeded."""
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def build_compiled_model(cfg, strategy):
+    """The detector with its optimizer, loss and metrics, its variables placed by `strategy`."""
+    import keras
+
+    with strategy.scope():
+        model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, cfg.WEIGHTS, cfg.BATCHNORM_MOMENTUM)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE),
+                      loss="binary_crossentropy",
+                      metrics=["accuracy", keras.metrics.AUC(name="auc")])
+    return model
+
+
+def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None):
+    """Build the model, decode train and val, and fit, resuming from RUN_DIR/backup if an earlier
+    run was interrupted; the callbacks write history.csv, model.keras and the backup."""
+    model = build_compiled_model(cfg, strategy)  # first: a weights problem shows at once
+    train_data, _ = load_split(files_by_split["train"], cfg, "train", cache_dir)
+    val_data, _ = load_split(files_by_split["val"], cfg, "val", cache_dir)
+    # shuffle=False: the dataset reshuffles itself every epoch; Keras cannot shuffle a tf.data.
+    model.fit(train_data, validation_data=val_data, epochs=cfg.EPOCHS, shuffle=False,
+              callbacks=make_callbacks(run_dir, cfg.EARLY_STOPPING_PATIENCE),
+              verbose=1 if sys.stdout.isatty() else 2)

@@ -1,4 +1,4 @@
-"""Stage 03's out-of-core input: CACHE = "auto" | "memory" | "disk" (training.py, 03's load_split).
+"""Stage 03's out-of-core input: CACHE = "auto" | "memory" | "disk" (deepfake_detect/training.py).
 
     .venv/bin/pytest tests/test_03_cache.py
 
@@ -8,7 +8,6 @@ while writing it (never trusting the half-written files), and a whole stage 03 r
 CACHE = "disk" must train, evaluate and remove its cache. About 40 s on a 2-core CPU.
 """
 
-import importlib
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,6 @@ import pytest
 from deepfake_detect import settings, training
 from tests.test_03_train import TEST_INPUT_SIZE, run_script, train_config, write_split_crops
 
-stage03 = importlib.import_module("03-train_cnn")
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -46,7 +44,7 @@ def test_auto_picks_disk_only_above_the_share_of_available_memory():
 def test_wrong_cache_setting_is_a_config_error(tmp_path, split_dir):
     cfg = settings.load_config(train_config(tmp_path / "c.py", split_dir, tmp_path / "runs", CACHE="ssd"))
     with pytest.raises(settings.ConfigError, match="CACHE = 'ssd': choose one of auto, memory, disk"):
-        stage03.check_training_settings(cfg)
+        training.check_training_settings(cfg)
 
 
 def images_of(dataset):
@@ -57,8 +55,8 @@ def test_disk_cache_gives_the_memory_cache_images_and_is_read_back_without_decod
         tmp_path, split_dir, monkeypatch):
     cfg = settings.load_config(train_config(tmp_path / "c.py", split_dir, tmp_path / "runs"))
     files = training.list_split(split_dir, "val")
-    in_memory, _ = stage03.load_split(files, cfg, "val")
-    on_disk, readable = stage03.load_split(files, cfg, "val", tmp_path / "cache")
+    in_memory, _ = training.load_split(files, cfg, "val")
+    on_disk, readable = training.load_split(files, cfg, "val", tmp_path / "cache")
     expected = images_of(in_memory)
     np.testing.assert_array_equal(images_of(on_disk)[0], expected[0])
     np.testing.assert_array_equal(images_of(on_disk)[1], expected[1])
@@ -71,14 +69,14 @@ def test_disk_cache_gives_the_memory_cache_images_and_is_read_back_without_decod
         raise AssertionError(f"decoded {path} although it is cached")
 
     monkeypatch.setattr(training, "read_face_rgb", no_decoding)
-    again, _ = stage03.load_split(files, cfg, "val", tmp_path / "cache")
+    again, _ = training.load_split(files, cfg, "val", tmp_path / "cache")
     np.testing.assert_array_equal(images_of(again)[0], expected[0])
 
 
 def test_train_split_on_disk_is_shuffled_within_a_bounded_buffer(tmp_path, split_dir):
     cfg = settings.load_config(train_config(tmp_path / "c.py", split_dir, tmp_path / "runs", AUGMENT=False))
     files = training.list_split(split_dir, "train")
-    dataset, readable = stage03.load_split(files, cfg, "train", tmp_path / "cache")
+    dataset, readable = training.load_split(files, cfg, "train", tmp_path / "cache")
     assert sorted(readable) == sorted(files) and readable != files  # written in a shuffled order
     labels = [images_of(dataset)[1] for _ in range(2)]
     assert sorted(labels[0]) == sorted(label for _, label in files)
@@ -110,8 +108,8 @@ def test_a_cache_half_written_by_a_killed_run_is_never_trusted(tmp_path, split_d
 
     cfg = settings.load_config(config)
     files = training.list_split(split_dir, "val")
-    dataset, _ = stage03.load_split(files, cfg, "val", cache_dir)
-    reference, _ = stage03.load_split(files, cfg, "val")
+    dataset, _ = training.load_split(files, cfg, "val", cache_dir)
+    reference, _ = training.load_split(files, cfg, "val")
     np.testing.assert_array_equal(images_of(dataset)[0], images_of(reference)[0])
     assert not [p for p in cache_dir.iterdir() if ".partial-" in p.name]
 

@@ -1,9 +1,9 @@
 """Multi-worker training reads only its share: two machines on loopback (TF_CONFIG), each decoding
-half of the crops (training.worker_share), training one model with MultiWorkerMirroredStrategy.
+half of the crops (distribute.worker_share), training one model with MultiWorkerMirroredStrategy.
 
     .venv/bin/pytest tests/test_03_multi_worker.py
 
-Each worker is a fresh Python that runs 03's load_split under the strategy and trains a tiny model
+Each worker is a fresh Python that runs training.load_split under the strategy and trains a tiny model
 (logistic regression on mean colours, INPUT_SIZE 32) with tf.distribute's own loop, then prints the
 crops it decoded and its weights. About 30 s.
 """
@@ -16,19 +16,18 @@ import sys
 import textwrap
 from pathlib import Path
 
-from deepfake_detect import training
+from deepfake_detect.distribute import worker_share
 from tests.test_03_train import train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 WORKER = textwrap.dedent("""
-    import importlib, json, sys
-    from deepfake_detect import settings, training
-    strategy, devices = training.choose_strategy(mixed_precision=False)  # first: it starts the cluster
+    import json, sys
+    from deepfake_detect import distribute, settings, training
+    strategy, devices = distribute.choose_strategy(mixed_precision=False)  # first: it starts the cluster
     import tensorflow as tf
-    stage03 = importlib.import_module("03-train_cnn")
     cfg = settings.load_config(sys.argv[1])
-    data, decoded = stage03.load_split(training.list_split(cfg.SPLIT_DIR, "train"), cfg, "train")
+    data, decoded = training.load_split(training.list_split(cfg.SPLIT_DIR, "train"), cfg, "train")
     # Logistic regression on mean colours, trained by tf.distribute itself: Keras 3's fit() cannot
     # run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
     with strategy.scope():
@@ -99,5 +98,5 @@ def test_each_worker_decodes_only_its_own_half_of_the_crops(tmp_path):
     steps = [stdout.split("STEPS ", 1)[1].split()[0] for stdout in outputs]
     weights = [stdout.split("WEIGHTS ", 1)[1].splitlines()[0] for stdout in outputs]
     assert steps[0] == steps[1] != "0" and weights[0] == weights[1] != json.dumps([0.0, 0.0, 0.0])
-    assert decoded[0] == [str(path) for path, _ in training.worker_share(files, json.dumps(
+    assert decoded[0] == [str(path) for path, _ in worker_share(files, json.dumps(
         {"cluster": cluster, "task": {"type": "worker", "index": 0}}))]

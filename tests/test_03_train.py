@@ -1,4 +1,5 @@
-"""Tests of stage 03 (03-train_cnn.py, deepfake_detect/training.py, metrics.py, plots.py, model_card.py, model.py).
+"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training.py, callbacks.py, runs.py, metrics.py, plots.py,
+model_card.py, model.py).
 
     .venv/bin/pytest tests/test_03_train.py
 
@@ -24,8 +25,8 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import settings, training
-from deepfake_detect.metrics import evaluate_scores, video_scores
+from deepfake_detect import callbacks, settings, training
+from deepfake_detect.metrics import evaluate_scores, log_loss, video_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.model import CLASS_NAMES, prepare_faces
 from tests.conftest import write_config
@@ -79,6 +80,8 @@ def write_split_crops(split_dir, videos_per_class=None, crops_per_video=3, seed=
 def split_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("split_dataset")
     write_split_crops(folder)
+    (folder / "split.csv").write_text("file,split,class,video,group\n"  # as stage 02 writes it
+                                      "train/fake/trainfake0x-000-00.png,train,fake,trainfake0x,trainfake0x\n")
     return folder
 
 
@@ -152,7 +155,7 @@ def test_empty_or_one_class_split_is_a_clear_error(tmp_path, capsys):
     write_split_crops(tmp_path / "one_class", {"train": 1, "val": 1, "test": 1}, crops_per_video=1)
     for path in (tmp_path / "one_class" / "train" / "real").iterdir():
         path.unlink()
-    with pytest.raises(training.DatasetError, match=r"train has no real crops"):
+    with pytest.raises(training.SplitFolderError, match=r"train has no real crops"):
         training.list_splits(tmp_path / "one_class")
 
     write_split_crops(tmp_path / "empty", {"train": 1, "val": 1, "test": 1}, crops_per_video=1)
@@ -316,15 +319,15 @@ def test_callbacks_after_a_resume_remember_best_val_loss_and_patience(tmp_path):
     # Three epochs were logged before an interruption; the best val loss, 0.5, was in epoch 1.
     rows = [{"epoch": 1, "loss": 0.9, "val_loss": 0.5}, {"epoch": 2, "loss": 0.8, "val_loss": 0.6},
             {"epoch": 3, "loss": 0.7, "val_loss": 0.7}, {"epoch": 4, "loss": 0.6, "val_loss": 0.8}]
-    training.write_history(tmp_path / "history.csv", rows)
+    callbacks.write_history(tmp_path / "history.csv", rows)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer="adam", loss="binary_crossentropy")
     x = np.ones((8, 4), np.float32) * 5
     y = np.array([0, 1] * 4, np.float32)   # no weights do better than log 2 = 0.69 > 0.5
-    callbacks = training.make_callbacks(tmp_path, patience=3)
+    resumable = callbacks.make_callbacks(tmp_path, patience=3)
     # Resuming at epoch 4 (0-based 3): the logged epoch 4 was never backed up, so it is redone.
-    model.fit(x, y, validation_data=(x, y), initial_epoch=3, epochs=10, callbacks=callbacks, verbose=0)
-    history = training.read_history(tmp_path / "history.csv")
+    model.fit(x, y, validation_data=(x, y), initial_epoch=3, epochs=10, callbacks=resumable, verbose=0)
+    history = callbacks.read_history(tmp_path / "history.csv")
     # Two epochs since the best when resuming, patience 3: one more epoch, then stop.
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert history[-1]["val_loss"] == pytest.approx(model.evaluate(x, y, verbose=0), abs=1e-4)
@@ -370,7 +373,7 @@ def test_run_killed_mid_training_resumes_where_it_stopped(killed_and_resumed_run
     assert "resuming the interrupted run" in result.stdout
     # Keras numbers epochs from 1: the second run starts after the last one the first run backed up.
     assert f"Epoch {done_before + 1}/{RESUME_EPOCHS}" in result.stdout and "Epoch 1/" not in result.stdout
-    epochs = [row["epoch"] for row in training.read_history(run_dir / "history.csv")]
+    epochs = [row["epoch"] for row in callbacks.read_history(run_dir / "history.csv")]
     assert epochs == list(range(1, RESUME_EPOCHS + 1)), "every epoch logged once"
     assert not (run_dir / "backup").exists() and not list(run_dir.glob(".tmp-*"))
 
@@ -387,6 +390,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     for name in ("model.keras", "history.csv", "predictions.csv", "metrics.json", "curves.png", "roc.png",
                  "settings-03.json", "MODEL_CARD.md"):
         assert (run_dir / name).is_file(), name
+    assert (run_dir / "split.csv").read_bytes() == (split_dir / "split.csv").read_bytes()  # for stage 05's overlap check
     assert json.loads((run_dir / "settings-03.json").read_text())["INPUT_SIZE"] == TEST_INPUT_SIZE
 
     test_files = training.list_split(split_dir, "test")
@@ -433,7 +437,7 @@ def test_training_run_fits_a_temperature_on_the_val_split(killed_and_resumed_run
     predictions = (run_dir / "predictions.csv").read_text().splitlines()[1:]
     labels = [int(line.split(",")[2]) for line in predictions]
     scores = [float(line.split(",")[4]) for line in predictions]
-    assert fitted["test_log_loss_raw"] == pytest.approx(calibration.negative_log_likelihood(labels, scores), abs=1e-5)
+    assert fitted["test_log_loss_raw"] == pytest.approx(log_loss(labels, scores), abs=1e-5)
 
 
 def test_finished_run_is_not_overwritten_unless_asked(killed_and_resumed_run, capsys):

@@ -444,20 +444,20 @@ def test_reading_ahead_changes_nothing_but_speed(workspace, scorer, cfg):
 
 
 def test_ray_actors_find_their_job_by_name_and_score_as_here(workspace, scorer, cfg, monkeypatch):
-    """What each Ray actor runs (cluster.start_scorer once, then cluster.score_input per input),
+    """What each Ray actor runs (batch.start_scorer once, then batch.score_input per input),
     here in this process: importable by name, and the same Result as the local scorer's."""
-    from deepfake_detect.inference import cluster
+    from deepfake_detect.inference import batch
     from deepfake_detect.jobs.ray_cluster import function_spec, resolve_function
 
-    assert function_spec(cluster.score_input) == ("deepfake_detect.inference.cluster", "score_input")
-    assert resolve_function(function_spec(cluster.start_scorer)) is cluster.start_scorer
-    monkeypatch.setattr(cluster, "Scorer", lambda model_path: scorer)  # the model is already loaded
-    monkeypatch.setattr(cluster, "_scorer", None)  # restored, with the options, when the test ends
-    monkeypatch.setattr(cluster, "_keep_frames", False)
-    monkeypatch.setattr(cluster, "_explain", False)
-    cluster.start_scorer(str(workspace["model"]), False, False)
+    assert function_spec(batch.score_input) == ("deepfake_detect.inference.batch", "score_input")
+    assert resolve_function(function_spec(batch.start_scorer)) is batch.start_scorer
+    monkeypatch.setattr(batch, "Scorer", lambda model_path: scorer)  # the model is already loaded
+    monkeypatch.setattr(batch, "_scorer", None)  # restored, with the options, when the test ends
+    monkeypatch.setattr(batch, "_keep_frames", False)
+    monkeypatch.setattr(batch, "_explain", False)
+    batch.start_scorer(str(workspace["model"]), False, False)
     path = workspace["media"]["hopper.jpg"]
-    assert cluster.score_input(path, cfg).p_real == pytest.approx(scorer.score_file(path, cfg).p_real, abs=1e-6)
+    assert batch.score_input(path, cfg).p_real == pytest.approx(scorer.score_file(path, cfg).p_real, abs=1e-6)
 
 
 def test_annotate_draws_boxes_on_images_and_videos(workspace, scorer, tmp_path):

@@ -170,7 +170,7 @@ def test_temperature_fit_recovers_a_known_temperature():
     fitted = calibration.fit_temperature(labels, raw)
     assert fitted == pytest.approx(true_t, rel=0.05)
     calibrated = calibration.apply_temperature(raw, fitted)
-    assert calibration.negative_log_likelihood(labels, calibrated) < calibration.negative_log_likelihood(labels, raw)
+    assert metrics.log_loss(labels, calibrated) < metrics.log_loss(labels, raw)
     assert metrics.expected_calibration_error(labels, calibrated) < metrics.expected_calibration_error(labels, raw)
     np.testing.assert_allclose(calibration.apply_temperature([0.5, 0.88], None), [0.5, 0.88])
     assert calibration.apply_temperature([0.8], 2.0)[0] == pytest.approx(1 / (1 + math.exp(-math.log(4) / 2)))
@@ -452,3 +452,56 @@ def test_a_killed_extraction_resumes_without_half_written_videos(evaluated, work
     assert extract.read_video_record(folder, name) == before
     assert sorted(p.name for p in (folder / name).iterdir()) == sorted(
         [extract.VIDEO_RECORD] + [face["file"] for face in before["faces"]])
+
+
+def test_a_run_evaluated_on_its_own_training_videos_reports_the_overlap_and_leaves_them_out(
+        evaluated, workspace, capsys):
+    """The run folder's split.csv is stage 02's, from a real stage 02 run on the sample's names
+    (crops made directly): stage 03 will copy SPLIT_DIR/split.csv into the run folder."""
+    from test_datasets import make_crops
+
+    from deepfake_detect.dataset import discover_videos, source_group
+
+    root = workspace["root"] / "overlap"
+    cfg = load_config(workspace["config"])
+    cfg.VIDEOS_DIR, cfg.METADATA_FILE = workspace["videos"], workspace["videos"] / "metadata.json"
+    videos = discover_videos(cfg)[0]
+    make_crops(root / "faces", [v.name for v in videos], count=3)
+    config02 = write_config(root / "cfg02.py", VIDEOS_DIR=workspace["videos"], OUTPUT_DIR=root / "out",
+                            FACES_DIR=root / "faces")
+    assert importlib.import_module("02-prepare_fake_real_dataset").main(["--config", str(config02)]) == 0
+    run = workspace["runs"] / "seen"
+    shutil.copytree(workspace["runs"] / "plain", run)
+    shutil.copyfile(root / "out" / "split_dataset" / "split.csv", run / "split.csv")
+    rows = pd.read_csv(run / "split.csv", dtype=str)
+    trained = rows[rows["split"].isin(["train", "val"])]
+    flagged = {v.name for v in videos if v.name in set(trained["video"]) or source_group(v) in set(trained["group"])}
+    assert 0 < len(flagged) < len(videos)
+    capsys.readouterr()
+
+    assert stage05.main(["--config", str(workspace["config"]), "--run", str(run),
+                         "--dataset", f"sample={workspace['videos']}", "--name", "overlap"]) == 0
+    out = capsys.readouterr().out
+    note = f"{len(flagged)} of {len(videos)} videos were in run seen's train/val split"
+    assert note in out
+    folder = workspace["root"] / "evals" / "overlap"
+    scored = set(pd.read_csv(folder / "per_video.csv")["video"])
+    assert scored == {v.name for v in videos} - flagged
+    report = (folder / "report.md").read_text()
+    assert "## Splits and overlap" in report and note in report and "DFDC (metadata.json), all videos" in report
+    overlap = json.loads((folder / "metrics.json").read_text())["runs"]["seen"]["overlap"]["sample"]
+    assert (overlap["seen"], overlap["left_out"], set(overlap["seen_videos"])) == (len(flagged), True, flagged)
+    # The robustness sweep scores the same videos at every level as the clean evaluation does.
+    assert stage05.main(["--config", str(workspace["config"]), "--run", str(run), "--dataset",
+                         f"sample={workspace['videos']}", "--name", "overlap-sweep", "--robustness",
+                         "--robustness-types", "noise", "--robustness-levels", "1"]) == 0
+    sweep = pd.read_csv(workspace["root"] / "evals" / "overlap-sweep" / "robustness.csv")
+    assert sweep["videos"].tolist() == [len(videos) - len(flagged)] * 2  # level 0 and noise level 1
+    kept = write_config(root / "keep.py", RUNS_DIR=workspace["runs"], EVALS_DIR=workspace["root"] / "evals",
+                        OUTPUT_DIR=workspace["root"] / "data", MTCNN_WORKERS=1, BOOTSTRAP_SAMPLES=200,
+                        EVAL_KEEP_SEEN=True)
+    assert stage05.main(["--config", str(kept), "--run", str(run), "--dataset", f"sample={workspace['videos']}",
+                         "--name", "overlap-kept"]) == 0
+    marked = pd.read_csv(workspace["root"] / "evals" / "overlap-kept" / "per_video.csv")
+    assert set(marked.loc[marked["seen"], "video"]) == flagged and len(marked) == len(videos)
+    assert "scored all the same, marked seen in per_video.csv" in capsys.readouterr().out

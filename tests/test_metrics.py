@@ -4,7 +4,7 @@
 
 The same per-crop scores go through stage 03's path (evaluate_scores, as 03-train_cnn.py calls
 it) and stage 05's (dataset_metrics on per_face / per_video tables built as
-evaluation/extract.py builds them) and must give identical numbers; the single metrics are checked
+evaluation/scores.py builds them) and must give identical numbers; the single metrics are checked
 against hand computations with ties, and calibration's fit objective against metrics' log loss.
 No model, no files but one calibration.json in tmp_path; a second or two.
 """
@@ -19,7 +19,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from deepfake_detect import calibration, metrics
-from deepfake_detect.evaluation.extract import FACE_COLUMNS, VIDEO_COLUMNS, as_table
+from deepfake_detect.evaluation.scores import FACE_COLUMNS, VIDEO_COLUMNS, as_table
 from deepfake_detect.inference.verdicts import combine_face_scores
 from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.settings import load_config
@@ -103,7 +103,6 @@ def test_log_loss_is_calibrations_objective_and_clips_like_keras(tmp_path):
     assert metrics.log_loss([1], [0.0]) == pytest.approx(-math.log(1e-7))
     labels, p_real = [1, 0, 1, 1, 0, 0], [0.9, 0.35, 0.0, 0.62, 1.0, 0.5]
     loss = metrics.log_loss(labels, p_real)
-    assert calibration.negative_log_likelihood(labels, p_real) == loss
     assert metrics.point_metrics(labels, p_real, 0.5)["log_loss"] == loss
     assert metrics.score_metrics(labels, p_real)["log_loss"] == loss
     info = calibration.calibrate_run(tmp_path, labels, p_real, labels[::-1], p_real)

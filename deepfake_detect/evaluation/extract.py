@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cv2
 
-from deepfake_detect.dataset import discover_videos
+from deepfake_detect.dataset import SPLITS, read_dataset
 from deepfake_detect.evaluation.perturb import Perturbation
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
@@ -55,12 +55,15 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class EvalDataset:
-    """A labelled dataset given as --dataset NAME=FOLDER, with its videos (dataset.Video)."""
+    """A labelled dataset given as --dataset NAME=FOLDER[:SPLIT], with its videos (dataset.Video)."""
 
     name: str
     folder: Path
     videos: tuple
     problems: tuple = ()  # lines about videos left out while reading the layout
+    layout: str = ""      # dataset.read_dataset's name for the folder's layout
+    split: str | None = None          # the official split selected with :SPLIT, None: every video
+    split_source: str = "all videos"  # where that split comes from (its list file), for the report
 
 
 @dataclass(frozen=True)
@@ -93,25 +96,51 @@ class Extraction:
 # ------------------------------------------------------------------ datasets
 
 def parse_dataset_argument(text):
-    """'NAME=FOLDER' -> (NAME, Path(FOLDER)); a bare FOLDER is named after its last part."""
+    """'NAME=FOLDER[:SPLIT]' -> (NAME, Path(FOLDER), SPLIT or None); a bare FOLDER is named after
+    its last part. SPLIT (train, val, test) selects a dataset's official split."""
     name, separator, folder = text.partition("=")
     if not separator:
-        name, folder = Path(text).name, text
+        name, folder = None, text
+    head, colon, split = folder.rpartition(":")
+    if colon and split in SPLITS:
+        folder = head
+    elif colon and split and not any(c in split for c in "/\\") and not Path(folder).exists():
+        raise DatasetError(f"--dataset {text!r}: split {split!r} is not one of {', '.join(SPLITS)}")
+    else:
+        split = None
+    name = Path(folder).name if name is None else name
     if not name or not folder or "/" in name or "\\" in name:
-        raise DatasetError(f"--dataset {text!r}: write NAME=FOLDER, e.g. dfdc=/data/dfdc_train_part_0")
-    return name, Path(folder)
+        raise DatasetError(f"--dataset {text!r}: write NAME=FOLDER[:SPLIT], e.g. dfdc=/data/dfdc_train_part_0 "
+                           "or ffpp=/data/FF++:test")
+    return name, Path(folder), split
 
 
-def load_dataset(name, folder, cfg):
-    """The labelled videos of `folder`, read like stage 00 reads VIDEOS_DIR (DFDC metadata.json,
-    DFDC parts, real/ + fake/[<method>/]). Raises DatasetError when the folder is missing, has
-    no video, or gives no labels (a plain folder of videos cannot be evaluated)."""
+def select_split(listing, split, name):
+    """(videos, source) of the official `split` of a dataset.Listing; every video with source
+    "all videos" when `split` is None. Raises DatasetError when no list gives that split."""
+    if split is None:
+        return listing.videos, "all videos"
+    if split not in listing.split_sources:
+        given = ", ".join(listing.split_sources) or "none"
+        raise DatasetError(f"dataset {name}: {listing.layout} in this folder has no official {split} split "
+                           f"(official splits found: {given}; lists are looked for in the folder and in "
+                           f"SPLIT_LISTS_DIR): drop ':{split}' to score every video")
+    return [v for v in listing.videos if v.split == split], listing.split_sources[split]
+
+
+def load_dataset(name, folder, cfg, split=None):
+    """The labelled videos of `folder`, read like stage 00 reads VIDEOS_DIR (any layout of
+    dataset.read_dataset), only those of the official `split` when given. Raises DatasetError when
+    the folder is missing, has no video, or gives no labels (a plain folder of videos cannot be
+    evaluated), or has no official list for `split`."""
     dataset_cfg = types.SimpleNamespace(**vars(cfg))
     dataset_cfg.VIDEOS_DIR, dataset_cfg.METADATA_FILE = Path(folder), Path(folder) / "metadata.json"
     try:
-        videos, problems = discover_videos(dataset_cfg)
+        listing = read_dataset(dataset_cfg)
     except FileNotFoundError:
         raise DatasetError(f"dataset {name}: folder {folder} does not exist") from None
+    videos, source = select_split(listing, split, name)
+    problems = listing.problems
     if not videos:
         raise DatasetError(f"dataset {name}: no labelled video in {folder} " + (f"({problems[0]})" if problems else
                            f"(video files ending {', '.join(cfg.VIDEO_EXTENSIONS)})"))
@@ -119,12 +148,13 @@ def load_dataset(name, folder, cfg):
     if unlabelled:
         raise DatasetError(f"dataset {name}: {folder} gives no labels (videos without one: {len(unlabelled):,}): "
                            f"add a DFDC metadata.json or put the videos in real/ and fake/ subfolders")
-    return EvalDataset(name, Path(folder), tuple(videos), tuple(problems))
+    return EvalDataset(name, Path(folder), tuple(videos), tuple(problems), listing.layout, split, source)
 
 
 def load_datasets(cfg, arguments):
-    """[EvalDataset] for each --dataset NAME=FOLDER. Raises DatasetError."""
-    datasets = [load_dataset(*parse_dataset_argument(text), cfg) for text in arguments]
+    """[EvalDataset] for each --dataset NAME=FOLDER[:SPLIT]. Raises DatasetError."""
+    datasets = [load_dataset(name, folder, cfg, split)
+                for name, folder, split in map(parse_dataset_argument, arguments)]
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise DatasetError(f"--dataset names must differ: {', '.join(names)}")
@@ -137,10 +167,15 @@ def cache_key(dataset, cfg, perturbation=None):
     """What decides a dataset's crops: its folder, EXTRACTION_SETTINGS, the detector, the perturbation."""
     from importlib.metadata import version
 
-    return {"dataset": dataset.name, "folder": str(Path(dataset.folder).resolve()),
-            "settings": {name: _plain(getattr(cfg, name)) for name in EXTRACTION_SETTINGS},
-            "detector": f"{DETECTOR_ID} on mtcnn {version('mtcnn')}",
-            "perturbation": getattr(perturbation, "cache_tag", None)}
+    key = {"dataset": dataset.name, "folder": str(Path(dataset.folder).resolve()),
+           "settings": {name: _plain(getattr(cfg, name)) for name in EXTRACTION_SETTINGS},
+           "detector": f"{DETECTOR_ID} on mtcnn {version('mtcnn')}",
+           "perturbation": getattr(perturbation, "cache_tag", None)}
+    if dataset.layout.startswith("FaceForensics++"):
+        # One FF++ folder holds each video at several compressions under the same name: the
+        # level read (in the layout's name) decides the crops. Other layouts' keys stay as they were.
+        key["layout"] = dataset.layout
+    return key
 
 
 def _plain(value):

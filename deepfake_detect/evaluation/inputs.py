@@ -1,5 +1,6 @@
-"""Stage 05's inputs, checked before any work starts: its settings, the robustness sweep's plan
-and the runs to evaluate (the datasets: extract.load_datasets).
+"""Stage 05's inputs, checked before any work starts: its settings, the robustness sweep's plan,
+the runs to evaluate (the datasets: extract.load_datasets; what each run trained on:
+scores.read_seen_videos).
 
 Each raises the error stage 05 turns into exit status 2: settings.ConfigError for a setting or
 flag that cannot work, inference.scoring.ModelError for a run without a model.
@@ -19,6 +20,9 @@ def check_evaluation_settings(cfg):
             raise settings.ConfigError(f"{name} must be a whole number >= 1")
     if not isinstance(cfg.CALIBRATE, bool):
         raise settings.ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
+    if not isinstance(cfg.EVAL_KEEP_SEEN, bool):
+        raise settings.ConfigError("EVAL_KEEP_SEEN must be False (leave out the videos a run trained or validated "
+                                   "on) or True (score them too, marked)")
     if isinstance(cfg.ROBUSTNESS_SEED, bool) or not isinstance(cfg.ROBUSTNESS_SEED, int):
         raise settings.ConfigError("ROBUSTNESS_SEED must be a whole number")
     plan_robustness(cfg)
@@ -54,3 +58,4 @@ def run_label(model_path):
     """A run's name for tables: its folder's name for .../<run>/model.keras, else the file's stem."""
     model_path = Path(model_path)
     return model_path.parent.name if model_path.name == MODEL_FILE else model_path.stem
+

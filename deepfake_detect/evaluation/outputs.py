@@ -2,7 +2,8 @@
 
     metrics.json                    settings, datasets (describe_dataset), runs, results, seconds[, robustness]
     per_video.csv, per_face.csv     every run's rows (scores.VIDEO_COLUMNS, scores.FACE_COLUMNS)
-    report.md                       report.report_markdown[, then the robustness sweep's sections]
+    report.md                       report.report_markdown with splits_markdown (each dataset's split and its
+                                    source, each run's overlap) before the matrix[, the robustness sweep's sections]
     plots-<run>-<dataset>.png       written while scoring (scores.score_run_on_datasets)
     robustness.csv, robustness.png  with --robustness (robustness.write_sweep)
     settings-05.json                the settings used (settings.save_settings)
@@ -24,7 +25,27 @@ def describe_dataset(dataset, extraction):
     return {"folder": str(dataset.folder), "videos": len(labels), "real": labels.count("REAL"),
             "fake": labels.count("FAKE"), "methods": sorted({v.method for v in dataset.videos if v.method}),
             "cache": str(extraction.cache_dir), "extracted": extraction.extracted, "reused": extraction.reused,
-            "problems": list(dataset.problems)}
+            "problems": list(dataset.problems), "layout": dataset.layout, "split": dataset.split or "all",
+            "split_source": dataset.split_source}
+
+
+def describe_split(info):
+    """'the official test split (from /data/FF++/splits/test.json)', or 'all videos', of a dataset's entry."""
+    if info["split"] == "all":
+        return "all videos"
+    return f"the official {info['split']} split (from {info['split_source']})"
+
+
+def splits_markdown(document):
+    """report.md's section naming each dataset's layout, split and its source, and each run's
+    overlap with it, so a reader knows whether a number is comparable to a paper's."""
+    parts = ["## Splits and overlap", ""]
+    for name, info in document["datasets"].items():
+        parts.append(f"- `{name}`: {info['layout']}, {describe_split(info)}: {info['videos']:,} videos")
+    for run, info in document["runs"].items():
+        for name, overlap in info.get("overlap", {}).items():
+            parts.append(f"- `{run}` on `{name}`: {overlap['note']}")
+    return "\n".join(parts) + "\n\n"
 
 
 def build_metrics_document(name, cfg, datasets, extractions, scores, seconds, sweep=None, plan=()):
@@ -49,6 +70,8 @@ def write_outputs(out_dir, document, scores, cfg, sweep=None):
     write_table(out_dir / "per_face.csv", as_table(scores.face_rows, FACE_COLUMNS))
     write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")
     report, outputs = report_markdown(document, scores.plots), OUTPUTS
+    matrix_heading = "## Video ROC AUC"
+    report = report.replace(matrix_heading, splits_markdown(document) + matrix_heading, 1)
     if sweep is not None:
         from deepfake_detect.evaluation.robustness import write_sweep
 
@@ -69,7 +92,10 @@ def summary_lines(document, seconds, out_dir, outputs, sweep=None):
     for dataset_name, info in document["datasets"].items():
         lost = sum(len(v) for v in first_run[dataset_name]["videos_without_score"].values())
         lines.append(f"  {dataset_name}: {info['videos']:,} videos ({info['real']:,} real, {info['fake']:,} fake), "
-                     f"{info['extracted']:,} extracted, {info['reused']:,} from the cache, {lost:,} without a score")
+                     f"{info['extracted']:,} extracted, {info['reused']:,} from the cache, {lost:,} without a score; "
+                     f"{describe_split(info)}")
+    lines += [f"  {run} on {name}: {overlap['note']}" for run, info in document["runs"].items()
+              for name, overlap in info.get("overlap", {}).items() if overlap["seen"] or not overlap["checked"]]
     lines.append(matrix_text(document))
     if sweep is not None:
         from deepfake_detect.evaluation.robustness import sweep_summary_lines

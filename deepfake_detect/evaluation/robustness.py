@@ -291,7 +291,8 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
     recomputed. Each point's faces come from extract.extract_faces with the perturbation, so they
     are cached by its cache_tag: the first run extracts them, every further run (and any later
     stage 05 on the same dataset and settings) reuses them. Scoring and metrics are the clean
-    evaluation's own path (scores.score_dataset, scores.measure_scores), with each run's calibration.
+    evaluation's own path (scores.score_dataset, scores.measure_scores), with each run's calibration,
+    on the same videos (without those the run trained or validated on, scores.videos_to_score).
     """
     import time
 
@@ -300,7 +301,8 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
     from deepfake_detect.calibration import run_temperature
     from deepfake_detect.inference.scoring import load_predictor
     from deepfake_detect.evaluation.extract import extract_faces
-    from deepfake_detect.evaluation.scores import measure_scores, score_dataset
+    from deepfake_detect.evaluation.scores import (flag_seen, measure_scores, read_seen_videos, score_dataset,
+                                                   videos_to_score)
 
     sweep = Sweep({(run, d.name): [sweep_row(clean_results[run][d.name], CLEAN_TYPE, 0)]
                    for run in models for d in datasets}, skipped=dict(skipped or {}))
@@ -310,7 +312,9 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
         for run, model_path in models.items():
             predictor = load_predictor(model_path)
             temperature, _ = run_temperature(model_path, cfg)
+            seen, _ = read_seen_videos(model_path)
             for dataset in datasets:
+                dataset = videos_to_score(dataset, flag_seen(dataset.videos, seen), cfg.EVAL_KEEP_SEEN)
                 for perturbation in plan:
                     bar.set_postfix_str(f"{run} on {dataset.name}: {perturbation.cache_tag}", refresh=True)
                     start = time.perf_counter()

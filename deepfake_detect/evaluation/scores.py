@@ -6,11 +6,18 @@ per_video.csv's and per_face.csv's (VIDEO_COLUMNS, FACE_COLUMNS); the metrics ar
 metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos). A video
 without a face, unreadable, or whose extraction failed gets a row with its status (SCORED,
 NO_FACE, UNREADABLE, FAILED of inference/results.py) and reason, and no score.
+
+A video the run trained or validated on (read_seen_videos, flag_seen) is left out
+of its scores, unless EVAL_KEEP_SEEN: then it is scored and per_video.csv marks it (`seen`).
 """
 
-from dataclasses import dataclass, field
+import csv
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from deepfake_detect.calibration import apply_temperature, run_temperature
+from deepfake_detect.dataset import source_group
 from deepfake_detect.evaluation.extract import load_crops, read_video_record
 from deepfake_detect.evaluation.report import plot_run_on_dataset
 from deepfake_detect.files import write_text_atomic
@@ -20,7 +27,7 @@ from deepfake_detect.metrics import dataset_metrics
 
 SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
 VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
-                 "p_real_raw", "verdict", "reason")
+                 "p_real_raw", "verdict", "reason", "seen")
 FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "x", "y", "width", "height",
                 "detector_confidence", "p_real", "p_real_raw")
 
@@ -32,7 +39,7 @@ class Scores:
     video_rows: list = field(default_factory=list)  # per_video.csv's rows, run after run
     face_rows: list = field(default_factory=list)   # per_face.csv's rows
     results: dict = field(default_factory=dict)     # {run: {dataset: metrics (measure_scores)}}
-    runs: dict = field(default_factory=dict)        # {run: {"model", "temperature", "calibration"}}
+    runs: dict = field(default_factory=dict)        # {run: {"model", "temperature", "calibration", "overlap"}}
     plots: dict = field(default_factory=dict)       # {(run, dataset): its plot's file name}
 
 
@@ -58,17 +65,47 @@ def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir)
     predictor = load_predictor(model_path)  # a model.keras, or an export (.tflite, SavedModel folder)
     temperature, note = run_temperature(model_path, cfg)
     print(f"run {name}: {model_path}; {note}")
-    video_rows, face_rows, results, plots = [], [], {}, {}
+    seen, no_check = read_seen_videos(model_path)
+    video_rows, face_rows, results, plots, overlap = [], [], {}, {}, {}
     for dataset in datasets:
-        videos, faces = score_dataset(predictor, temperature, dataset, extractions[dataset.name], cfg, name)
+        flagged = flag_seen(dataset.videos, seen)
+        overlap[dataset.name] = describe_overlap(name, dataset, flagged, seen, no_check, cfg.EVAL_KEEP_SEEN)
+        print(f"run {name} on {dataset.name}: {overlap[dataset.name]['note']}")
+        scored = videos_to_score(dataset, flagged, cfg.EVAL_KEEP_SEEN)
+        videos, faces = score_dataset(predictor, temperature, scored, extractions[dataset.name], cfg, name)
+        for row in videos:
+            row["seen"] = row["video"] in flagged
         video_table, face_table, results[dataset.name] = measure_scores(videos, faces, cfg)
         plots[(name, dataset.name)] = f"plots-{name}-{dataset.name}.png"
         plot_run_on_dataset(face_table, video_table, out_dir / plots[(name, dataset.name)],
                             f"{name} on {dataset.name}", cfg.CALIBRATION_BINS)
         video_rows += videos
         face_rows += faces
-    info = {"model": str(model_path), "temperature": temperature, "calibration": note}
+    info = {"model": str(model_path), "temperature": temperature, "calibration": note, "overlap": overlap}
     return video_rows, face_rows, results, info, plots
+
+
+def videos_to_score(dataset, flagged, keep_seen):
+    """The dataset as a run is scored on it: without the `flagged` videos (those it trained or
+    validated on, flag_seen) unless `keep_seen` (EVAL_KEEP_SEEN). The clean evaluation and every
+    point of the robustness sweep score the same videos, so their AUCs compare."""
+    return dataset if keep_seen else replace(dataset, videos=tuple(v for v in dataset.videos if v.name not in flagged))
+
+
+def describe_overlap(run, dataset, flagged, seen, no_check, keep):
+    """metrics.json's record of one run's overlap with one dataset, with the sentence the report
+    and the console show ("36 of 60 videos were in run sample's train/val split ...")."""
+    if seen is None:
+        note = f"no overlap check: {no_check}"
+    else:
+        note = (f"{len(flagged):,} of {len(dataset.videos):,} videos were in run {run}'s train/val split "
+                f"(by name or source group, per {seen.source})")
+        if flagged:
+            note += (": scored all the same, marked seen in per_video.csv (EVAL_KEEP_SEEN = True)" if keep else
+                     ": left out of its scores (EVAL_KEEP_SEEN = True scores them, marked)")
+    return {"checked": seen is not None, "seen": len(flagged), "videos": len(dataset.videos),
+            "left_out": bool(flagged) and not keep, "source": str(seen.source) if seen else None,
+            "seen_videos": sorted(flagged), "note": note}
 
 
 def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
@@ -160,3 +197,57 @@ def unscored_videos(video_table):
         lost.setdefault(row.status, []).append((row.video, row.reason))
     return lost
 
+
+# ------------------------------------------------------------------ what a run has seen
+
+RUN_SPLIT_FILE = "split.csv"     # stage 02's SPLIT_DIR/split.csv, copied into the run folder by stage 03
+SEEN_SPLITS = ("train", "val")   # a model is fitted on train and chosen on val: both are seen
+
+
+@dataclass(frozen=True)
+class SeenVideos:
+    """The videos and source groups of a run's train and val splits, and the file they come from."""
+
+    source: Path
+    videos: frozenset
+    groups: frozenset
+
+
+def find_run_folder(model_path):
+    """The run folder a model comes from: the parent of <run>/model.keras; for an export
+    (export.py), the run folder holding its export/ folder, else the parent of the model its
+    sidecar JSON names ("source_model"); else None."""
+    from deepfake_detect.inference.scoring import MODEL_FILE
+
+    model_path = Path(model_path)
+    if model_path.name == MODEL_FILE:
+        return model_path.parent
+    if (model_path.parent.parent / MODEL_FILE).is_file():
+        return model_path.parent.parent
+    sidecar = model_path.with_name(model_path.stem + ".json")
+    try:
+        source = json.loads(sidecar.read_text(encoding="utf-8")).get("source_model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(source).parent if source else None
+
+
+def read_seen_videos(model_path):
+    """(SeenVideos, None) from the run's split.csv, or (None, why there is no overlap check)."""
+    folder = find_run_folder(model_path)
+    if folder is None:
+        return None, f"{model_path} names no run folder (not a run's model.keras, no sidecar with its source model)"
+    path = folder / RUN_SPLIT_FILE
+    if not path.is_file():
+        return None, f"{path} is missing (stage 03 copies stage 02's split.csv there)"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("split") in SEEN_SPLITS]
+    return SeenVideos(path, frozenset(r["video"] for r in rows), frozenset(r["group"] for r in rows)), None
+
+
+def flag_seen(videos, seen):
+    """The names of the `videos` (dataset.Video) the run saw: in its train/val split by name, or
+    sharing a source group with a video that was (split.py's source_group on both sides)."""
+    if seen is None:
+        return set()
+    return {v.name for v in videos if v.name in seen.videos or source_group(v) in seen.groups}

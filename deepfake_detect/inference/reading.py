@@ -62,22 +62,21 @@ def prefetched(make_items, max_items):
     stop = threading.Event()
     done = object()
 
+    def put_unless_stopped(item):
+        # A bounded wait, so a consumer that stopped early never leaves this thread blocked.
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def produce():
         try:
             for item in make_items(stop):
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                put_unless_stopped(item)
         finally:
-            while not stop.is_set():
-                try:
-                    buffer.put(done, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            put_unless_stopped(done)
 
     thread = threading.Thread(target=produce, name="frame-reader", daemon=True)
     thread.start()
