@@ -15,18 +15,39 @@ from deepfake_detect.frames import BudgetError, check_video_budget, megapixels, 
 from deepfake_detect.inference.results import IMAGE
 
 
+def webp_size(header):
+    """(width, height) from a WebP file's first 30 bytes (VP8X canvas, VP8 or VP8L frame), or None.
+    Read here because Pillow's WebP parser asks libwebp for an animation decoder, which allocates
+    the whole canvas."""
+    if len(header) < 30 or header[:4] != b"RIFF" or header[8:12] != b"WEBP":
+        return None
+    chunk = header[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(header[24:27], "little"), 1 + int.from_bytes(header[27:30], "little")
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", header[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        bits = int.from_bytes(header[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
 def image_size(path):
-    """(width, height) of an image file read from its header by Pillow, without decoding it;
-    None when no Pillow format parser understands the header.
+    """(width, height) of an image file read from its header, without decoding it; None when no
+    parser understands the header.
 
     Pillow's own Image.open refuses large images (its decompression-bomb check) before saying
-    their size, so the format parsers are called directly, as Image.open calls them.
+    their size, so its format parsers are called directly, as Image.open calls them (WebP's
+    header is read by webp_size).
     """
     from PIL import Image
 
     Image.init()
     with open(path, "rb") as handle:
-        prefix = handle.read(16)
+        prefix = handle.read(30)
+        if prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP":
+            return webp_size(prefix)
         for format_id in Image.ID:
             factory, accept = Image.OPEN[format_id]
             accepted = accept(prefix) if accept else True
@@ -36,7 +57,7 @@ def image_size(path):
             try:
                 with factory(handle, str(path)) as image:
                     return image.size
-            except (SyntaxError, IndexError, TypeError, ValueError, OSError, struct.error):
+            except Exception:  # noqa: BLE001 - a hostile header may break a parser in any way: try the next
                 continue
     return None
 

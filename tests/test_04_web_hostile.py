@@ -385,3 +385,43 @@ def test_the_command_line_and_stage_05_refuse_over_budget_files_and_go_on(worksp
     assert len(stream) == 1 and "MAX_VIDEO_PIXELS" in stream[0][2]
     with pytest.raises(BudgetError, match="MAX_VIDEO_PIXELS"):  # stage 05's extraction reads through this
         next(iter_kept_frames(media["astronaut.mp4"], cfg.RESIZE_RULES, max_pixels=cfg.MAX_VIDEO_PIXELS))
+
+
+def test_image_sizes_come_from_headers_in_every_accepted_format(tmp_path):
+    from PIL import Image
+
+    from deepfake_detect.frames import BudgetError
+    from deepfake_detect.media_budget import check_image_budget, image_size
+
+    image = np.zeros((37, 53, 3), np.uint8)
+    for suffix in (".png", ".jpg", ".bmp", ".tif"):
+        cv2.imwrite(str(tmp_path / f"small{suffix}"), image)
+        assert image_size(tmp_path / f"small{suffix}") == (53, 37)
+    for name, options in (("lossy.webp", {"quality": 80}), ("lossless.webp", {"lossless": True})):
+        Image.fromarray(image).save(tmp_path / name, **options)
+        assert image_size(tmp_path / name) == (53, 37)
+    # a WebP header declaring a 16000x16000 canvas (VP8X): refused without asking libwebp
+    canvas = (15999).to_bytes(3, "little") * 2
+    (tmp_path / "bomb.webp").write_bytes(b"RIFF" + (22).to_bytes(4, "little") + b"WEBPVP8X" + (10).to_bytes(4, "little")
+                                         + b"\x00" * 4 + canvas)
+    assert image_size(tmp_path / "bomb.webp") == (16000, 16000)
+    with pytest.raises(BudgetError, match="16,000x16,000"):
+        check_image_budget(tmp_path / "bomb.webp", 64_000_000)
+    check_image_budget(write_png_bomb(tmp_path / "bomb.png"), None)  # None: no limit
+
+
+def test_debug_serves_with_werkzeugs_development_server(workspace):
+    from deepfake_detect.inference import web
+    from deepfake_detect.settings import load_config
+
+    cfg = load_config(workspace["config"])
+    server = web.make_server(web.create_app(StubRunner(), cfg, token=""), "127.0.0.1", 0, cfg, debug=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = requests.get(f"http://127.0.0.1:{server.server_port}/", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status_code == 200 and "Werkzeug" in answer.headers["Server"]
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
