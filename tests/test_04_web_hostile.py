@@ -38,6 +38,9 @@ JOB_TIMEOUT_S = 8          # the test server's WEB_JOB_TIMEOUT_S: the long clip 
 ANSWER_S = 2.0             # hostile uploads are answered within this
 RSS_SLACK_MB = 300         # the server's peak memory may grow by this much over its start
 
+# Memory and worker processes are read from /proc.
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+
 
 # ------------------------------------------------------------------ hostile files
 
