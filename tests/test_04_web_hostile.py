@@ -3,9 +3,9 @@
 process, a tiny fresh model, WEB_TOKEN set) and sends it decompression bombs, a long video,
 empty and junk files, a hostile file name, a worker killed mid-job and a job past its timeout;
 then the token, the headers and the refusal to serve beyond loopback without a token. The
-decode budgets of the command line and stage 05 are checked where they hook in.
+decode budgets of the command line (run as a subprocess) and stage 05 (extract_video) are checked too.
 
-    .venv/bin/pytest tests/test_04_web_hostile.py      # about 2 minutes on 2 CPU cores
+    .venv/bin/pytest tests/test_04_web_hostile.py      # about 2 minutes on 2 busy CPU cores
 
 Every hostile file is made here: the PNG is a header declaring 32000x32000 px and a few rows
 of zlib; the long video is 30 frames at 0.01 fps (3,000 s by its container).
@@ -388,6 +388,34 @@ def test_the_command_line_and_stage_05_refuse_over_budget_files_and_go_on(worksp
     assert len(stream) == 1 and "MAX_VIDEO_PIXELS" in stream[0][2]
     with pytest.raises(BudgetError, match="MAX_VIDEO_PIXELS"):  # stage 05's extraction reads through this
         next(iter_kept_frames(media["astronaut.mp4"], cfg.RESIZE_RULES, max_pixels=cfg.MAX_VIDEO_PIXELS))
+
+
+def test_the_command_line_scores_the_others_and_says_why_not_the_bomb(workspace, tmp_path):
+    media = workspace["media"]
+    completed = subprocess.run([sys.executable, str(REPO / "04-detect_deepfakes.py"), "--config", str(workspace["config"]),
+                                str(media["bomb.png"]), str(media["hopper.jpg"]), "--json", str(tmp_path / "scores.json")],
+                               cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 1, completed.stderr  # 1: some inputs not scored
+    import json
+
+    rows = {Path(row["input"]).name: row for row in json.loads((tmp_path / "scores.json").read_text())["inputs"]}
+    assert rows["bomb.png"]["status"] == "unreadable" and "MAX_IMAGE_PIXELS" in rows["bomb.png"]["reason"]
+    assert rows["hopper.jpg"]["status"] == "scored"
+
+
+def test_stage_05_caches_an_over_budget_video_as_unreadable_with_the_reason(workspace, tmp_path):
+    from types import SimpleNamespace
+
+    from deepfake_detect.evaluation.extract import ExtractionJob, extract_video, read_video_record
+    from deepfake_detect.jobs.outcome import SKIPPED
+    from deepfake_detect.settings import load_config
+
+    cfg = load_config(workspace["config"])
+    cfg.MAX_VIDEO_PIXELS = 100 * 100
+    video = SimpleNamespace(name="astronaut", path=workspace["media"]["astronaut.mp4"])
+    outcome = extract_video(ExtractionJob("astronaut", video, tmp_path), cfg)
+    assert outcome.status == SKIPPED and "MAX_VIDEO_PIXELS" in outcome.reason
+    assert read_video_record(tmp_path, "astronaut")["status"] == "unreadable"
 
 
 def test_image_sizes_come_from_headers_in_every_accepted_format(tmp_path):
