@@ -23,7 +23,6 @@ Takes --seconds plus about 40 s to start the server (2 workers loading the model
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys

@@ -51,7 +51,7 @@ from deepfake_detect.inference.results import IMAGE, SCORED
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.inference.web_security import exposure_problem, install_guard, is_loopback, shown_name
 from deepfake_detect.inference.web_workers import (LOG, MAX_CROPS_SHOWN, SCORING_FAILED, InProcessRunner,
-                                                   UploadError, WorkerPool, new_task, result_payload)
+                                                   UploadError, WorkerPool, new_task)
 from deepfake_detect.media_budget import check_image_budget
 
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
