@@ -5,7 +5,8 @@
     python 04-detect_deepfakes.py clip.mp4 photo.jpg folder/ [--run NAME_OR_PATH] [--details]
                                   [--csv scores.csv] [--json scores.json] [--annotate out/] [--explain]
     python 04-detect_deepfakes.py clip.mp4 --run runs/NAME/export/model_float32.tflite   # or .../saved_model
-    python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page
+    python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page (waitress)
+    WEB_TOKEN=... python 04-detect_deepfakes.py --serve --host 0.0.0.0    # beyond loopback: a token, or --no-auth
     python 04-detect_deepfakes.py folder/ --ray [ADDRESS]     # scored by Ray actors on a cluster
 
 Frames, faces and input scaling are exactly those of stages 00, 01a and 03 (shared code):
@@ -27,6 +28,8 @@ up for illustration; long reasons cut):
     P(real) = the model's probability that the faces are real (pristine); P(fake) = 1 - P(real). ...
     stage 04 finished in 12.0 s: 5 inputs (3 scored, 2 not scored)
 
+Files declaring more than MAX_IMAGE_PIXELS (images) or MAX_VIDEO_PIXELS per frame (videos) in
+their header are not decoded: their row says "unreadable" and why, and the others go on.
 --explain adds a Grad-CAM heatmap per face (explain.py) to --annotate, --details and --json;
 --annotate also writes each video's P(fake) per frame as <name>-timeline.png (timeline.py).
 Inputs without a score (no face, unreadable, unsupported) say why and carry no score. The fields
@@ -69,6 +72,10 @@ def parse_args(argv=None):
     parser.add_argument("--serve", action="store_true", help="start the local web page instead")
     parser.add_argument("--host", default=None, help="web page address (default: config WEB_HOST)")
     parser.add_argument("--port", type=int, default=None, help="web page port (default: config WEB_PORT)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="serve beyond loopback without WEB_TOKEN: anyone on the network can use the page")
+    parser.add_argument("--debug", action="store_true",
+                        help="serve with werkzeug's development server instead of waitress")
     settings.add_ray_argument(parser)
     args = parser.parse_args(argv)
     if not args.serve and not args.inputs:
@@ -138,14 +145,16 @@ def main(argv=None, scorer=None):
             print(settings.describe_settings(cfg, ["THRESHOLD", "VIDEO_SCORE", "FRAMES_PER_SECOND",
                                                    "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE"])
                   + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
-            scorer = None if cfg.RAY_ADDRESS else Scorer(model_path)  # Ray's actors load their own
+            # Ray's actors and the web page's worker processes load their own
+            scorer = None if cfg.RAY_ADDRESS or args.serve else Scorer(model_path)
     except (settings.ConfigError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.serve:
         from deepfake_detect.inference.web import serve
 
-        return serve(scorer, cfg, host=args.host or cfg.WEB_HOST, port=args.port or cfg.WEB_PORT)
+        return serve(scorer, cfg, host=args.host or cfg.WEB_HOST, port=args.port or cfg.WEB_PORT,
+                     model_path=model_path, no_auth=args.no_auth, debug=args.debug)
     return detect_files(args, cfg, scorer, model_path)
 
 

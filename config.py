@@ -52,6 +52,12 @@ RESIZE_RULES = (
     (None, 0.33),               # None: any width
 )
 WORKERS = None                  # parallel worker processes; None: one per CPU core
+# Decode budgets (stages 04 and 05, command line and web page), checked from the file's header
+# before anything is decoded, so a small file declaring a huge size costs nothing (media_budget.py).
+# Images: 64 megapixels admits 8K (33 MP) and 50 MP camera photos (decoded: 192 MB of BGR); a
+# 108 MP phone photo needs 110_000_000. Videos: pixels per frame, 8K DCI (8192x4320) fits. None: no limit.
+MAX_IMAGE_PIXELS = 64_000_000
+MAX_VIDEO_PIXELS = 36_000_000
 
 # --------------------------------------------------- stages 01a/01b: frames -> faces
 FACE_MARGIN = 0.30              # added on each side, as a fraction of the face box's width/height
@@ -124,6 +130,19 @@ VIDEO_SCORE = "mean"            # "mean" of face scores | "confident": DFDC winn
 WEB_HOST = "127.0.0.1"          # the web page binds here; 0.0.0.0 exposes it to your network
 WEB_PORT = 8000
 WEB_MAX_UPLOAD_MB = 50
+WEB_MAX_VIDEO_SECONDS = 120     # the page is for short clips: longer videos are refused (the command line takes any)
+# Uploads are scored by WEB_WORKERS processes, each holding MTCNN and the model (~0.6-1 GB at rest).
+# One that crashes, grows above WEB_WORKER_MAX_MB resident (checked on Linux) or scores one upload
+# longer than WEB_JOB_TIMEOUT_S is killed and replaced; that upload gets one sentence. Memory of
+# the whole page: the server (~0.5 GB) + WEB_WORKERS x WEB_WORKER_MAX_MB at most (docs/04-detect.md).
+WEB_WORKERS = 2
+WEB_WORKER_MAX_MB = 3072
+WEB_JOB_TIMEOUT_S = 300
+# Anyone who can reach a page bound beyond loopback must give this token (the API as
+# "Authorization: Bearer <token>", the page asks once and keeps it in a cookie). Read from the
+# environment, never written here; without it such a server refuses to start (--no-auth opts out).
+# When set, loopback pages ask for it too. Make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"
+WEB_TOKEN = os.environ.get("WEB_TOKEN", "")
 # Stage 03 fits one temperature on the val split (calibration.json beside model.keras); stages
 # 04 and 05 then report calibrated P(real) (raw scores stay in their CSV/JSON). False: raw only.
 CALIBRATE = True

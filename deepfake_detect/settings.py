@@ -37,7 +37,8 @@ DERIVED_FOLDERS = {
     "SPLIT_DIR": "split_dataset",
     "EVAL_CACHE_DIR": "eval_cache",
 }
-SECRET_SETTINGS = ("FACE_APIKEY", "VISION_KEY")
+SECRET_SETTINGS = ("FACE_APIKEY", "VISION_KEY", "WEB_TOKEN")
+MIN_TOKEN_LENGTH = 16  # WEB_TOKEN: shorter ones can be guessed
 CHOICES = {
     "AZURE_SERVICE": ("face", "vision"),
     "SPLIT_MODE": ("group", "file"),
@@ -125,6 +126,25 @@ def check_config(cfg):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name} must be None (one per CPU core) or a whole number >= 1")
     check_ray_settings(cfg)
+    check_web_settings(cfg)
+
+
+def check_web_settings(cfg):
+    """Raise ConfigError for decode budgets and web page settings that cannot work."""
+    for name in ("MAX_IMAGE_PIXELS", "MAX_VIDEO_PIXELS", "WEB_MAX_VIDEO_SECONDS"):
+        value = getattr(cfg, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigError(f"{name} must be None (no limit) or a number > 0")
+    for name in ("WEB_WORKERS", "WEB_WORKER_MAX_MB", "WEB_JOB_TIMEOUT_S"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 \
+                or (name == "WEB_WORKERS" and not isinstance(value, int)):
+            raise ConfigError(f"{name} must be a number > 0" + (" (a whole number)" if name == "WEB_WORKERS" else ""))
+    if not isinstance(cfg.WEB_TOKEN, str):
+        raise ConfigError("WEB_TOKEN must be a string (read it from the environment: os.environ.get(\"WEB_TOKEN\", \"\"))")
+    if cfg.WEB_TOKEN and len(cfg.WEB_TOKEN) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"WEB_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: make a strong one with "
+                          "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
 
 
 def check_ray_settings(cfg):

@@ -320,13 +320,22 @@ def wait_for_job(client, job_id, seconds=120):
     raise AssertionError(f"job {job_id} still running after {seconds} s")
 
 
+def wait_for_expected_frames(client, status_url, seconds=30):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (state := client.get(status_url).get_json())["frames_expected"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return state
+
+
 def test_a_job_reports_frames_read_of_expected_then_its_result(client, workspace, scorer):
     video = workspace["media"]["astronaut.mp4"]  # 2 s at 10 fps: frames 0 and 10 are read
     with scorer.lock:  # another upload is being scored: this one waits, and says so
         response = upload(client, "/api/jobs?crops=1&explain=1", video)
         assert response.status_code == 202
         job = response.get_json()
-        state = client.get(job["status_url"]).get_json()
+        state = wait_for_expected_frames(client, job["status_url"])  # the header is read first, then it waits
         assert state["state"] == "running" and state["frames_read"] == 0 and state["frames_expected"] == 2
         waiting = client.get(job["page_url"])
         assert waiting.status_code == 202

@@ -234,7 +234,9 @@ def extract_video(job, cfg):
             perturbation.reencode(video.path, source)
         frames, faces, unsearched, batch, error = [], [], [], [], None
         try:
-            for index, frame in iter_kept_frames(source, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND):
+            # MAX_VIDEO_PIXELS: a video announcing huge frames is cached as unreadable, with the reason
+            for index, frame in iter_kept_frames(source, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND,
+                                                 max_pixels=cfg.MAX_VIDEO_PIXELS):
                 if perturbation is not None and not perturbation.applies_to_video:
                     frame = perturbation.apply(frame, index, video.name)
                 frames.append(index)

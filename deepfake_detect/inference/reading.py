@@ -7,10 +7,13 @@ import threading
 from deepfake_detect.files import read_image
 from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
 from deepfake_detect.inference.results import IMAGE
+from deepfake_detect.media_budget import check_image_budget
 
 
-def iter_image_frame(path, rules):
-    """Yield (0, BGR image resized by RESIZE_RULES) for an image file; VideoError if unreadable."""
+def iter_image_frame(path, rules, max_pixels=None):
+    """Yield (0, BGR image resized by RESIZE_RULES) for an image file; VideoError if unreadable,
+    BudgetError (before decoding) if its header declares more than `max_pixels`."""
+    check_image_budget(path, max_pixels)
     image = read_image(path)
     if image is None:
         raise VideoError("not an image OpenCV can decode (corrupt or unsupported format)")
@@ -18,10 +21,11 @@ def iter_image_frame(path, rules):
 
 
 def iter_media_frames(path, kind, cfg):
-    """Yield (frame index, resized BGR frame) for an image or a video; VideoError on bad input."""
+    """Yield (frame index, resized BGR frame) for an image or a video; VideoError on bad input,
+    BudgetError for one over MAX_IMAGE_PIXELS or MAX_VIDEO_PIXELS (media_budget.py)."""
     if kind == IMAGE:
-        return iter_image_frame(path, cfg.RESIZE_RULES)
-    return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND)
+        return iter_image_frame(path, cfg.RESIZE_RULES, cfg.MAX_IMAGE_PIXELS)
+    return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND, max_pixels=cfg.MAX_VIDEO_PIXELS)
 
 
 # Stands in for the frame index after one input's last frame in read_frames' stream.

@@ -2,8 +2,10 @@
 video, see the verdict, the score and every face crop with its score.
 
     python 04-detect_deepfakes.py --serve            # then open http://127.0.0.1:8000
+    WEB_TOKEN=... python 04-detect_deepfakes.py --serve --host 0.0.0.0   # on your network: a token
 
-    GET  /             the upload page
+    GET  /             the upload page (with WEB_TOKEN: a form asking for the token, once)
+    POST /login        the token (form field "token") -> an HttpOnly, SameSite=Strict cookie
     POST /             upload (form field "file"), answers with the same page and the result
     POST /api/detect   the same upload, answers JSON: an input record of docs/results.md (add
                        ?crops=1 for the crops as data: URIs, ?explain=1 for Grad-CAM overlays)
@@ -12,21 +14,25 @@ video, see the verdict, the score and every face crop with its score.
                        then {"state": "done", "status": HTTP status, "result" or "error"}
     GET  /jobs/ID      the page with that job's result (where the page's script goes when done)
 
-The page's own script (inline: nothing is fetched from elsewhere) sends the upload as a job and
-shows a progress bar (frames read of frames expected) until it is done; without JavaScript the
-form posts to / and the answer comes when scoring is done. The page always shows each crop's
+With WEB_TOKEN set, /api/ needs `Authorization: Bearer <token>` (401 without); web_security.py
+adds the security headers to every answer. The page's own script (inline, allowed by its
+per-response nonce: nothing is fetched from elsewhere) sends the upload as a job and shows a
+progress bar (frames read of frames expected) until it is done; without JavaScript the form
+posts to / and the answer comes when scoring is done. The page always shows each crop's
 Grad-CAM overlay when the model is a Keras one (explain.py), and a video's P(fake) per frame as
 an inline SVG (timeline.py).
 
-The model and the detector are loaded once, before the server starts; requests take turns
-on them. An upload is accepted only if its first bytes are those of an image or a video
-(whatever its name or declared type) and it is at most WEB_MAX_UPLOAD_MB. It is written to a
-private folder in the system's temporary folder, never to a served one (this app serves no
-files at all), and deleted as soon as it is scored. Errors reach the browser as one sentence;
-stack traces go to the server's log only.
+Uploads are scored by a pool of worker processes holding the model (web_workers.py), so a file
+that crashes a decoder, exhausts memory or runs past WEB_JOB_TIMEOUT_S costs one sentence, not
+the server. An upload is accepted only if its first bytes are those of an image or a video
+(whatever its name or declared type), it is at most WEB_MAX_UPLOAD_MB and its header is within
+the decode budgets (MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS, WEB_MAX_VIDEO_SECONDS; else 413). It is
+written to a private folder in the system's temporary folder under a fixed name (the user's
+file name is only ever shown, escaped), never to a served one (this app serves no files at all),
+and deleted as soon as it is scored. Errors reach the browser as one sentence; stack traces go
+to the server's log only. The server is waitress (werkzeug's development server with --debug).
 """
 
-import math
 import secrets
 import shutil
 import sys
@@ -34,113 +40,84 @@ import tempfile
 import threading
 from pathlib import Path
 
-import cv2
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from deepfake_detect.inference import records
+from deepfake_detect.frames import BudgetError
 from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
-from deepfake_detect.inference.results import FAILED, SCORED, UNREADABLE, VIDEO
+from deepfake_detect.inference.results import IMAGE, SCORED
 from deepfake_detect.inference.verdicts import score_meaning
+from deepfake_detect.inference.web_security import exposure_problem, install_guard, is_loopback, shown_name
+from deepfake_detect.inference.web_workers import (LOG, MAX_CROPS_SHOWN, SCORING_FAILED, InProcessRunner,
+                                                   UploadError, WorkerPool, new_task)
+from deepfake_detect.media_budget import check_image_budget
 
-MAX_CROPS_SHOWN = 60      # a long video has one face a second; the page shows the first ones
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_RUNNING_JOBS = 4      # uploads waiting or being scored at once; more get 429
 MAX_KEPT_JOBS = 20        # finished jobs kept for their pages; the oldest are dropped
+SERVER_THREADS = 8        # waitress threads: a synchronous upload holds one while a worker scores it
+IDLE_TIMEOUT_S = 60       # waitress closes a connection idle (or trickling nothing) this long
+JOB_STATE_FIELDS = ("frames_read", "frames_expected")
+# A page on loopback without a token answers only to these Host names, whatever the port: a web
+# site that rebinds its own DNS name to 127.0.0.1 is refused (421).
+LOOPBACK_HOST_NAMES = {"127.0.0.1", "localhost", "[::1]"}
+
+class HtmlSafeJSON(DefaultJSONProvider):
+    """JSON whose <, > and & are written as \\u escapes: a file name holding markup stays inert
+    even where a browser would sniff the answer as HTML."""
+
+    def dumps(self, obj, **kwargs):
+        text = super().dumps(obj, **kwargs)
+        return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-class UploadError(Exception):
-    """An upload that cannot be scored: HTTP status and a sentence for the user."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def result_payload(result, cfg, with_crops, with_overlays=False):
-    """The JSON answer for one scored upload (also what the page shows): its input record with
-    the face records of its first MAX_CROPS_SHOWN faces (all without crops and overlays), the
-    context fields, and for a video its timeline. See docs/results.md."""
-    from deepfake_detect.inference.timeline import frame_series
-
-    shown = MAX_CROPS_SHOWN if with_crops or with_overlays else None
-    faces = [records.face_record(face, cfg, overlay=with_overlays, crop=with_crops) for face in result.faces[:shown]]
-    timeline = [{"frame": frame, "p_fake": p_fake} for frame, p_fake in frame_series(result)] \
-        if result.kind == VIDEO else []
-    return {"schema": records.SCHEMA_VERSION, **records.input_record(result), "face_scores": faces,
-            "timeline": timeline, **records.context_fields(cfg), "score_meaning": score_meaning(cfg)}
-
-
-def score_upload(upload, scorer, cfg, explain=False):
-    """Check, save, score and delete one uploaded file (a werkzeug FileStorage); return its Result.
-
-    Raises UploadError for a missing file, a type that is not an image/video by content, or
-    media that cannot be decoded.
-    """
-    folder, path, kind = save_upload(upload)
-    return score_saved(folder, path, kind, upload.filename, scorer, cfg, explain)
-
-
-def save_upload(upload):
+def save_upload(upload, cfg):
     """Check an upload's content and save it to a private temporary folder; return (folder,
-    path, kind). Raises UploadError for a missing file or content that is not an image/video."""
+    path, kind). Raises UploadError for a missing file, content that is not an image/video
+    (415), or an image whose header declares more than MAX_IMAGE_PIXELS (413; read here, as
+    it costs nothing, so such an upload never waits for a worker)."""
     if upload is None or not upload.filename:
         raise UploadError(400, "Choose an image or a video to upload.")
+    name = shown_name(upload.filename)
     header = upload.stream.read(SNIFF_BYTES)
     upload.stream.seek(0)
     kind = sniff_media_kind(header)
     if kind is None:
-        raise UploadError(415, f"{upload.filename} is not an image or a video this page can read "
+        raise UploadError(415, f"{name} is not an image or a video this page can read "
                                f"(its content is not one of: {ACCEPTED_FORMATS}).")
     folder = Path(tempfile.mkdtemp(prefix="deepfake-detect-upload-"))
     path = folder / f"upload-{kind}"  # the user's file name never reaches the file system
     try:
         upload.save(path)
+        if kind == IMAGE:
+            check_image_budget(path, cfg.MAX_IMAGE_PIXELS)
+    except BudgetError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UploadError(413, f"{name} is too large to score here: {error}.") from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return folder, path, kind
 
 
-def score_saved(folder, path, kind, file_name, scorer, cfg, explain=False, progress=None, logger=None):
-    """Score a saved upload, delete its folder and return the Result; UploadError for media
-    that cannot be decoded or a failure while scoring."""
+def score_upload(upload, runner, cfg, with_crops, with_overlays, progress=None, expected=None):
+    """Save, score (on `runner`) and delete one uploaded file (a werkzeug FileStorage); return
+    its JSON payload. Raises UploadError with the status and sentence of any failure."""
+    folder, path, kind = save_upload(upload, cfg)
     try:
-        with scorer.lock:
-            result = scorer.score_file(path, cfg, kind=kind, explain=explain, progress=progress)
+        status, answer = runner.run(new_task(path, kind, shown_name(upload.filename), with_crops, with_overlays),
+                                    progress=progress, expected=expected)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    result.path = file_name
-    if result.status == UNREADABLE:
-        raise UploadError(422, f"{file_name} looks like a {kind} but cannot be decoded: {result.reason}.")
-    if result.status == FAILED:
-        (logger or current_app.logger).error("scoring %s failed: %s", file_name, result.reason)
-        raise UploadError(500, "Scoring failed on this file; the details are in the server's log.")
-    return result
-
-
-def expected_frames(path, kind, frames_per_second):
-    """How many frames scoring will read: 1 for an image; for a video, its announced frame
-    count over the kept-frame step (None when the video does not say)."""
-    if kind != VIDEO:
-        return 1
-    from deepfake_detect.frames import frame_step
-
-    capture = cv2.VideoCapture(str(path))
-    try:
-        count, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
-    finally:
-        capture.release()
-    if not count or count < 0 or not fps or fps <= 0:
-        return None
-    return math.ceil(count / frame_step(fps, frames_per_second))
+    if status != 200:
+        raise UploadError(status, answer)
+    return answer
 
 
 class Jobs:
-    """Uploads scored in background threads, one at a time (the scorer's lock), with their
+    """Uploads scored in background threads (each waits for a free worker), with their
     progress; finished ones are kept for their pages (MAX_KEPT_JOBS at most)."""
 
     def __init__(self):
@@ -150,36 +127,40 @@ class Jobs:
     def running(self):
         return sum(job["state"] == "running" for job in self.jobs.values())
 
-    def start(self, upload, scorer, cfg, logger, with_crops, with_overlays):
+    def start(self, upload, runner, cfg, with_crops, with_overlays):
         """Save the upload and start scoring it; return the job id. UploadError when it
-        cannot be accepted (bad content, or MAX_RUNNING_JOBS already running: 429)."""
-        with self.lock:
+        cannot be accepted (bad content or over budget, or MAX_RUNNING_JOBS already running: 429)."""
+        job_id, name = secrets.token_urlsafe(12), shown_name(upload.filename if upload else "")
+        job = {"state": "running", "frames_read": 0, "frames_expected": None,
+               "input": name, "type": None, "status": None, "payload": None, "error": None}
+        with self.lock:  # the slot is taken at once, so concurrent uploads cannot all pass the check
             if self.running() >= MAX_RUNNING_JOBS:
                 raise UploadError(429, f"{MAX_RUNNING_JOBS} uploads are already being scored; try again shortly.")
-        folder, path, kind = save_upload(upload)
-        job_id = secrets.token_urlsafe(12)
-        job = {"state": "running", "frames_read": 0, "frames_expected": expected_frames(path, kind, cfg.FRAMES_PER_SECOND),
-               "input": upload.filename, "type": kind, "status": None, "payload": None, "error": None}
-        with self.lock:
             self.jobs[job_id] = job
+        try:
+            folder, path, kind = save_upload(upload, cfg)
+        except BaseException:
+            with self.lock:
+                del self.jobs[job_id]
+            raise
+        job.update(type=kind, frames_expected=1 if kind == IMAGE else None)
+        with self.lock:
             finished = [key for key, value in self.jobs.items() if value["state"] == "done"]
             for key in finished[:max(0, len(finished) - MAX_KEPT_JOBS)]:
                 del self.jobs[key]
 
-        def progress(frames_read):
-            job["frames_read"] = frames_read
-
         def work():
             try:
-                result = score_saved(folder, path, kind, upload.filename, scorer, cfg, explain=with_overlays,
-                                     progress=progress, logger=logger)
-                job["payload"] = result_payload(result, cfg, with_crops, with_overlays)
-                job["status"] = 200
-            except UploadError as error:
-                job["status"], job["error"] = error.status, error.message
+                status, answer = runner.run(new_task(path, kind, name, with_crops, with_overlays),
+                                            progress=lambda frames: job.update(frames_read=frames),
+                                            expected=lambda frames: job.update(frames_expected=frames))
             except Exception:  # noqa: BLE001 - one sentence for the user, the trace for the log
-                logger.exception("scoring %s failed", upload.filename)
-                job["status"], job["error"] = 500, "Something went wrong while scoring this file; the details are in the server's log."
+                LOG.exception("scoring %r failed", name)
+                status, answer = 500, SCORING_FAILED
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            job["status"] = status
+            job["payload" if status == 200 else "error"] = answer
             job["state"] = "done"
 
         threading.Thread(target=work, name=f"job-{job_id}", daemon=True).start()
@@ -193,21 +174,26 @@ class Jobs:
 def job_state(job):
     """The JSON answer of GET /api/jobs/ID."""
     answer = {"state": job["state"], "input": job["input"], "type": job["type"],
-              "frames_read": job["frames_read"], "frames_expected": job["frames_expected"]}
+              **{name: job[name] for name in JOB_STATE_FIELDS}}
     if job["state"] == "done":
         answer["status"] = job["status"]
         answer.update({"result": job["payload"]} if job["payload"] is not None else {"error": job["error"]})
     return answer
 
 
-def create_app(scorer, cfg):
-    """The Flask app around an already loaded Scorer."""
+def create_app(scorer, cfg, token=None, allowed_hosts=None):
+    """The Flask app around a runner of web_workers (a WorkerPool), or an already loaded Scorer
+    (scored in this process, one upload at a time). `token`: required from every request
+    (None: cfg.WEB_TOKEN; "" none); `allowed_hosts`: the only Host names answered (None: any)."""
     from deepfake_detect.inference.timeline import timeline_svg
 
+    runner = scorer if hasattr(scorer, "run") else InProcessRunner(scorer, cfg)
+    token = cfg.WEB_TOKEN if token is None else token
     app = Flask(__name__, static_folder=None)
+    app.json = HtmlSafeJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = int(cfg.WEB_MAX_UPLOAD_MB * 1024 * 1024)
     jobs = Jobs()
-    explain_page = scorer.can_explain  # the page always shows Grad-CAM when the model allows
+    explain_page = runner.can_explain  # the page always shows Grad-CAM when the model allows
 
     def page_timeline(payload):
         """The inline SVG of a video payload's timeline (numbers only: safe to insert)."""
@@ -219,41 +205,42 @@ def create_app(scorer, cfg):
     def page(status=200, **values):
         return render_template("index.html", cfg=cfg, max_mb=cfg.WEB_MAX_UPLOAD_MB,
                                accepted=ACCEPTED_FORMATS, meaning=score_meaning(cfg),
-                               max_crops=MAX_CROPS_SHOWN, **values), status
+                               max_crops=MAX_CROPS_SHOWN, max_seconds=cfg.WEB_MAX_VIDEO_SECONDS, **values), status
+
+    install_guard(app, token, page, allowed_hosts)
 
     def wants_json():
         return request.path.startswith("/api/")
+
+    def flag(name):
+        return request.args.get(name, "") in ("1", "true", "yes")
 
     @app.get("/")
     def index():
         return page()
 
-    def flag(name):
-        return request.args.get(name, "") in ("1", "true", "yes")
-
     @app.post("/")
     def upload_page():
         try:
-            result = score_upload(request.files.get("file"), scorer, cfg, explain=explain_page)
+            payload = score_upload(request.files.get("file"), runner, cfg, True, explain_page)
         except UploadError as error:
             return page(error.status, error=error.message)
-        return page(result=result_payload(result, cfg, with_crops=True, with_overlays=explain_page),
-                    scored=result.status == SCORED)
+        return page(result=payload, scored=payload["status"] == SCORED)
 
     @app.post("/api/detect")
     def upload_api():
-        explain = flag("explain") and scorer.can_explain
         try:
-            result = score_upload(request.files.get("file"), scorer, cfg, explain=explain)
+            payload = score_upload(request.files.get("file"), runner, cfg, flag("crops"),
+                                   flag("explain") and runner.can_explain)
         except UploadError as error:
             return jsonify(error=error.message), error.status
-        return jsonify(result_payload(result, cfg, flag("crops"), with_overlays=explain))
+        return jsonify(payload)
 
     @app.post("/api/jobs")
     def start_job():
         try:
-            job_id = jobs.start(request.files.get("file"), scorer, cfg, app.logger, with_crops=flag("crops"),
-                                with_overlays=flag("explain") and scorer.can_explain)
+            job_id = jobs.start(request.files.get("file"), runner, cfg, with_crops=flag("crops"),
+                                with_overlays=flag("explain") and runner.can_explain)
         except UploadError as error:
             return jsonify(error=error.message), error.status
         return jsonify(job=job_id, status_url=f"/api/jobs/{job_id}", page_url=f"/jobs/{job_id}"), 202
@@ -295,28 +282,98 @@ def create_app(scorer, cfg):
     return app
 
 
-def make_server(app, host, port):
-    """A threaded werkzeug server for `app` on host:port (port 0: any free port)."""
-    from werkzeug.serving import make_server as werkzeug_server
+class Server:
+    """A listening WSGI server for an app: waitress, or werkzeug's development server with
+    `debug`. `server_port` is the port it listens on; `serve_forever()` until `shutdown()`."""
 
-    return werkzeug_server(host, port, app, threaded=True)
+    def __init__(self, app, host, port, cfg=None, debug=False):
+        self.debug = debug
+        if debug:
+            from werkzeug.serving import make_server as werkzeug_server
+
+            self.server = werkzeug_server(host, port, app, threaded=True)
+            self.server_port = self.server.server_port
+            return
+        from waitress.server import create_server
+
+        max_body = int(((cfg.WEB_MAX_UPLOAD_MB if cfg else 50) + 1) * 1024 * 1024)
+        self.server = create_server(app, host=host, port=port, threads=SERVER_THREADS, channel_timeout=IDLE_TIMEOUT_S,
+                                    max_request_body_size=max_body, ident="deepfake-detect",
+                                    clear_untrusted_proxy_headers=True)
+        self.server_port = getattr(self.server, "effective_port", None) or self.server.effective_listen[0][1]
+
+    def serve_forever(self):
+        if self.debug:
+            self.server.serve_forever()
+        else:
+            self.server.run()
+
+    def shutdown(self):
+        """Stop serving (from another thread) and close the listening socket."""
+        if self.debug:
+            self.server.shutdown()
+            return
+        from waitress import wasyncore
+
+        self.server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(self.server.map if hasattr(self.server, "map") else self.server._map)
+
+    def server_close(self):
+        if self.debug:
+            self.server.server_close()
+        else:
+            self.server.close()
 
 
-def serve(scorer, cfg, host, port):
-    """Serve the page until Ctrl+C; return an exit status (2 when the port cannot be used)."""
+def make_server(app, host, port, cfg=None, debug=False):
+    """A Server for `app` on host:port (port 0: any free port); OSError when it cannot listen."""
+    return Server(app, host, port, cfg, debug)
+
+
+def serve(scorer, cfg, host, port, model_path=None, no_auth=False, debug=False):
+    """Serve the page until Ctrl+C; return an exit status (2 when it must not or cannot start).
+
+    Without `scorer`, a WorkerPool of WEB_WORKERS processes loads `model_path`; with one (tests),
+    uploads are scored in this process. A host beyond loopback without WEB_TOKEN is refused
+    before anything loads or listens, unless `no_auth`."""
+    problem = exposure_problem(host, cfg.WEB_TOKEN, no_auth)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    token = "" if no_auth else cfg.WEB_TOKEN
+    runner = scorer
+    if runner is None:
+        print(f"web page: starting {cfg.WEB_WORKERS} scoring worker{'s' * (cfg.WEB_WORKERS != 1)} (each loads the model)",
+              flush=True)
+        try:
+            runner = WorkerPool(model_path, cfg).start()
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     try:
-        server = make_server(create_app(scorer, cfg), host, port)
+        app = create_app(runner, cfg, token, LOOPBACK_HOST_NAMES if is_loopback(host) and not token else None)
+        return listen(app, cfg, host, port, bool(token), debug)
+    finally:
+        if scorer is None:
+            runner.close()
+
+
+def listen(app, cfg, host, port, with_token, debug):
+    """Bind host:port and serve `app` until Ctrl+C; return an exit status."""
+    try:
+        server = make_server(app, host, port, cfg, debug)
     except (OSError, SystemExit) as error:  # werkzeug exits on a port in use, after saying why
         reason = f" ({error.strerror or error})" if isinstance(error, OSError) else ""
         print(f"error: cannot listen on {host}:{port}{reason}; choose another with --port or WEB_PORT",
               file=sys.stderr)
         return 2
-    if host not in LOOPBACK_HOSTS:
-        print(f"warning: listening on {host}: anyone who can reach this machine can use the page",
+    if not is_loopback(host):
+        print(f"warning: listening on {host}: " + ("requests need WEB_TOKEN" if with_token else
+                                                   "anyone who can reach this machine can use the page (--no-auth)"),
               file=sys.stderr)
     shown_host = f"[{host}]" if ":" in host else host
     print(f"web page: http://{shown_host}:{server.server_port}/  (uploads up to {cfg.WEB_MAX_UPLOAD_MB} MB; "
-          f"Ctrl+C stops it)")
+          f"{'werkzeug development server' if debug else 'waitress'}; Ctrl+C stops it)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
