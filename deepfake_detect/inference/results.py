@@ -29,6 +29,7 @@ class FaceScore:
     crop: np.ndarray | None = None  # RGB crop as the model saw it before resizing
     heatmap: np.ndarray | None = None  # Grad-CAM map for P(fake) in [0, 1], only with explain (explain.py)
     p_real_raw: float | None = None  # the network's own output, before calibration
+    person: int | None = None       # 1, 2, ... by first appearance in the video (tracks.py)
 
     @property
     def p_fake(self):
