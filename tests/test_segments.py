@@ -63,3 +63,56 @@ def test_find_segments_per_person_with_frame_times_from_fps():
     assert segment.start == pytest.approx(4.2 - 7 / 30) and segment.end == pytest.approx(147 / 15 + 7 / 30)
     assert describe_segment(segment) == "person 2: fake from 0:04.0 to 0:10.0 (P(fake) 0.95)"
     assert find_segments(faces, None, None, cfg) == []  # an image: no time, no segment
+
+
+def rules_cfg(**changes):
+    return types.SimpleNamespace(**{**dict(THRESHOLD=0.5, UNCERTAIN_MARGIN=0.1, VIDEO_SCORE="mean", TRACK_MAX_GAP=2,
+                                           TRACK_MIN_IOU=0.3, TRACK_MAX_DISTANCE=1.0, SEGMENT_SMOOTHING_SECONDS=2.0,
+                                           MIN_FAKE_SECONDS=1.5), **changes})
+
+
+def two_person_video(fake_from=None):
+    """Faces of a 10-s video at 1 sampled frame per second (fps 10): person 1 (left) real, person 2
+    (right) swapped throughout, or only from `fake_from` seconds on when given."""
+    frames = list(range(0, 100, 10))
+    faces = []
+    for frame in frames:
+        fake = fake_from is None or frame / 10 >= fake_from
+        faces += [FaceScore(frame, 0, (20, 50, 60, 60), 1.0, 0.9, p_real_raw=0.9),
+                  FaceScore(frame, 1, (300, 50, 60, 60), 1.0, 0.08 if fake else 0.9, p_real_raw=0.08 if fake else 0.9)]
+    return frames, faces
+
+
+@pytest.mark.parametrize("rule, p_real, verdict", [("mean", 0.49, "UNCERTAIN"), ("person_max", 0.08, "FAKE"),
+                                                   ("segment", 0.08, "FAKE")])
+def test_one_swapped_person_of_two_is_diluted_by_mean_and_seen_by_the_new_rules(rule, p_real, verdict):
+    from deepfake_detect.inference.verdicts import judge_faces
+
+    frames, faces = two_person_video()
+    judged = judge_faces(faces, frames, 10.0, rules_cfg(), rule)
+    assert (round(judged.p_real, 3), judged.verdict) == (p_real, verdict)
+    assert [(p.person, p.verdict) for p in judged.persons] == [(1, "REAL"), (2, "FAKE")]
+    assert [(s.person, s.start, s.end) for s in judged.segments] == [(2, 0.0, 9.5)]
+
+
+def test_a_swap_from_6_s_is_fake_under_segment_whatever_the_margin():
+    from deepfake_detect.inference.verdicts import judge_faces
+
+    frames, faces = two_person_video(fake_from=6)
+    judged = judge_faces(faces, frames, 10.0, rules_cfg(), "segment")
+    [segment] = judged.segments
+    assert (segment.person, segment.start, segment.end) == (2, 5.5, 9.5)
+    assert judged.verdict == "FAKE" and judged.p_real == pytest.approx(0.08)
+    assert judge_faces(faces, frames, 10.0, rules_cfg(), "person_max").verdict == "UNCERTAIN"  # 4 of 10 fake: 0.57
+    real_only = [face for face in faces if face.number == 0]
+    judged = judge_faces(real_only, frames, 10.0, rules_cfg(), "segment")
+    assert judged.segments == [] and judged.verdict == "REAL"  # no segment: scored as person_max
+
+
+def test_combine_face_scores_rules_and_an_unknown_one():
+    from deepfake_detect.inference.verdicts import combine_face_scores
+
+    assert combine_face_scores([0.9, 0.1, 0.9, 0.3], "person_max", [1, 2, 1, 2]) == pytest.approx(0.2)
+    assert combine_face_scores([0.9, 0.1], "person_max") == pytest.approx(0.5)  # no persons: one person
+    with pytest.raises(ValueError, match="person_max or segment"):
+        combine_face_scores([0.3], "median")

@@ -63,10 +63,10 @@ def series_segments(times, p_fake, cut, interval, smoothing_seconds, min_seconds
     return segments
 
 
-def find_segments(faces, interval, fps, cfg):
+def find_segments(faces, interval, fps, cfg, raw=False):
     """Segments of every person of a video whose faces (FaceScores with `person` set) were read
     `interval` seconds apart at `fps`; [] without timing (an image). Uses THRESHOLD,
-    SEGMENT_SMOOTHING_SECONDS and MIN_FAKE_SECONDS."""
+    SEGMENT_SMOOTHING_SECONDS and MIN_FAKE_SECONDS; `raw`: from the uncalibrated scores."""
     if not interval or not fps:
         return []
     by_person = {}
@@ -75,7 +75,8 @@ def find_segments(faces, interval, fps, cfg):
     segments = []
     for person, track in sorted(by_person.items()):
         times = [face.frame / fps for face in track]
-        found = series_segments(times, [face.p_fake for face in track], 1.0 - cfg.THRESHOLD, interval,
+        p_fake = [1.0 - (face.p_real_raw if raw else face.p_real) for face in track]
+        found = series_segments(times, p_fake, 1.0 - cfg.THRESHOLD, interval,
                                 cfg.SEGMENT_SMOOTHING_SECONDS, cfg.MIN_FAKE_SECONDS)
         segments += [Segment(person, start, end, p_fake, frames) for start, end, p_fake, frames in found]
     return segments
