@@ -64,14 +64,17 @@ def result_payload(result, cfg, with_crops, with_overlays=False):
     """The JSON answer for one scored upload (also what the page shows): its input record with
     the face records of its first MAX_CROPS_SHOWN faces (all without crops and overlays), the
     context fields, and for a video its timeline. See docs/results.md."""
-    from deepfake_detect.inference.timeline import frame_series
+    from deepfake_detect.inference.timeline import frame_series, person_series
 
     shown = MAX_CROPS_SHOWN if with_crops or with_overlays else None
     faces = [records.face_record(face, cfg, overlay=with_overlays, crop=with_crops) for face in result.faces[:shown]]
     timeline = [{"frame": frame, "p_fake": p_fake} for frame, p_fake in frame_series(result)] \
         if result.kind == VIDEO else []
+    person_timelines = [{"person": person, "points": [{"frame": frame, "p_fake": p} for frame, p in points]}
+                        for person, points in person_series(result).items()] if result.kind == VIDEO else []
     return {"schema": records.SCHEMA_VERSION, **records.input_record(result), "face_scores": faces,
-            "timeline": timeline, **records.context_fields(cfg), "score_meaning": score_meaning(cfg)}
+            "timeline": timeline, "person_timelines": person_timelines, **records.context_fields(cfg),
+            "score_meaning": score_meaning(cfg)}
 
 
 def score_upload(upload, scorer, cfg, explain=False):
@@ -202,7 +205,8 @@ def job_state(job):
 
 def create_app(scorer, cfg):
     """The Flask app around an already loaded Scorer."""
-    from deepfake_detect.inference.timeline import timeline_svg
+    from deepfake_detect.inference.segments import format_seconds
+    from deepfake_detect.inference.timeline import segment_spans, timeline_svg
 
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = int(cfg.WEB_MAX_UPLOAD_MB * 1024 * 1024)
@@ -212,9 +216,13 @@ def create_app(scorer, cfg):
     def page_timeline(payload):
         """The inline SVG of a video payload's timeline (numbers only: safe to insert)."""
         series = [(point["frame"], point["p_fake"]) for point in payload.get("timeline", [])]
-        return Markup(timeline_svg(series, cfg.THRESHOLD))
+        persons = {line["person"]: [(point["frame"], point["p_fake"]) for point in line["points"]]
+                   for line in payload.get("person_timelines", [])}
+        spans = segment_spans(payload.get("segments", []), payload.get("fps"))
+        return Markup(timeline_svg(series, cfg.THRESHOLD, persons, spans))
 
     app.jinja_env.globals["timeline_svg"] = page_timeline
+    app.jinja_env.filters["clock"] = format_seconds
 
     def page(status=200, **values):
         return render_template("index.html", cfg=cfg, max_mb=cfg.WEB_MAX_UPLOAD_MB,
