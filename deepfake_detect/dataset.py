@@ -26,6 +26,10 @@ class Video:
     label: str | None = None     # "REAL", "FAKE" or None when the layout gives none
     original: str | None = None  # for a fake: the name of the real video it was made from
     method: str | None = None    # for a fake: the manipulation method, when the dataset names it
+    # LAV-DF's "fake_periods": ((start, end), ...) in seconds, or (start, end, person) where the
+    # metadata names the manipulated person (1, 2, ... by first appearance); () for a real video
+    # whose metadata says so; None when the metadata gives no timing.
+    fake_periods: tuple | None = None
 
 
 class MetadataError(ValueError):
@@ -70,8 +74,10 @@ def videos_from_metadata(folder, metadata_file, extensions):
             problems.append(f"{file_name}: listed in {Path(metadata_file).name} but not in {folder}, skipped")
             continue
         original, method = entry.get("original"), entry.get("method")
+        periods = entry.get("fake_periods")
         videos.append(Video(_stem(file_name), path, label, _stem(original) if original else None,
-                            str(method) if method and label == "FAKE" else None))
+                            str(method) if method and label == "FAKE" else None,
+                            tuple(tuple(period) for period in periods) if isinstance(periods, list) else None))
     return videos, problems
 
 
