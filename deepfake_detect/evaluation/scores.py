@@ -21,7 +21,7 @@ from deepfake_detect.files import write_text_atomic
 from deepfake_detect.inference.reading import video_frame_rate
 from deepfake_detect.inference.records import flat_cell, segment_record
 from deepfake_detect.inference.results import FAILED, FaceScore
-from deepfake_detect.inference.verdicts import combine_face_scores, judge_faces, verdict_of
+from deepfake_detect.inference.verdicts import judge_faces, verdict_of
 from deepfake_detect.metrics import dataset_metrics, localization_metrics, point_metrics
 from deepfake_detect.settings import CHOICES
 
@@ -136,8 +136,7 @@ def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name,
             face_rows.append({**base, "frame": face.frame, "face": face.number, "person": face.person, "x": x, "y": y,
                               "width": width, "height": height, "detector_confidence": face.detector_confidence,
                               "p_real": face.p_real, "p_real_raw": face.p_real_raw})
-        rule_scores = {f"p_real_{rule}": combine_face_scores(calibrated, rule, [f.person for f in faces],
-                                                            judged.segments) for rule in RULES}
+        rule_scores = {f"p_real_{rule}": judged.by_rule.get(rule) for rule in RULES}
         video_rows.append({**base, "status": record["status"],
                            "frames": None if record["frames"] is None else len(record["frames"]),
                            "faces": None if record["frames"] is None else len(record["faces"]),

@@ -23,7 +23,7 @@ SCHEMA_VERSION = 2  # 2: `person` on faces; `fps`, `persons` and `segments` on i
 # The CSV columns, in the order of the JSON records. A CSV has no document around its rows, so
 # each input row repeats the context (threshold, margin, rule) and each face row names its input.
 INPUT_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict", "p_real_raw",
-                 "seconds", "reason", "fps", "persons", "segments", "threshold", "uncertain_margin", "score_rule")
+                 "seconds", "reason", "fps", "persons", "segments", "p_real_by_rule", "threshold", "uncertain_margin", "score_rule")
 FACE_FIELDS = ("frame", "face", "person", "x", "y", "width", "height", "detector_confidence", "p_real", "p_fake", "verdict",
                "p_real_raw")
 FACE_COLUMNS = ("input", *FACE_FIELDS, "heatmap_peak_x", "heatmap_peak_y")
@@ -57,7 +57,8 @@ def input_record(result, cfg=None):
               "seconds": round(result.seconds, 3),  # this input's own time, start-up excluded
               "reason": result.reason, "fps": result.fps,
               "persons": [person_record(person) for person in result.persons],
-              "segments": [segment_record(segment) for segment in result.segments]}
+              "segments": [segment_record(segment) for segment in result.segments],
+              "p_real_by_rule": dict(result.p_real_by_rule)}
     return {**record, **context_fields(cfg)} if cfg is not None else record
 
 
@@ -77,9 +78,12 @@ def segment_record(segment):
 
 def flat_cell(name, value):
     """A CSV cell for a list field: persons as "1:REAL:0.031;2:FAKE:0.912" (person:verdict:P(fake)),
-    segments as "2:4.0-9.5:0.910" (person:start-end seconds:P(fake)), "" when empty."""
+    segments as "2:4.0-9.5:0.910" (person:start-end seconds:P(fake)), p_real_by_rule as
+    "mean:0.52;confident:0.52;person_max:0.08;segment:0.08"; "" when empty."""
     if name == "persons":
         return ";".join(f"{p['person']}:{p['verdict']}:{p['p_fake']:.3f}" for p in value)
+    if name == "p_real_by_rule":
+        return ";".join(f"{rule}:{p_real:.9g}" for rule, p_real in value.items())
     return ";".join(f"{s['person']}:{s['start']:.1f}-{s['end']:.1f}:{s['p_fake']:.3f}" for s in value)
 
 
@@ -134,8 +138,8 @@ def results_document(results, cfg, model_path, calibration, faces=False, explain
 def csv_cells(record):
     """A record with None as an empty cell and floats to 9 significant digits: the full precision
     of the model's float32 scores, so nothing computed from the file differs from the JSON."""
-    return {k: ("" if v is None else f"{v:.9g}" if isinstance(v, float) else flat_cell(k, v) if isinstance(v, list)
-                else v) for k, v in record.items()}
+    return {k: ("" if v is None else f"{v:.9g}" if isinstance(v, float) else flat_cell(k, v)
+                if isinstance(v, (list, dict)) else v) for k, v in record.items()}
 
 
 def write_results_csv(path, results, cfg, faces=False):

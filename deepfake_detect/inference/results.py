@@ -85,6 +85,7 @@ class Result:
     fps: float | None = None        # the video's frame rate: frame index / fps = seconds
     persons: list = field(default_factory=list)   # PersonScore per person, by number
     segments: list = field(default_factory=list)  # Segment per fake span, by person then start
+    p_real_by_rule: dict = field(default_factory=dict)  # {VIDEO_SCORE rule: P(real)}, every rule on these faces
 
     @property
     def p_fake(self):

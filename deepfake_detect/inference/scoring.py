@@ -249,7 +249,7 @@ class Scorer:
             result.fps = video_frame_rate(result.path) if result.kind == VIDEO else None
             judged = judge_faces(faces, result.frame_indices, result.fps, cfg)
             result.p_real, result.p_real_raw, result.verdict = judged.p_real, judged.p_real_raw, judged.verdict
-            result.persons, result.segments = judged.persons, judged.segments
+            result.persons, result.segments, result.p_real_by_rule = judged.persons, judged.segments, judged.by_rule
             problems = [f"stopped early: {read_error}"] if read_error else []
             if unsearched:
                 problems.append(f"{len(unsearched)} frames could not be searched for faces")

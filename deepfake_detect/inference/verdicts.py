@@ -15,6 +15,14 @@ from deepfake_detect.inference.segments import find_segments, sample_interval
 from deepfake_detect.inference.tracks import assign_persons
 
 
+RULE_MEANINGS = {
+    "mean": "mean of its face scores",
+    "confident": "DFDC winner's confident-faces rule over its face scores",
+    "person_max": "score of its most-fake person (each person: the mean of their faces)",
+    "segment": "strongest fake segment of any person (FAKE when there is one; without one, its most-fake person)",
+}
+
+
 def confident_score(p_real, confident=0.8):
     """The DFDC winner's video score, in P(real) terms.
 
@@ -83,6 +91,7 @@ class Judgement:
     verdict: str | None
     persons: list = field(default_factory=list)   # PersonScore
     segments: list = field(default_factory=list)  # Segment
+    by_rule: dict = field(default_factory=dict)   # {rule: P(real)} under every rule (RULE_MEANINGS), to compare
 
 
 def judge_faces(faces, frame_indices, fps, cfg, rule=None):
@@ -94,14 +103,16 @@ def judge_faces(faces, frame_indices, fps, cfg, rule=None):
     interval = sample_interval(frame_indices, fps)
     segments = find_segments(faces, interval, fps, cfg)
     persons = [face.person for face in faces]
-    p_real = combine_face_scores([face.p_real for face in faces], rule, persons, segments)
+    by_rule = {name: combine_face_scores([face.p_real for face in faces], name, persons, segments)
+               for name in RULE_MEANINGS}
+    p_real = by_rule[rule]
     raw = [face.p_real_raw for face in faces]
     p_real_raw = None
     if faces and None not in raw:
         raw_segments = find_segments(faces, interval, fps, cfg, raw=True) if rule == "segment" else []
         p_real_raw = combine_face_scores(raw, rule, persons, raw_segments)
     return Judgement(p_real, p_real_raw, video_verdict(p_real, segments, cfg, rule),
-                     person_scores(faces, fps, cfg), segments)
+                     person_scores(faces, fps, cfg), segments, by_rule)
 
 
 def person_scores(faces, fps, cfg):
@@ -116,14 +127,6 @@ def person_scores(faces, fps, cfg):
         scores.append(PersonScore(person, len(track), first, last, p_real,
                                   verdict_of(p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)))
     return scores
-
-
-RULE_MEANINGS = {
-    "mean": "mean of its face scores",
-    "confident": "DFDC winner's confident-faces rule over its face scores",
-    "person_max": "score of its most-fake person (each person: the mean of their faces)",
-    "segment": "strongest fake segment of any person (FAKE when there is one; without one, its most-fake person)",
-}
 
 
 def score_meaning(cfg):
