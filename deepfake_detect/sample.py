@@ -180,15 +180,22 @@ def video_name(rng):
     return "".join(chr(ord("a") + int(i)) for i in rng.integers(0, 26, 10))
 
 
+def portraits_and_swaps():
+    """({person: portrait}, {person: the portrait with the other person's face swapped in}), RGB."""
+    portraits = portrait_images()
+    people = sorted(portraits)
+    swapped = {person: swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
+               for person, other in zip(people, people[::-1])}
+    return portraits, swapped
+
+
 def make_sample(out_dir, videos_per_person=VIDEOS_PER_PERSON, seconds=SECONDS, fps=FPS, seed=0):
     """Write the sample videos and metadata.json into `out_dir`; return the metadata dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    portraits = portrait_images()
+    portraits, swapped = portraits_and_swaps()
     people = sorted(portraits)
-    swapped = {person: swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
-               for person, other in zip(people, people[::-1])}
     metadata = {}
     for _ in range(videos_per_person):
         for person in people:  # alternating, so any number of videos holds both people
@@ -221,14 +228,10 @@ def make_partial_sample(out_dir, seconds=SECONDS, seed=1):
     """Write the partly manipulated videos and their metadata.json (LAV-DF's `fake_periods`: [start,
     end] seconds, with a third item naming the swapped person, 1 = left, when only one person
     of two is) into `out_dir`; return the metadata dict."""
+    portraits, swapped = portraits_and_swaps()
+    people, rng, metadata = sorted(portraits), np.random.default_rng(seed), {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    portraits = portrait_images()
-    people = sorted(portraits)
-    swapped = {person: swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
-               for person, other in zip(people, people[::-1])}
-    metadata = {}
     for number, sides in enumerate(PAIRS):
         halves = [film_take(portraits, swapped, person, draw_take(rng, seconds * FPS), int(rng.integers(2 ** 31)),
                             side == "fake") for person, side in zip(people, sides)]

@@ -12,7 +12,10 @@ product's own code (03-train_cnn.main: tf.data pipeline, best-val-loss checkpoin
 the demo's recipe at INPUT_SIZE 64, and the test split's video-level ROC AUC must reach
 MIN_TEST_AUC = 0.95 (crop level 0.90). A model that learned nothing scores ~0.5; flipped labels
 give ~0. It also checks that model.keras is the best epoch's (its val loss recomputed) and that
-predictions.csv gives back metrics.json exactly. The run trains without augmentation (see
+predictions.csv gives back metrics.json exactly. With the same model, stage 04's Scorer then
+scores the partly manipulated sample (sample.make_partial_sample) at the demo's settings: in each
+two-person video only the swapped person is flagged and the video is FAKE under "person_max";
+each spliced take has a fake segment overlapping its true fake period with IoU >= 0.5. The run trains without augmentation (see
 TRAINING); a separate test checks that augmented batches keep each crop with its label. Measured: video AUC 1.00, crop AUC 0.97
 (TRAINING_SEED 0). Takes 2.8 min of CPU time (user + sys): about 1.5-2 minutes on an idle 2-core CPU.
 """
@@ -158,3 +161,48 @@ def test_predictions_csv_reproduces_metrics_json_exactly(trained_run):
     recomputed = json.loads(json.dumps(evaluate_scores(videos, labels, scores, metrics["threshold"])))
     for level in ("frame", "video"):
         assert recomputed[level] == metrics[level]
+
+
+@pytest.fixture(scope="module")
+def partial_results(trained_run, tmp_path_factory):
+    """{video name: Result} of the partly manipulated sample (sample.make_partial_sample), scored
+    by stage 04's Scorer with the trained model at the demo's settings (configs/sample.py)."""
+    from deepfake_detect.inference.scoring import Scorer
+    from deepfake_detect.sample import make_partial_sample
+    from deepfake_detect.settings import load_config
+
+    folder = tmp_path_factory.mktemp("partial")
+    make_partial_sample(folder)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "sample.py")
+    run_dir, _ = trained_run
+    names = ["two-people-1.mp4", "two-people-2.mp4", "spliced-astronaut.mp4", "spliced-hopper.mp4"]
+    results = Scorer(run_dir / "model.keras").score_files([folder / name for name in names], cfg)
+    return {name: result for name, result in zip(names, results)}, json.loads((folder / "metadata.json").read_text())
+
+
+def test_two_person_video_flags_only_the_swapped_person(partial_results):
+    from deepfake_detect.inference.verdicts import verdict_of
+
+    results, metadata = partial_results
+    for name in ("two-people-1.mp4", "two-people-2.mp4"):
+        result = results[name]
+        [[_, _, swapped]] = metadata[name]["fake_periods"]
+        assert [p.person for p in result.persons] == [1, 2], (name, result.persons)
+        verdicts = {p.person: p.verdict for p in result.persons}
+        assert verdicts[swapped] == "FAKE" and verdicts[3 - swapped] == "REAL", (name, result.persons)
+        p_real = result.p_real_by_rule["person_max"]
+        assert verdict_of(p_real, 0.5, 0.1) == "FAKE", (name, result.p_real_by_rule)
+        assert {s.person for s in result.segments} == {swapped}, (name, result.segments)
+
+
+def test_spliced_take_segment_overlaps_the_true_fake_period(partial_results):
+    from deepfake_detect.metrics import temporal_iou
+
+    results, metadata = partial_results
+    for name in ("spliced-astronaut.mp4", "spliced-hopper.mp4"):
+        [truth] = metadata[name]["fake_periods"]
+        segments = results[name].segments
+        assert segments, (name, [(f.frame, round(f.p_fake, 2)) for f in results[name].faces])
+        best = max(temporal_iou((s.start, s.end), truth) for s in segments)
+        assert best >= 0.5, (name, segments, truth)
+        assert results[name].verdict is not None and results[name].p_real_by_rule["segment"] < 0.5
