@@ -100,12 +100,14 @@ def truth_text(periods):
 
 def span_found(periods, segments):
     """'yes' when every true period has a segment (of its person, when named) overlapping it by
-    IoU >= 0.5 and a real video has none; else 'no'."""
-    if not periods:
-        return "no" if segments else "yes"
-    found = all(any((len(p) < 3 or s["person"] == p[2]) and temporal_iou((s["start"], s["end"]), p[:2]) >= 0.5
-                    for s in segments) for p in periods)
-    return "yes" if found else "no"
+    IoU >= 0.5, else 'no' (a real video: 'yes'); ' (+N wrong)' for segments matching no period."""
+    def matches(segment, period):
+        return ((len(period) < 3 or segment["person"] == period[2])
+                and temporal_iou((segment["start"], segment["end"]), period[:2]) >= 0.5)
+
+    found = all(any(matches(s, p) for s in segments) for p in periods)
+    wrong = sum(not any(matches(s, p) for p in periods) for s in segments)
+    return ("yes" if found else "no") + (f" (+{wrong} wrong)" if wrong else "")
 
 
 def partial_table(detections, metadata):
@@ -129,7 +131,8 @@ def partial_table(detections, metadata):
     header = ("video", "truth", *(f"P(fake) {rule}" for rule in PARTIAL_RULES), "found", "segments found")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header) - 1)]
     lines = ["partly manipulated videos (never trained on): P(fake) and verdict under each VIDEO_SCORE rule,",
-             "and the fake segments found (found: each true span matched with IoU >= 0.5, by the right person):"]
+             "and the fake segments found (found: each true span matched with IoU >= 0.5 by the right person;",
+             "wrong: segments matching no true span):"]
     for row in [header, *rows]:
         lines.append("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + "  " + row[-1])
     return "\n".join(lines)

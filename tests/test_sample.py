@@ -146,8 +146,9 @@ def test_demo_partial_table_names_the_swapped_person_and_span(tmp_path, capsys):
     (tmp_path / "metadata.json").write_text(json.dumps(metadata))
     assert demo.main(["partial", str(tmp_path / "detect.json"), str(tmp_path / "metadata.json")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 5  # two lines of title, the header, two videos: not the held-out aaa.mp4
-    assert lines[3].split()[:9] == ["two-people-1.mp4", "person", "2", "fake", "0:00.0-0:05.0", "0.480", "UNCERTAIN",
+    assert len(lines) == 6  # three lines of title, the header, two videos: not the held-out aaa.mp4
+    assert lines[4].split()[:9] == ["two-people-1.mp4", "person", "2", "fake", "0:00.0-0:05.0", "0.480", "UNCERTAIN",
                                     "0.930", "FAKE"]
-    assert lines[3].split("  ")[-1] == "person 2: fake from 0:00.0 to 0:05.2 (P(fake) 0.93)"
-    assert lines[3].split()[-10] == "yes" and lines[4].split()[-4:] == ["no", "no", "fake", "segment"]
+    assert lines[4].split("  ")[-1] == "person 2: fake from 0:00.0 to 0:05.2 (P(fake) 0.93)"
+    assert lines[4].split()[-10] == "yes" and lines[5].split()[-4:] == ["no", "no", "fake", "segment"]
+    assert demo.span_found([[0.0, 5.0, 1]], [segment, {**segment, "person": 1}]) == "yes (+1 wrong)"
