@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import callbacks, training
+from deepfake_detect import training
 from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.model import load_model, prepare_faces
@@ -139,8 +139,8 @@ def test_augmented_batches_keep_each_crop_with_its_label(tmp_path):
 def test_model_file_holds_the_epoch_with_the_best_val_loss(trained_run):
     """Recomputing the val loss with model.keras gives the best one history.csv logged."""
     run_dir, split_dir = trained_run
-    history = callbacks.read_history(run_dir / "history.csv")
-    best_loss, best_epoch = callbacks.best_of(history)
+    history = training.read_history(run_dir / "history.csv")
+    best_loss, best_epoch = training.best_of(history)
     assert len({round(row["val_loss"], 4) for row in history}) > 1, "val loss never changed"
     files = training.list_split(split_dir, "val")
     faces = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path, _ in files]
