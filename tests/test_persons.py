@@ -32,11 +32,11 @@ def test_box_iou_of_identical_disjoint_and_half_overlapping_boxes():
 
 
 def test_two_people_crossing_keep_their_numbers():
-    # A walks right, B walks left, 40 px a frame (two thirds of a face width): they cross at frame
-    # 5, where their boxes overlap. Without the velocity prediction the nearest box would win
-    # there and the tracks would swap.
+    # A walks right, B walks left, 45 px a frame (three quarters of a face width), at one height:
+    # between frames 4 and 5 they pass each other, and at frame 5 each face is nearer to where
+    # the other one was at frame 4 (25 px against 45). Only the motion prediction keeps them.
     frames = list(range(11))
-    walkers = {"a": walk(100, 40, 100, frames), "b": walk(500, -40, 120, frames)}
+    walkers = {"a": walk(100, 45, 100, frames), "b": walk(530, -45, 100, frames)}
     found = persons_by_walker(walkers, frames)
     assert found == {"a": {1}, "b": {2}}  # numbered left to right at their first frame
 
