@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAMPLE_CONFIG := configs/sample.py
 SAMPLE_VIDEOS := data/sample/videos
+SAMPLE_PARTIAL := data/sample/partial
 
 .PHONY: demo test venv clean-demo
 
@@ -27,16 +28,22 @@ venv: $(VENV)/.installed
 $(SAMPLE_VIDEOS)/metadata.json: | $(VENV)/.installed
 	$(PY) -m deepfake_detect.sample $(SAMPLE_VIDEOS)
 
-demo: $(VENV)/.installed $(SAMPLE_VIDEOS)/metadata.json
+# Partly manipulated videos (two people with one swapped, spliced takes): scored, never trained on.
+$(SAMPLE_PARTIAL)/metadata.json: | $(VENV)/.installed
+	$(PY) -m deepfake_detect.sample $(SAMPLE_PARTIAL) --partial
+
+demo: $(VENV)/.installed $(SAMPLE_VIDEOS)/metadata.json $(SAMPLE_PARTIAL)/metadata.json
 	$(PY) 00-convert_video_to_image.py --config $(SAMPLE_CONFIG)
 	$(PY) 01a-crop_faces_with_mtcnn.py --config $(SAMPLE_CONFIG)
 	$(PY) 02-prepare_fake_real_dataset.py --config $(SAMPLE_CONFIG) --replace
 	$(PY) 03-train_cnn.py --config $(SAMPLE_CONFIG) --overwrite
 	$(PY) 04-detect_deepfakes.py --config $(SAMPLE_CONFIG) --json runs/sample/held-out-videos.json \
-		$$($(PY) -m deepfake_detect.demo held-out data/sample/split_dataset/split.csv $(SAMPLE_VIDEOS))
+		$$($(PY) -m deepfake_detect.demo held-out data/sample/split_dataset/split.csv $(SAMPLE_VIDEOS)) $(SAMPLE_PARTIAL)
 	@echo
 	@$(PY) -m deepfake_detect.demo table runs/sample/held-out-videos.json $(SAMPLE_VIDEOS)/metadata.json \
 		data/sample/split_dataset/split.csv
+	@echo
+	@$(PY) -m deepfake_detect.demo partial runs/sample/held-out-videos.json $(SAMPLE_PARTIAL)/metadata.json
 	@echo
 	@echo "Demo outputs: frames, faces and datasets under data/sample/; model, metrics (metrics.json: the"
 	@echo "test split's 12 held-out videos), plots and MODEL_CARD.md in runs/sample/. Trained offline from"

@@ -126,7 +126,26 @@ THRESHOLD = 0.5                 # a video or image scoring below this P(pristine
 # for a score a hair's breadth from the threshold. 0 turns the band off. Stage 03's metrics
 # always use THRESHOLD alone.
 UNCERTAIN_MARGIN = 0.1
-VIDEO_SCORE = "mean"            # "mean" of face scores | "confident": DFDC winner's rule
+# How a video's faces make its one score (docs/04-detect.md, "Which rule"):
+#   "mean": every face alike (the original; right when the whole video is manipulated)
+#   "confident": the DFDC winner's rule (a few confident faces outvote the rest)
+#   "person_max": each person scored by the mean of their faces, the video as fake as its most-fake
+#     person (for videos where one of several people is swapped)
+#   "segment": FAKE when any person has a fake segment, scored by the strongest one (for partly
+#     manipulated videos: a swapped span of a few seconds); without a segment, as person_max
+VIDEO_SCORE = "mean"
+# Person tracks (inference/tracks.py): faces are matched frame to frame by box overlap and centre
+# distance. At FRAMES_PER_SECOND = 1 a moving face can shift by more than its width between
+# frames, hence a distance gate beside the overlap one.
+TRACK_MAX_GAP = 2               # sampled frames a person may go undetected and keep their number (0: none)
+TRACK_MIN_IOU = 0.3             # boxes overlapping at least this much (IoU, 0-1] may be the same person
+TRACK_MAX_DISTANCE = 1.0        # ... or centres within this many face widths (>= 0)
+# Fake segments (inference/segments.py): per person, P(fake) per frame is median-smoothed over
+# this window (a median keeps a swap's step edge where a mean would smear it; 0: no smoothing),
+# and a span above the threshold counts as fake only when it lasts at least MIN_FAKE_SECONDS
+# (shorter blips are noise; LAV-DF's shortest fakes are about 0.1 s, so lower it for such data).
+SEGMENT_SMOOTHING_SECONDS = 2.0
+MIN_FAKE_SECONDS = 1.5
 WEB_HOST = "127.0.0.1"          # the web page binds here; 0.0.0.0 exposes it to your network
 WEB_PORT = 8000
 WEB_MAX_UPLOAD_MB = 50

@@ -7,7 +7,10 @@
     print(result.verdict, result.p_fake)
 
 `score` returns the Result that 04-detect_deepfakes.py prints a row for (inference/results.py):
-its status, P(real) (1 = real, 0 = deepfake), P(fake), verdict and a FaceScore per face.
+its status, P(real) (1 = real, 0 = deepfake), P(fake), verdict and a FaceScore per face (with
+its `person`), the persons (`result.persons`: PersonScore), the fake segments of a video
+(`result.segments`: Segment, start and end in seconds) and the score under every VIDEO_SCORE rule
+(`result.p_real_by_rule`).
 records.input_record(result) gives its fields as docs/results.md describes them.
 """
 

@@ -255,3 +255,88 @@ def _level(frame, cfg):
     labels = (frame["label"] == "REAL").astype(int).to_numpy()
     return level_metrics(labels, frame["p_real"].to_numpy(float), frame["p_real_raw"].to_numpy(float),
                          frame["video"].astype(str).to_numpy(), cfg)
+
+
+# ------------------------------------------------------------ temporal localization (stage 05)
+#
+# As the temporal forgery localization papers on LAV-DF report it (BA-TFD, UMMAFormer), after
+# ActivityNet's detection metrics: predicted fake segments of every video, pooled and ranked by
+# their score, are matched greedily to the true fake periods of their own video (each true period
+# at most once, a prediction to the unmatched period it overlaps most); AP at a temporal IoU is the
+# area under the interpolated precision-recall curve of those matches. AR@N: per video, the share
+# of true periods that one of its N best predictions overlaps by the IoU, averaged over the IoUs
+# 0.50, 0.55, ..., 0.95 and over true periods. A period labelled with a person matches only that
+# person's segments.
+
+LOCALIZATION_IOUS = tuple(round(0.5 + 0.05 * step, 2) for step in range(10))
+
+
+def temporal_iou(a, b):
+    """Intersection over union of two (start, end) spans in seconds; 0 when they do not overlap."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _may_match(prediction, truth):
+    """A prediction (start, end, score, person) may match a truth (start, end[, person])."""
+    return len(truth) < 3 or truth[2] is None or truth[2] == prediction[3]
+
+
+def localization_ap(predictions, truths, iou):
+    """AP at temporal IoU `iou`. predictions: {video: [(start, end, score, person)]}; truths:
+    {video: [(start, end) or (start, end, person)]} for every video whose periods are known (a
+    real video: []). Predictions on videos without known periods are ignored. None without any
+    true period."""
+    total = sum(len(periods) for periods in truths.values())
+    if not total:
+        return None
+    ranked = sorted(((p[2], video, p) for video, found in predictions.items() if video in truths for p in found),
+                    key=lambda item: -item[0])
+    used = {video: [False] * len(periods) for video, periods in truths.items()}
+    hits = []
+    for _, video, prediction in ranked:
+        best, best_iou = None, iou
+        for number, truth in enumerate(truths[video]):
+            overlap = temporal_iou(prediction[:2], truth[:2])
+            if not used[video][number] and _may_match(prediction, truth) and overlap >= best_iou:
+                best, best_iou = number, overlap
+        if best is not None:
+            used[video][best] = True
+        hits.append(best is not None)
+    if not hits:
+        return 0.0
+    true_positives = np.cumsum(hits)
+    precision = true_positives / np.arange(1, len(hits) + 1)
+    recall = true_positives / total
+    # Interpolated: precision at each recall is the best precision at that recall or beyond.
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    return float(np.sum(steps * precision))
+
+
+def localization_ar(predictions, truths, top=10, ious=LOCALIZATION_IOUS):
+    """AR@`top`: mean over `ious` of the share of true periods found by one of their video's `top`
+    best predictions (same inputs as localization_ap). None without any true period."""
+    total = sum(len(periods) for periods in truths.values())
+    if not total:
+        return None
+    recalls = []
+    for threshold in ious:
+        found = 0
+        for video, periods in truths.items():
+            best = sorted(predictions.get(video, []), key=lambda p: -p[2])[:top]
+            found += sum(any(_may_match(p, truth) and temporal_iou(p[:2], truth[:2]) >= threshold for p in best)
+                         for truth in periods)
+        recalls.append(found / total)
+    return float(np.mean(recalls))
+
+
+def localization_metrics(predictions, truths):
+    """{"videos", "fake_periods", "ap_0.5", "ap_0.75", "ap_0.95", "ar_10"}: see localization_ap
+    and localization_ar; None when no video has its fake periods."""
+    if not truths:
+        return None
+    return {"videos": len(truths), "fake_periods": sum(len(periods) for periods in truths.values()),
+            **{f"ap_{iou}": localization_ap(predictions, truths, iou) for iou in (0.5, 0.75, 0.95)},
+            "ar_10": localization_ar(predictions, truths)}

@@ -1,6 +1,7 @@
 """The built-in sample: a small DFDC-layout dataset made offline from two real portraits.
 
     python -m deepfake_detect.sample data/sample/videos [--videos-per-person 5] [--seconds 6] [--seed 0]
+    python -m deepfake_detect.sample data/sample/partial --partial
 
 writes 60 short videos (30 REAL, 30 FAKE; 5 s each at 15 fps, 400x300) and a DFDC-style
 metadata.json into the folder, in about fifteen seconds. The portraits ship inside installed
@@ -13,6 +14,11 @@ resolution like an autoencoder deepfake, blended with OpenCV's seamlessClone), a
 REAL video as its `original`, exactly as DFDC does. Since every take exists once real and once
 fake, nothing about a clip but the swap tells the classes apart. It is a demo, not a
 benchmark: two identities only.
+
+With --partial it writes, into another folder so that none of it is trained on, five partly
+manipulated videos (make_partial_sample): three with both people side by side (800x300; the
+left, the right or neither swapped) and two 10-s spliced takes, real until a given second and
+the same take swapped from then on, with LAV-DF-style `fake_periods` in their metadata.json.
 """
 
 import argparse
@@ -174,15 +180,22 @@ def video_name(rng):
     return "".join(chr(ord("a") + int(i)) for i in rng.integers(0, 26, 10))
 
 
+def portraits_and_swaps():
+    """({person: portrait}, {person: the portrait with the other person's face swapped in}), RGB."""
+    portraits = portrait_images()
+    people = sorted(portraits)
+    swapped = {person: swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
+               for person, other in zip(people, people[::-1])}
+    return portraits, swapped
+
+
 def make_sample(out_dir, videos_per_person=VIDEOS_PER_PERSON, seconds=SECONDS, fps=FPS, seed=0):
     """Write the sample videos and metadata.json into `out_dir`; return the metadata dict."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    portraits = portrait_images()
+    portraits, swapped = portraits_and_swaps()
     people = sorted(portraits)
-    swapped = {person: swap_face(portraits[person], LANDMARKS[person], portraits[other], LANDMARKS[other])
-               for person, other in zip(people, people[::-1])}
     metadata = {}
     for _ in range(videos_per_person):
         for person in people:  # alternating, so any number of videos holds both people
@@ -198,6 +211,45 @@ def make_sample(out_dir, videos_per_person=VIDEOS_PER_PERSON, seconds=SECONDS, f
     return metadata
 
 
+# Partly manipulated videos (--partial), written apart from the training sample so that no crop of
+# them is trained on: two people side by side with one of them swapped, and spliced takes, real
+# up to a given second and the same take swapped from there on (the case of docs/web-page.png).
+PARTIAL_SECONDS = 10            # spliced takes: long enough for a real and a fake span of seconds
+SPLICES = {"astronaut": 5.0, "hopper": 4.0}  # the second from which each portrait's spliced take is swapped
+PAIRS = (("real", "fake"), ("fake", "real"), ("real", "real"))  # left and right person of each two-person video
+
+
+def film_take(portraits, swapped, person, take, seed, fake):
+    """Every frame of one take of `person`, real or with the face swapped (BGR)."""
+    return film((swapped if fake else portraits)[person], LANDMARKS[person], take, seed)
+
+
+def make_partial_sample(out_dir, seconds=SECONDS, seed=1):
+    """Write the partly manipulated videos and their metadata.json (LAV-DF's `fake_periods`: [start,
+    end] seconds, with a third item naming the swapped person, 1 = left, when only one person
+    of two is) into `out_dir`; return the metadata dict."""
+    portraits, swapped = portraits_and_swaps()
+    people, rng, metadata = sorted(portraits), np.random.default_rng(seed), {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for number, sides in enumerate(PAIRS):
+        halves = [film_take(portraits, swapped, person, draw_take(rng, seconds * FPS), int(rng.integers(2 ** 31)),
+                            side == "fake") for person, side in zip(people, sides)]
+        name = f"two-people-{number + 1}.mp4"
+        write_video(out_dir / name, [np.hstack(pair) for pair in zip(*halves)])
+        periods = [[0.0, float(seconds), position + 1] for position, side in enumerate(sides) if side == "fake"]
+        metadata[name] = {"label": "FAKE" if periods else "REAL", "fake_periods": periods}
+    for person, swap_from in SPLICES.items():
+        take, noise_seed = draw_take(rng, PARTIAL_SECONDS * FPS), int(rng.integers(2 ** 31))
+        real, fake = (film_take(portraits, swapped, person, take, noise_seed, is_fake) for is_fake in (False, True))
+        cut = int(round(swap_from * FPS))
+        name = f"spliced-{person}.mp4"
+        write_video(out_dir / name, real[:cut] + fake[cut:])
+        metadata[name] = {"label": "FAKE", "fake_periods": [[swap_from, float(PARTIAL_SECONDS)]]}
+    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    return metadata
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="folder for the videos and metadata.json")
@@ -205,9 +257,16 @@ def main(argv=None):
     parser.add_argument("--seconds", type=int, default=SECONDS)
     parser.add_argument("--seed", type=int, default=0,
                         help="another seed gives other videos (camera paths, light, names) of the same two people")
+    parser.add_argument("--partial", action="store_true",
+                        help="write the partly manipulated videos instead (two people, one swapped; spliced takes)")
     args = parser.parse_args(argv)
     if (args.out_dir / "metadata.json").exists():
         print(f"{args.out_dir}/metadata.json exists: the sample is already there, nothing written")
+        return 0
+    if args.partial:
+        metadata = make_partial_sample(args.out_dir, args.seconds, seed=args.seed + 1)
+        print(f"partly manipulated sample written to {args.out_dir}: {len(metadata)} videos "
+              f"({', '.join(metadata)}) and metadata.json with their fake_periods")
         return 0
     metadata = make_sample(args.out_dir, args.videos_per_person, args.seconds, seed=args.seed)
     reals = sum(entry["label"] == "REAL" for entry in metadata.values())

@@ -42,7 +42,7 @@ MIN_TOKEN_LENGTH = 16  # WEB_TOKEN: shorter ones can be guessed
 CHOICES = {
     "AZURE_SERVICE": ("face", "vision"),
     "SPLIT_MODE": ("group", "file"),
-    "VIDEO_SCORE": ("mean", "confident"),
+    "VIDEO_SCORE": ("mean", "confident", "person_max", "segment"),
     "DATASET_COMPRESSION": ("c23", "c40", "raw", "c0"),
 }
 
@@ -121,6 +121,7 @@ def check_config(cfg):
     if not 0 <= cfg.UNCERTAIN_MARGIN < 0.5:
         raise ConfigError("UNCERTAIN_MARGIN is a distance in P(pristine) from THRESHOLD, >= 0 and below 0.5 "
                           "(0.1 = uncertain between THRESHOLD - 0.1 and THRESHOLD + 0.1; 0 turns it off)")
+    check_track_settings(cfg)
     for name in ("WORKERS", "MTCNN_WORKERS"):
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -145,6 +146,19 @@ def check_web_settings(cfg):
     if cfg.WEB_TOKEN and len(cfg.WEB_TOKEN) < MIN_TOKEN_LENGTH:
         raise ConfigError(f"WEB_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: make a strong one with "
                           "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+
+
+def check_track_settings(cfg):
+    """Raise ConfigError for person-tracking and fake-segment settings that cannot work."""
+    if not isinstance(cfg.TRACK_MAX_GAP, int) or cfg.TRACK_MAX_GAP < 0:
+        raise ConfigError("TRACK_MAX_GAP is a whole number of sampled frames >= 0 (2: a track survives "
+                          "two frames without its face)")
+    if not 0 < cfg.TRACK_MIN_IOU <= 1:
+        raise ConfigError("TRACK_MIN_IOU is a box overlap (IoU) above 0 and at most 1 (0.3)")
+    if cfg.TRACK_MAX_DISTANCE < 0:
+        raise ConfigError("TRACK_MAX_DISTANCE is a distance in face widths >= 0 (1.0)")
+    if cfg.SEGMENT_SMOOTHING_SECONDS < 0 or cfg.MIN_FAKE_SECONDS < 0:
+        raise ConfigError("SEGMENT_SMOOTHING_SECONDS and MIN_FAKE_SECONDS are seconds >= 0")
 
 
 def check_ray_settings(cfg):

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
+from deepfake_detect.inference.records import SCHEMA_VERSION
 from deepfake_detect.inference.results import IMAGE, VIDEO
 from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
 from deepfake_detect.inference.verdicts import combine_face_scores, confident_score, score_meaning, verdict_of
@@ -254,7 +255,7 @@ def test_portraits_are_scored_with_the_training_pipeline(workspace, scorer, cfg,
     assert float(rows["astronaut.png"]["p_real"]) == pytest.approx(float(np.mean(expected)), abs=1e-5)
 
     document = json.loads(json_path.read_text())
-    assert document["schema"] == 1 and document["model"] == str(workspace["model"])
+    assert document["schema"] == SCHEMA_VERSION and document["model"] == str(workspace["model"])
     assert "P(fake) = 1 - P(real)" in document["score_meaning"]
     assert [Path(i["input"]).name for i in document["inputs"]] == ["astronaut.png", "hopper.jpg", "astronaut.mp4"]
     assert document["inputs"][0]["p_real"] == pytest.approx(float(rows["astronaut.png"]["p_real"]), abs=1e-5)
@@ -335,7 +336,7 @@ def test_csv_and_json_are_one_record_under_the_same_names(workspace, scorer, tmp
             "--json", json_path)
     document = json.loads(json_path.read_text())
     context = {"threshold", "uncertain_margin", "score_rule"}
-    assert document["schema"] == 1 and context <= set(document)
+    assert document["schema"] == SCHEMA_VERSION and context <= set(document)
     for record, row in zip(document["inputs"], read_csv(csv_path)):
         assert set(record) - {"face_scores"} == set(INPUT_COLUMNS) - context == set(row) - context
         assert row["p_real"] == ("" if record["p_real"] is None else f"{record['p_real']:.9g}")

@@ -216,6 +216,11 @@ def test_stage_writes_every_output_and_the_matrix(evaluated, workspace):
     for run in ("plain", "calibrated"):
         video = document["results"][run]["sample"]["video"]
         assert f"{video['roc_auc']:.3f} / {video['log_loss']:.3f}" in out
+        # Every VIDEO_SCORE rule side by side; "mean" is the rule these videos were scored by.
+        rules = document["results"][run]["sample"]["rules"]
+        assert set(rules) == {"mean", "confident", "person_max", "segment"}
+        assert rules["mean"]["roc_auc"] == video["roc_auc"]
+        assert f"{run} on sample: video AUC by rule: mean {video['roc_auc']:.3f}, confident" in out
     report = (folder / "report.md").read_text()
     assert "## `calibrated` on `sample`" in report and "![plain on sample](plots-plain-sample.png)" in report
     assert f"calibrated with temperature {TEMPERATURE:.4f}" in report and "raw scores used" in report

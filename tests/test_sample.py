@@ -103,3 +103,52 @@ def test_demo_lists_the_held_out_videos_for_stage_04(tmp_path, capsys):
         (videos / name).write_bytes(b"x")
     assert demo.main(["held-out", str(tmp_path / "split.csv"), str(videos)]) == 0
     assert capsys.readouterr().out.split() == [str(videos / "aaa.mp4"), str(videos / "bbb.mp4")]
+
+
+def test_partial_sample_two_people_and_spliced_takes_with_their_fake_periods(tmp_path):
+    from deepfake_detect.faces import keep_faces
+    from deepfake_detect.sample import FPS, PARTIAL_SECONDS, SPLICES, make_partial_sample
+
+    metadata = make_partial_sample(tmp_path, seconds=2)
+    assert json.loads((tmp_path / "metadata.json").read_text()) == metadata
+    assert {name: entry["fake_periods"] for name, entry in metadata.items()} == {
+        "two-people-1.mp4": [[0.0, 2.0, 2]], "two-people-2.mp4": [[0.0, 2.0, 1]], "two-people-3.mp4": [],
+        "spliced-astronaut.mp4": [[SPLICES["astronaut"], 10.0]], "spliced-hopper.mp4": [[SPLICES["hopper"], 10.0]]}
+    cfg = settings.load_config()
+    _, frame = next(iter_kept_frames(tmp_path / "two-people-1.mp4", cfg.RESIZE_RULES))
+    assert frame.shape == (300, 800, 3)
+    [faces] = MtcnnDetector()([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])
+    kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
+    assert sorted(face.x < 400 for face in kept) == [False, True]  # one face on each side, both kept
+    # The spliced take is one take throughout: only at its cut does the face change as well.
+    capture = cv2.VideoCapture(str(tmp_path / "spliced-hopper.mp4"))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1].astype(int))
+    capture.release()
+    cut = int(SPLICES["hopper"] * FPS)
+    assert len(frames) == PARTIAL_SECONDS * FPS
+    steps = [np.abs(after - before).mean() for before, after in zip(frames, frames[1:])]
+    assert int(np.argmax(steps)) == cut - 1  # the biggest change between two frames is the swap's start
+
+
+def test_demo_partial_table_names_the_swapped_person_and_span(tmp_path, capsys):
+    segment = {"person": 2, "start": 0.0, "end": 5.2, "p_fake": 0.93, "frames": 11}
+    detections = {"threshold": 0.5, "uncertain_margin": 0.1, "inputs": [
+        {"input": "p/two-people-1.mp4", "status": "scored", "segments": [segment],
+         "p_real_by_rule": {"mean": 0.52, "confident": 0.52, "person_max": 0.07, "segment": 0.07}},
+        {"input": "p/spliced-hopper.mp4", "status": "scored", "segments": [],
+         "p_real_by_rule": {"mean": 0.6, "confident": 0.6, "person_max": 0.6, "segment": 0.6}},
+        {"input": "v/aaa.mp4", "status": "scored", "segments": [], "p_real_by_rule": {}}]}
+    metadata = {"two-people-1.mp4": {"label": "FAKE", "fake_periods": [[0.0, 5.0, 2]]},
+                "spliced-hopper.mp4": {"label": "FAKE", "fake_periods": [[4.0, 10.0]]}}
+    (tmp_path / "detect.json").write_text(json.dumps(detections))
+    (tmp_path / "metadata.json").write_text(json.dumps(metadata))
+    assert demo.main(["partial", str(tmp_path / "detect.json"), str(tmp_path / "metadata.json")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6  # three lines of title, the header, two videos: not the held-out aaa.mp4
+    assert lines[4].split()[:9] == ["two-people-1.mp4", "person", "2", "fake", "0:00.0-0:05.0", "0.480", "UNCERTAIN",
+                                    "0.930", "FAKE"]
+    assert lines[4].split("  ")[-1] == "person 2: fake from 0:00.0 to 0:05.2 (P(fake) 0.93)"
+    assert lines[4].split()[-10] == "yes" and lines[5].split()[-4:] == ["no", "no", "fake", "segment"]
+    assert demo.span_found([[0.0, 5.0, 1]], [segment, {**segment, "person": 1}]) == "yes (+1 wrong)"

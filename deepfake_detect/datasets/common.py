@@ -20,6 +20,10 @@ class Video:
     original: str | None = None  # for a fake: the name of the real video it was made from
     method: str | None = None    # for a fake: the manipulation method, when the dataset names it
     split: str | None = None     # "train", "val" or "test" when an official list names it
+    # LAV-DF's "fake_periods": ((start, end), ...) in seconds, or (start, end, person) where the
+    # metadata names the manipulated person (1, 2, ... by first appearance); () for a real video
+    # whose metadata says so; None when the metadata gives no timing.
+    fake_periods: tuple | None = None
 
 
 @dataclass

@@ -56,8 +56,10 @@ def videos_from_metadata(folder, metadata_file, extensions):
             problems.append(f"{file_name}: listed in {Path(metadata_file).name} but not in {folder}, skipped")
             continue
         original, method = entry.get("original"), entry.get("method")
+        periods = entry.get("fake_periods")
         videos.append(Video(stem(file_name), path, label, stem(original) if original else None,
-                            str(method) if method and label == "FAKE" else None))
+                            str(method) if method and label == "FAKE" else None,
+                            fake_periods=tuple(tuple(period) for period in periods) if isinstance(periods, list) else None))
     return videos, problems
 
 

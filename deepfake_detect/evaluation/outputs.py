@@ -12,7 +12,7 @@
 import json
 
 from deepfake_detect import settings
-from deepfake_detect.evaluation.report import matrix_text, report_markdown
+from deepfake_detect.evaluation.report import matrix_text, report_markdown, rules_text
 from deepfake_detect.evaluation.scores import FACE_COLUMNS, VIDEO_COLUMNS, as_table, write_table
 from deepfake_detect.files import write_text_atomic
 
@@ -83,8 +83,8 @@ def write_outputs(out_dir, document, scores, cfg, sweep=None):
 
 
 def summary_lines(document, seconds, out_dir, outputs, sweep=None):
-    """The summary stage 05 prints last: counts per dataset, the runs x datasets matrix, the
-    sweep's points (with --robustness) and the output folder."""
+    """The summary stage 05 prints last: counts per dataset, the runs x datasets matrix, every
+    video score rule's AUC and the fake segments' localization per run and dataset, the sweep's points (with --robustness) and the output folder."""
     runs, datasets = len(document["runs"]), len(document["datasets"])
     lines = [f"stage 05 finished in {seconds:,.1f} s: {runs} run{'s' * (runs != 1)} x "
              f"{datasets} dataset{'s' * (datasets != 1)}"]
@@ -97,6 +97,10 @@ def summary_lines(document, seconds, out_dir, outputs, sweep=None):
     lines += [f"  {run} on {name}: {overlap['note']}" for run, info in document["runs"].items()
               for name, overlap in info.get("overlap", {}).items() if overlap["seen"] or not overlap["checked"]]
     lines.append(matrix_text(document))
+    for run, by_dataset in document["results"].items():
+        for dataset_name, result in by_dataset.items():
+            if result.get("rules"):
+                lines.append(f"  {run} on {dataset_name}: {rules_text(result['rules'], result.get('localization'))}")
     if sweep is not None:
         from deepfake_detect.evaluation.robustness import sweep_summary_lines
 

@@ -6,6 +6,7 @@ per_face tables); nothing is scored again.
 
 import numpy as np
 
+from deepfake_detect.inference.verdicts import RULE_MEANINGS
 from deepfake_detect.plots import save_figure
 from deepfake_detect.metrics import calibration_bins
 
@@ -108,6 +109,37 @@ def method_table(methods):
     return "\n".join(rows)
 
 
+def rules_markdown(rules):
+    """Lines of report.md comparing every VIDEO_SCORE rule on the same faces; [] without rules."""
+    if not rules:
+        return []
+    rows = ["Every VIDEO_SCORE rule on the same faces (docs/04-detect.md says which suits which data):", "",
+            "| rule | video AUC | video AP | video acc. |", "|---|---:|---:|---:|"]
+    for rule, metrics in rules.items():
+        rows.append(f"| {rule} | {_fmt(metrics and metrics['roc_auc'])} | "
+                    f"{_fmt(metrics and metrics['average_precision'])} | {_fmt(metrics and metrics['accuracy'])} |")
+    return rows + [""]
+
+
+def localization_markdown(localization):
+    """Lines of report.md on temporal localization of fake segments; [] when no period is known."""
+    if not localization:
+        return []
+    return [f"Temporal localization of fake segments ({localization['videos']:,} videos with known fake periods, "
+            f"{localization['fake_periods']:,} periods; LAV-DF's metrics, metrics.py): "
+            f"AP@0.5 {_fmt(localization['ap_0.5'])}, AP@0.75 {_fmt(localization['ap_0.75'])}, "
+            f"AP@0.95 {_fmt(localization['ap_0.95'])}, AR@10 {_fmt(localization['ar_10'])}.", ""]
+
+
+def rules_text(rules, localization):
+    """One summary line: each rule's video AUC, then localization AP and AR when measured."""
+    text = "video AUC by rule: " + ", ".join(f"{rule} {_fmt(m and m['roc_auc'], 3)}" for rule, m in rules.items())
+    if localization:
+        text += (f"; fake segments AP@0.5 {_fmt(localization['ap_0.5'], 3)}, AP@0.75 "
+                 f"{_fmt(localization['ap_0.75'], 3)}, AR@10 {_fmt(localization['ar_10'], 3)}")
+    return text
+
+
 def _matrix_cell(video):
     """A matrix cell: a run's video ROC AUC / log loss on one dataset (None: no video scored)."""
     return "no score" if video is None else f"{_fmt(video['roc_auc'], 3)} / {video['log_loss']:.3f}"
@@ -144,7 +176,7 @@ def report_markdown(document, plots):
              "Scores are **P(real)** (1 = real, 0 = fake), calibrated by each run's temperature when it has "
              f"one (CALIBRATE = {settings['CALIBRATE']}); raw scores are in the CSVs (`p_real_raw`) and in the "
              "*raw* columns. A video's score is the "
-             f"{'mean of its face scores' if settings['VIDEO_SCORE'] == 'mean' else 'DFDC winner rule over its faces'}"
+             f"{RULE_MEANINGS.get(settings['VIDEO_SCORE'], settings['VIDEO_SCORE'])}"
              f" (VIDEO_SCORE = {settings['VIDEO_SCORE']}); a score below THRESHOLD = {settings['THRESHOLD']} "
              "is called FAKE. AP and EER treat fake as the positive class. Intervals: 95% bootstrap over videos "
              f"({settings['BOOTSTRAP_SAMPLES']:,} resamples, seed {settings['BOOTSTRAP_SEED']}). "
@@ -166,6 +198,7 @@ def report_markdown(document, plots):
     for run, by_dataset in document["results"].items():
         for name, result in by_dataset.items():
             parts += ["", f"## `{run}` on `{name}`", "", level_metrics_markdown(result), ""]
+            parts += rules_markdown(result.get("rules")) + localization_markdown(result.get("localization"))
             if result["methods"]:
                 parts += ["Per manipulation method (its fakes against every real of the dataset):", "",
                           method_table(result["methods"]), ""]

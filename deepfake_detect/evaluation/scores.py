@@ -3,7 +3,11 @@
 The faces come from the cache that extract.py fills; each run scores them with its own model and
 temperature (calibration.run_temperature), so a second run costs only its own time. The rows are
 per_video.csv's and per_face.csv's (VIDEO_COLUMNS, FACE_COLUMNS); the metrics are
-metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos). A video
+metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos), the video
+AUC of every VIDEO_SCORE rule on the same faces ("rules") and, where the metadata gives LAV-DF's
+`fake_periods`, temporal localization of the fake segments ("localization": AP at IoU 0.5 / 0.75
+/ 0.95, AR@10). Faces are grouped into persons and segments found as stage 04 does
+(inference.verdicts.judge_faces), timed by the video's own frame rate. A video
 without a face, unreadable, or whose extraction failed gets a row with its status (SCORED,
 NO_FACE, UNREADABLE, FAILED of inference/results.py) and reason, and no score.
 
@@ -21,14 +25,19 @@ from deepfake_detect.dataset import source_group
 from deepfake_detect.evaluation.extract import load_crops, read_video_record
 from deepfake_detect.evaluation.report import plot_run_on_dataset
 from deepfake_detect.files import write_text_atomic
-from deepfake_detect.inference.results import FAILED
-from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
-from deepfake_detect.metrics import dataset_metrics
+from deepfake_detect.inference.reading import video_frame_rate
+from deepfake_detect.inference.records import flat_cell, segment_record
+from deepfake_detect.inference.results import FAILED, FaceScore
+from deepfake_detect.inference.verdicts import judge_faces, verdict_of
+from deepfake_detect.metrics import dataset_metrics, localization_metrics, point_metrics
+from deepfake_detect.settings import CHOICES
 
 SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
+RULES = CHOICES["VIDEO_SCORE"]  # every video score rule, measured side by side on the same faces
 VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
-                 "p_real_raw", "verdict", "reason", "seen")
-FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "x", "y", "width", "height",
+                 "p_real_raw", "verdict", "reason", "seen", *(f"p_real_{rule}" for rule in RULES), "persons",
+                 "segments", "fake_periods")
+FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "person", "x", "y", "width", "height",
                 "detector_confidence", "p_real", "p_real_raw")
 
 
@@ -155,26 +164,93 @@ def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name,
         calibrated = apply_temperature(raw, temperature).tolist()
         base = {"run": run_name, "dataset": dataset_name, "video": video.name, "label": video.label,
                 "method": video.method or ""}
-        for entry, p_raw, p_real in zip(record["faces"], raw, calibrated):
-            face_rows.append({**base, "frame": entry["frame"], "face": entry["face"], "x": entry["x"], "y": entry["y"],
-                              "width": entry["width"], "height": entry["height"],
-                              "detector_confidence": entry["detector_confidence"],
-                              "p_real": p_real, "p_real_raw": p_raw})
-        p_video = combine_face_scores(calibrated, cfg.VIDEO_SCORE)
+        faces = [FaceScore(entry["frame"], entry["face"], (entry["x"], entry["y"], entry["width"], entry["height"]),
+                         entry["detector_confidence"], p_real, p_real_raw=p_raw)
+                 for entry, p_raw, p_real in zip(record["faces"], raw, calibrated)]
+        judged = judge_faces(faces, record["frames"] or [], video_frame_rate(video.path) if faces else None, cfg)
+        for face in faces:
+            x, y, width, height = face.box
+            face_rows.append({**base, "frame": face.frame, "face": face.number, "person": face.person, "x": x, "y": y,
+                              "width": width, "height": height, "detector_confidence": face.detector_confidence,
+                              "p_real": face.p_real, "p_real_raw": face.p_real_raw})
+        rule_scores = {f"p_real_{rule}": judged.by_rule.get(rule) for rule in RULES}
         video_rows.append({**base, "status": record["status"],
                            "frames": None if record["frames"] is None else len(record["frames"]),
-                           "faces": None if record["frames"] is None else len(record["faces"]), "p_real": p_video,
-                           "p_real_raw": combine_face_scores(raw, cfg.VIDEO_SCORE),
-                           "verdict": verdict_of(p_video, cfg.THRESHOLD), "reason": record["reason"]})
+                           "faces": None if record["frames"] is None else len(record["faces"]),
+                           "p_real": judged.p_real, "p_real_raw": judged.p_real_raw,
+                           "verdict": verdict_of(judged.p_real, cfg.THRESHOLD), "reason": record["reason"],
+                           **rule_scores, "persons": len(judged.persons),
+                           "segments": flat_cell("segments", [segment_record(s) for s in judged.segments]),
+                           "fake_periods": periods_text(video.fake_periods)})
 
 
 def measure_scores(video_rows, face_rows, cfg):
     """(video table, face table, metrics) of one run's rows on one dataset: metrics.dataset_metrics
-    plus "videos_without_score" ({status: [(video, reason)]})."""
+    plus "videos_without_score" ({status: [(video, reason)]}), "rules" (rule_metrics) and
+    "localization" (localization_of)."""
     video_table, face_table = as_table(video_rows, VIDEO_COLUMNS), as_table(face_rows, FACE_COLUMNS)
     result = dataset_metrics(video_table, face_table, cfg)
     result["videos_without_score"] = unscored_videos(video_table)
+    result["rules"] = rule_metrics(video_table, cfg)
+    result["localization"] = localization_of(video_table)
     return video_table, face_table, result
+
+
+def rule_metrics(video_table, cfg):
+    """{rule: {"roc_auc", "average_precision", "accuracy"}} of the scored videos under every
+    VIDEO_SCORE rule, computed on the same faces, so the rules compare on one footing."""
+    scored = video_table[video_table["p_real"].notna()]
+    labels = (scored["label"] == "REAL").astype(int).to_numpy()
+    rules = {}
+    for rule in RULES:
+        if scored.empty:
+            rules[rule] = None
+            continue
+        metrics = point_metrics(labels, scored[f"p_real_{rule}"].to_numpy(float), cfg.THRESHOLD, cfg.CALIBRATION_BINS)
+        rules[rule] = {key: metrics[key] for key in ("roc_auc", "average_precision", "accuracy")}
+    return rules
+
+
+def periods_text(periods):
+    """A video's true fake periods as per_video.csv writes them: "4.0-10.0" (";" between periods,
+    "@2" after one that names its person), "-" for a video known to have none, None when unknown."""
+    if periods is None:
+        return None
+    if not periods:
+        return "-"
+    return ";".join(f"{float(p[0]):g}-{float(p[1]):g}" + (f"@{int(p[2])}" if len(p) > 2 and p[2] else "")
+                    for p in periods)
+
+
+def parse_spans(text):
+    """[(start, end, third, fourth)] of a "segments" cell ("2:3.5-9.5:0.920": person, span, P(fake))
+    as (start, end, P(fake), person), or of a "fake_periods" cell ("4-10@2") as (start, end, person)."""
+    spans = []
+    for part in str(text).split(";"):
+        if part.count(":") == 2:
+            person, span, p_fake = part.split(":")
+            start, end = span.split("-")
+            spans.append((float(start), float(end), float(p_fake), int(person)))
+        elif part not in ("", "-"):
+            span, _, person = part.partition("@")
+            start, end = span.split("-")
+            spans.append((float(start), float(end), int(person) if person else None))
+    return spans
+
+
+def localization_of(video_table):
+    """metrics.localization_metrics of the scored videos whose fake periods are known (a REAL
+    video without any is taken as known to have none); None when no video has them."""
+    predictions, truths = {}, {}
+    for row in video_table[video_table["p_real"].notna()].itertuples():
+        periods = row.fake_periods if isinstance(row.fake_periods, str) else ("-" if row.label == "REAL" else None)
+        if periods is None:
+            continue
+        truths[row.video] = parse_spans(periods)
+        predictions[row.video] = parse_spans(row.segments) if isinstance(row.segments, str) else []
+    if not any(truths.values()):
+        return None
+    return localization_metrics(predictions, truths)
 
 
 def as_table(rows, columns):

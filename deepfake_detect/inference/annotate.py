@@ -18,7 +18,7 @@ def face_colour(p_real, threshold):
 
 
 def annotate_frame(frame_bgr, faces, threshold):
-    """A copy of the frame with each face's box and "P(fake) 0.83" drawn on it."""
+    """A copy of the frame with each face's box and "person 2: FAKE P(fake) 0.83" drawn on it."""
     canvas = frame_bgr.copy()
     scale = max(0.4, canvas.shape[1] / 1000)
     thickness = max(1, round(2 * scale))
@@ -26,7 +26,8 @@ def annotate_frame(frame_bgr, faces, threshold):
         x, y, width, height = face.box
         colour = face_colour(face.p_real, threshold)
         cv2.rectangle(canvas, (x, y), (x + width, y + height), colour, thickness)
-        label = f"{verdict_of(face.p_real, threshold)} P(fake) {face.p_fake:.2f}"
+        who = f"person {face.person}: " if face.person else ""
+        label = f"{who}{verdict_of(face.p_real, threshold)} P(fake) {face.p_fake:.2f}"
         (text_width, text_height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, thickness)
         top = max(0, y - text_height - base - 4)
         cv2.rectangle(canvas, (x, top), (x + text_width + 4, top + text_height + base + 4), colour, -1)
@@ -91,8 +92,10 @@ def write_annotations(result, path, cfg, explain):
         paint_result_frames(result, cfg.FACE_MARGIN)
     write_annotated(result, path, cfg.THRESHOLD, cfg.FRAMES_PER_SECOND)
     if result.kind == VIDEO:
-        from deepfake_detect.inference.timeline import frame_series, write_timeline_png
+        from deepfake_detect.inference.records import segment_record
+        from deepfake_detect.inference.timeline import frame_series, person_series, segment_spans, write_timeline_png
 
         write_timeline_png(frame_series(result), cfg.THRESHOLD,
                            path.with_name(path.name.replace("-annotated.mp4", "-timeline.png")),
-                           title=f"{Path(result.path).name}: P(fake) per frame")
+                           title=f"{Path(result.path).name}: P(fake) per frame", persons=person_series(result),
+                           spans=segment_spans([segment_record(s) for s in result.segments], result.fps))

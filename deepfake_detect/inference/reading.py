@@ -4,8 +4,10 @@
 import queue
 import threading
 
+import cv2
+
 from deepfake_detect.files import read_image
-from deepfake_detect.frames import VideoError, iter_kept_frames, resize_frame
+from deepfake_detect.frames import VideoError, iter_kept_frames, open_video, resize_frame
 from deepfake_detect.inference.results import IMAGE
 from deepfake_detect.media_budget import check_image_budget
 
@@ -26,6 +28,20 @@ def iter_media_frames(path, kind, cfg):
     if kind == IMAGE:
         return iter_image_frame(path, cfg.RESIZE_RULES, cfg.MAX_IMAGE_PIXELS)
     return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND, max_pixels=cfg.MAX_VIDEO_PIXELS)
+
+
+def video_frame_rate(path):
+    """The video's frames per second from its header (frame index / fps = seconds), or None when
+    it cannot be read: then the input has persons but no timed segments."""
+    try:
+        capture = open_video(path)
+    except VideoError:
+        return None
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return float(fps) if fps and fps > 0 else None
 
 
 # Stands in for the frame index after one input's last frame in read_frames' stream.

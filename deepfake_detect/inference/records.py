@@ -18,13 +18,13 @@ from deepfake_detect import settings
 from deepfake_detect.files import write_csv, write_text_atomic
 from deepfake_detect.inference.verdicts import score_meaning, verdict_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `person` on faces; `fps`, `persons` and `segments` on inputs
 
 # The CSV columns, in the order of the JSON records. A CSV has no document around its rows, so
 # each input row repeats the context (threshold, margin, rule) and each face row names its input.
 INPUT_COLUMNS = ("input", "type", "status", "frames", "faces", "p_real", "p_fake", "verdict", "p_real_raw",
-                 "seconds", "reason", "threshold", "uncertain_margin", "score_rule")
-FACE_FIELDS = ("frame", "face", "x", "y", "width", "height", "detector_confidence", "p_real", "p_fake", "verdict",
+                 "seconds", "reason", "fps", "persons", "segments", "p_real_by_rule", "threshold", "uncertain_margin", "score_rule")
+FACE_FIELDS = ("frame", "face", "person", "x", "y", "width", "height", "detector_confidence", "p_real", "p_fake", "verdict",
                "p_real_raw")
 FACE_COLUMNS = ("input", *FACE_FIELDS, "heatmap_peak_x", "heatmap_peak_y")
 
@@ -55,8 +55,36 @@ def input_record(result, cfg=None):
               "faces": faces, "p_real": result.p_real, "p_fake": result.p_fake, "verdict": result.verdict,
               "p_real_raw": result.p_real_raw,  # before calibration (equal to p_real without a temperature)
               "seconds": round(result.seconds, 3),  # this input's own time, start-up excluded
-              "reason": result.reason}
+              "reason": result.reason, "fps": result.fps,
+              "persons": [person_record(person) for person in result.persons],
+              "segments": [segment_record(segment) for segment in result.segments],
+              "p_real_by_rule": dict(result.p_real_by_rule)}
     return {**record, **context_fields(cfg)} if cfg is not None else record
+
+
+def person_record(person):
+    """One person's fields (results.PersonScore): number, faces, first and last seconds, scores."""
+    return {"person": person.person, "faces": person.faces,
+            "first_seconds": None if person.first_seconds is None else round(person.first_seconds, 3),
+            "last_seconds": None if person.last_seconds is None else round(person.last_seconds, 3),
+            "p_real": person.p_real, "p_fake": person.p_fake, "verdict": person.verdict}
+
+
+def segment_record(segment):
+    """One fake segment's fields (results.Segment): person, start and end in seconds, P(fake)."""
+    return {"person": segment.person, "start": round(segment.start, 3), "end": round(segment.end, 3),
+            "p_fake": segment.p_fake, "frames": segment.frames}
+
+
+def flat_cell(name, value):
+    """A CSV cell for a list field: persons as "1:REAL:0.031;2:FAKE:0.912" (person:verdict:P(fake)),
+    segments as "2:4.0-9.5:0.910" (person:start-end seconds:P(fake)), p_real_by_rule as
+    "mean:0.52;confident:0.52;person_max:0.08;segment:0.08"; "" when empty."""
+    if name == "persons":
+        return ";".join(f"{p['person']}:{p['verdict']}:{p['p_fake']:.3f}" for p in value)
+    if name == "p_real_by_rule":
+        return ";".join(f"{rule}:{p_real:.9g}" for rule, p_real in value.items())
+    return ";".join(f"{s['person']}:{s['start']:.1f}-{s['end']:.1f}:{s['p_fake']:.3f}" for s in value)
 
 
 def face_record(face, cfg, heatmap=False, overlay=False, crop=False):
@@ -65,7 +93,7 @@ def face_record(face, cfg, heatmap=False, overlay=False, crop=False):
     from deepfake_detect.inference.explain import heatmap_peak, overlay_heatmap
 
     x, y, width, height = (int(v) for v in face.box)
-    record = {"frame": face.frame, "face": face.number, "x": x, "y": y, "width": width, "height": height,
+    record = {"frame": face.frame, "face": face.number, "person": face.person, "x": x, "y": y, "width": width, "height": height,
               "detector_confidence": None if face.detector_confidence is None else float(face.detector_confidence),
               "p_real": face.p_real, "p_fake": face.p_fake,
               "verdict": verdict_of(face.p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN), "p_real_raw": face.p_real_raw}
@@ -110,7 +138,8 @@ def results_document(results, cfg, model_path, calibration, faces=False, explain
 def csv_cells(record):
     """A record with None as an empty cell and floats to 9 significant digits: the full precision
     of the model's float32 scores, so nothing computed from the file differs from the JSON."""
-    return {k: ("" if v is None else f"{v:.9g}" if isinstance(v, float) else v) for k, v in record.items()}
+    return {k: ("" if v is None else f"{v:.9g}" if isinstance(v, float) else flat_cell(k, v)
+                if isinstance(v, (list, dict)) else v) for k, v in record.items()}
 
 
 def write_results_csv(path, results, cfg, faces=False):

@@ -8,9 +8,10 @@ given directly is treated as one frame and goes through the same RESIZE_RULES fi
 frames were resized by width before MTCNN saw them, so resizing images the same way shows the
 detector and the model faces at the scale they were trained on.
 
-The model outputs P(pristine) = P(real) for each face. A whole video or image gets one score,
-also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default) or "confident" (the
-DFDC winner's rule, see confident_score). Verdict: FAKE when that score is below THRESHOLD.
+The model outputs P(pristine) = P(real) for each face. Faces are grouped into persons (tracks.py)
+and each person's fake segments found (segments.py). A whole video or image gets one score,
+also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default), "confident" (the
+DFDC winner's rule, see confident_score), "person_max" or "segment" (verdicts.judge_faces). Verdict: FAKE when that score is below THRESHOLD.
 With CALIBRATE and a run's calibration.json, face scores are temperature-scaled first
 (calibration.py); the raw scores stay in `p_real_raw`.
 An input with no face, or that cannot be read, gets a status saying so and no score at all.
@@ -31,9 +32,9 @@ from deepfake_detect.frames import resize_frame
 from deepfake_detect.mtcnn_detector import MtcnnDetector
 from deepfake_detect.model import load_model, prepare_faces
 from deepfake_detect.inference.media import classify_file
-from deepfake_detect.inference.reading import END_OF_INPUT, prefetched, read_frames
-from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, FaceScore, Result
-from deepfake_detect.inference.verdicts import combine_face_scores, verdict_of
+from deepfake_detect.inference.reading import END_OF_INPUT, prefetched, read_frames, video_frame_rate
+from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, VIDEO, FaceScore, Result
+from deepfake_detect.inference.verdicts import judge_faces
 
 MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
 
@@ -245,9 +246,10 @@ class Scorer:
             for face, p_raw, p_real, heatmap in zip(faces, raw, calibrated, heatmaps):
                 face.p_real_raw, face.p_real, face.heatmap = p_raw, float(p_real), heatmap
             result.faces = faces
-            result.p_real = combine_face_scores([f.p_real for f in faces], cfg.VIDEO_SCORE)
-            result.p_real_raw = combine_face_scores(raw, cfg.VIDEO_SCORE)
-            result.verdict = verdict_of(result.p_real, cfg.THRESHOLD, cfg.UNCERTAIN_MARGIN)
+            result.fps = video_frame_rate(result.path) if result.kind == VIDEO else None
+            judged = judge_faces(faces, result.frame_indices, result.fps, cfg)
+            result.p_real, result.p_real_raw, result.verdict = judged.p_real, judged.p_real_raw, judged.verdict
+            result.persons, result.segments, result.p_real_by_rule = judged.persons, judged.segments, judged.by_rule
             problems = [f"stopped early: {read_error}"] if read_error else []
             if unsearched:
                 problems.append(f"{len(unsearched)} frames could not be searched for faces")

@@ -1,8 +1,9 @@
-"""The table stage 04 prints: a fixed-width row per input and, with --details, a line per frame
-and face under it.
+"""The table stage 04 prints: a fixed-width row per input, a line per person (when there are
+several) and per fake segment under it, and with --details a line per frame and face.
 """
 
 from deepfake_detect.inference.results import VIDEO
+from deepfake_detect.inference.segments import describe_segment, format_seconds
 
 TABLE_HEADER = ("input", "type", "status", "frames", "faces", "P(real)", "P(fake)", "verdict")
 COLUMN_WIDTHS = (5, 11, 6, 5, 7, 7, 9)  # of every column after the input's, which fits the names
@@ -38,8 +39,22 @@ def table_row(result, name_width):
 
 
 def result_lines(result, name_width, details=False):
-    """The table's lines for one Result: its row and, with `details`, its detail_lines."""
-    return [table_row(result, name_width)] + (detail_lines(result) if details else [])
+    """The table's lines for one Result: its row, its person_lines and, with `details`, its
+    detail_lines."""
+    return [table_row(result, name_width)] + person_lines(result) + (detail_lines(result) if details else [])
+
+
+def person_lines(result):
+    """Under a row: a line per person when there are several, then a line per fake segment
+    ("person 2: fake from 0:04.0 to 0:09.5 (P(fake) 0.91)")."""
+    lines = []
+    if len(result.persons) > 1:
+        for person in result.persons:
+            seen = "" if person.first_seconds is None else \
+                f", seen {format_seconds(person.first_seconds)}-{format_seconds(person.last_seconds)}"
+            lines.append(f"    person {person.person}: {person.faces} faces{seen}  P(real) {person.p_real:.3f}  "
+                         f"P(fake) {person.p_fake:.3f}  {person.verdict}")
+    return lines + [f"    {describe_segment(segment)}" for segment in result.segments]
 
 
 def detail_lines(result):
@@ -53,7 +68,8 @@ def detail_lines(result):
             lines.append(f"    {where}: no face")
         for face in faces:
             x, y, width, height = face.box
-            lines.append(f"    {where} face {face.number}: box {width}x{height} at ({x},{y})  "
+            who = f" (person {face.person})" if face.person else ""
+            lines.append(f"    {where} face {face.number}{who}: box {width}x{height} at ({x},{y})  "
                          f"P(real) {face.p_real:.3f}  P(fake) {face.p_fake:.3f}" + gradcam_note(face))
     return lines
 

@@ -185,7 +185,8 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
     """The Flask app around a runner of web_workers (a WorkerPool), or an already loaded Scorer
     (scored in this process, one upload at a time). `token`: required from every request
     (None: cfg.WEB_TOKEN; "" none); `allowed_hosts`: the only Host names answered (None: any)."""
-    from deepfake_detect.inference.timeline import timeline_svg
+    from deepfake_detect.inference.segments import format_seconds
+    from deepfake_detect.inference.timeline import segment_spans, timeline_svg
 
     runner = scorer if hasattr(scorer, "run") else InProcessRunner(scorer, cfg)
     token = cfg.WEB_TOKEN if token is None else token
@@ -198,9 +199,13 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
     def page_timeline(payload):
         """The inline SVG of a video payload's timeline (numbers only: safe to insert)."""
         series = [(point["frame"], point["p_fake"]) for point in payload.get("timeline", [])]
-        return Markup(timeline_svg(series, cfg.THRESHOLD))
+        persons = {line["person"]: [(point["frame"], point["p_fake"]) for point in line["points"]]
+                   for line in payload.get("person_timelines", [])}
+        spans = segment_spans(payload.get("segments", []), payload.get("fps"))
+        return Markup(timeline_svg(series, cfg.THRESHOLD, persons, spans))
 
     app.jinja_env.globals["timeline_svg"] = page_timeline
+    app.jinja_env.filters["clock"] = format_seconds
 
     def page(status=200, **values):
         return render_template("index.html", cfg=cfg, max_mb=cfg.WEB_MAX_UPLOAD_MB,

@@ -49,14 +49,17 @@ def result_payload(result, cfg, with_crops, with_overlays=False):
     """The JSON answer for one scored upload (also what the page shows): its input record with
     the face records of its first MAX_CROPS_SHOWN faces (all without crops and overlays), the
     context fields, and for a video its timeline. See docs/results.md."""
-    from deepfake_detect.inference.timeline import frame_series
+    from deepfake_detect.inference.timeline import frame_series, person_series
 
     shown = MAX_CROPS_SHOWN if with_crops or with_overlays else None
     faces = [records.face_record(face, cfg, overlay=with_overlays, crop=with_crops) for face in result.faces[:shown]]
     timeline = [{"frame": frame, "p_fake": p_fake} for frame, p_fake in frame_series(result)] \
         if result.kind == VIDEO else []
+    person_timelines = [{"person": person, "points": [{"frame": frame, "p_fake": p} for frame, p in points]}
+                        for person, points in person_series(result).items()] if result.kind == VIDEO else []
     return {"schema": records.SCHEMA_VERSION, **records.input_record(result), "face_scores": faces,
-            "timeline": timeline, **records.context_fields(cfg), "score_meaning": score_meaning(cfg)}
+            "timeline": timeline, "person_timelines": person_timelines, **records.context_fields(cfg),
+            "score_meaning": score_meaning(cfg)}
 
 
 def new_task(path, kind, name, with_crops=False, with_overlays=False):
