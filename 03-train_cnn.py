@@ -77,6 +77,21 @@ def print_plan(cfg, devices, files_by_split, run_dir, resuming):
     print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
 
 
+def child_command(argv, name):
+    """The command line a multi-machine run's supervisor trains with: this script, the same flags,
+    the run name made explicit, and no --overwrite (the supervisor already did it, once)."""
+    argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--overwrite"]
+    return [sys.executable, os.path.abspath(__file__), *argv, "--name", name]
+
+
+def prepare_folders(cfg, name, overwrite, chief):
+    """(run_dir, resuming): the run folder on the chief (or one machine), a private folder beside
+    it on the other machines of a multi-machine run, where they keep their backup and cache."""
+    if chief:
+        return runs.prepare_run_dir(cfg, name, overwrite)
+    return runs.worker_run_dir(cfg, name, overwrite), False
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.export:
@@ -84,17 +99,24 @@ def main(argv=None):
     try:
         cfg = settings.load_config(args.config)
         training.check_training_settings(cfg)
+        tf_config = os.environ.get("TF_CONFIG")
+        machines, chief = distribute.cluster_size(tf_config), distribute.is_chief(tf_config)
+        if machines > 1 and not (args.name or cfg.RUN_NAME):
+            raise runs.RunError("a multi-machine run needs --name (the same on every machine), so that a "
+                                "restarted machine finds its backup")
         name = args.name or cfg.RUN_NAME or runs.default_run_name()
         files_by_split = training.list_splits(cfg.SPLIT_DIR)
-        chief = distribute.is_chief(os.environ.get("TF_CONFIG"))
-        run_dir, resuming = runs.prepare_run_dir(cfg, name, args.overwrite) if chief else (None, False)
-    except (settings.ConfigError, training.SplitFolderError, runs.RunError) as error:
+        if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
+            # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
+            prepare_folders(cfg, name, args.overwrite, chief)
+            return distribute.supervise(child_command(argv, name))
+        run_dir, resuming = prepare_folders(cfg, name, args.overwrite, chief)
+    except (settings.ConfigError, training.SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if not chief:
-        run_dir = runs.worker_run_dir(cfg, name)
 
     timer = Timer()
+    cluster_formed = distribute.watch_cluster(tf_config, cfg.CLUSTER_TIMEOUT_S) if machines > 1 else None
     strategy, devices = distribute.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
     training.set_training_seed(cfg.TRAINING_SEED)
     print_plan(cfg, devices, files_by_split, run_dir, resuming)
@@ -105,7 +127,9 @@ def main(argv=None):
 
     try:
         if not runs.is_trained(run_dir):
-            training.train_model(cfg, strategy, run_dir, files_by_split, cache_dir)
+            digest = training.train_model(cfg, strategy, run_dir, files_by_split, cache_dir,
+                                          writes_run=chief, cluster_formed=cluster_formed)
+            print(f"trained weights: digest {digest}")
             runs.mark_trained(cfg, run_dir)
         if not chief:  # the chief scores the test split alone
             training.remove_cache(cache_dir)
@@ -119,6 +143,11 @@ def main(argv=None):
         print(f"\ninterrupted: run the same command (--name {name}) to resume from the last finished epoch",
               file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - TensorFlow's errors when a peer of the cluster is lost
+        if machines > 1 and distribute.lost_peer(error):
+            print(f"lost a peer: {str(error).splitlines()[0][:300]}", file=sys.stderr, flush=True)
+            os._exit(distribute.RESTART_STATUS)  # TensorFlow's threads could hold a normal exit
+        raise
 
     print(f"\nstage 03 finished in {timer.seconds:,.1f} s: run {name}, {trained['epochs_run']} epochs "
           f"(best {trained['best_epoch']}, {trained['stopped']}), test metrics at threshold {cfg.THRESHOLD}:")

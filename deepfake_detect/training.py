@@ -1,5 +1,6 @@
 """Stage 03's input and training: the split folders' file lists, the tf.data input pipeline with
-the original's augmentation, the decoded-crop cache (in memory or on disk), and the fit itself.
+the original's augmentation, the decoded-crop cache (in memory or on disk), and the training loop
+itself: one distributed step (strategy.run) for one device, several GPUs or several machines.
 
 Labels are the original's flow_from_directory ones: folder `fake` = 0, `real` = 1 (CLASS_NAMES),
 so the network outputs P(pristine). Crops are decoded and resized once, by the same
@@ -12,12 +13,13 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from deepfake_detect import settings
-from deepfake_detect.callbacks import make_callbacks
+from deepfake_detect.callbacks import EpochLog, backup_epoch, restore_backup
 from deepfake_detect.distribute import cluster_size, worker_position, worker_share
 from deepfake_detect.files import read_image
 from deepfake_detect.jobs.console import warn
@@ -468,25 +470,128 @@ def set_training_seed(seed):
         keras.utils.set_random_seed(seed)
 
 
-def build_compiled_model(cfg, strategy):
-    """The detector with its optimizer, loss and metrics, its variables placed by `strategy`."""
+def build_training(cfg, strategy):
+    """(model, optimizer, metrics) with their variables placed by `strategy`: the detector, Adam
+    at LEARNING_RATE (wrapped in a LossScaleOptimizer under mixed precision, as compile does) and
+    {"train": {...}, "val": {...}} of loss (mean), accuracy and AUC."""
     import keras
 
     with strategy.scope():
         model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, cfg.WEIGHTS, cfg.BATCHNORM_MOMENTUM)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE),
-                      loss="binary_crossentropy",
-                      metrics=["accuracy", keras.metrics.AUC(name="auc")])
-    return model
+        optimizer = keras.optimizers.Adam(learning_rate=cfg.LEARNING_RATE)
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)  # now, so a backup can be restored into it
+        metrics = {split: {"loss": keras.metrics.Mean(name="loss"),
+                           "accuracy": keras.metrics.BinaryAccuracy(name="accuracy"),
+                           "auc": keras.metrics.AUC(name="auc")} for split in ("train", "val")}
+    return model, optimizer, metrics
 
 
-def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None):
-    """Build the model, decode train and val, and fit, resuming from RUN_DIR/backup if an earlier
-    run was interrupted; the callbacks write history.csv, model.keras and the backup."""
-    model = build_compiled_model(cfg, strategy)  # first: a weights problem shows at once
+def make_steps(strategy, model, optimizer, metrics):
+    """(train_step, val_step): tf.functions of one distributed batch, run on every replica by
+    strategy.run. The loss is the batch's mean binary cross-entropy over the global batch
+    (tf.nn.compute_average_loss), so gradients summed over replicas equal one machine's."""
+    import keras
+    import tensorflow as tf
+
+    cross_entropy = keras.losses.BinaryCrossentropy(reduction=None)
+
+    def update(split, y, scores, per_example):
+        metrics[split]["loss"].update_state(per_example)
+        metrics[split]["accuracy"].update_state(y, scores)
+        metrics[split]["auc"].update_state(y, scores)
+
+    def train_replica(x, y):
+        y = tf.reshape(y, (-1, 1))
+        with tf.GradientTape() as tape:
+            scores = model(x, training=True)
+            per_example = cross_entropy(y, scores)
+            loss = tf.nn.compute_average_loss(per_example)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = optimizer.scale_loss(loss)  # the loss itself unless a LossScaleOptimizer
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        update("train", y, scores, per_example)
+
+    def val_replica(x, y):
+        y = tf.reshape(y, (-1, 1))
+        scores = model(x, training=False)
+        update("val", y, scores, cross_entropy(y, scores))
+
+    @tf.function
+    def train_step(batch):
+        strategy.run(train_replica, args=batch)
+
+    @tf.function
+    def val_step(batch):
+        strategy.run(val_replica, args=batch)
+
+    return train_step, val_step
+
+
+def agree_on_epoch(strategy, finished):
+    """The finished epochs every machine's backup holds: the lowest of theirs (the cluster's
+    first collective, so it also waits for every peer to be up). `finished` on one machine."""
+    import tensorflow as tf
+
+    if cluster_size(os.environ.get("TF_CONFIG")) > 1:
+        gathered = strategy.gather(strategy.run(lambda: tf.constant([finished])), axis=0)
+        return int(tf.reduce_min(gathered).numpy())
+    return finished
+
+
+def run_epoch(step, dataset, split_metrics, desc):
+    """Run `step` over a distributed dataset with a progress bar on a terminal; return
+    {name: value} of the split's metrics, reset for the next epoch."""
+    from tqdm import tqdm
+
+    for batch in tqdm(dataset, desc=desc, unit="batch", leave=False, disable=not sys.stdout.isatty()):
+        step(batch)
+    values = {name: float(metric.result()) for name, metric in split_metrics.items()}
+    for metric in split_metrics.values():
+        metric.reset_state()
+    return values
+
+
+def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_run=True, cluster_formed=None):
+    """Build the model, decode train and val, and train for up to EPOCHS epochs with our own
+    distributed step (the same on one machine and several: Keras 3's fit cannot run under
+    MultiWorkerMirroredStrategy), resuming from backup_dir if an earlier run was interrupted.
+    The machine that `writes_run` writes history.csv, model.keras and TensorBoard logs into run_dir
+    (callbacks.EpochLog). `cluster_formed` (a threading.Event) is set once every peer answered.
+    Returns the weights' digest, the same on every machine of a cluster."""
+    model, optimizer, metrics = build_training(cfg, strategy)  # first: a weights problem shows at once
+    backup_dir = Path(run_dir) / "backup"
+    resumed = agree_on_epoch(strategy, backup_epoch(backup_dir))
+    if cluster_formed is not None:
+        cluster_formed.set()
+    restore_backup(backup_dir, resumed, model, optimizer)
     train_data, _ = load_split(files_by_split["train"], cfg, "train", cache_dir)
     val_data, _ = load_split(files_by_split["val"], cfg, "val", cache_dir)
-    # shuffle=False: the dataset reshuffles itself every epoch; Keras cannot shuffle a tf.data.
-    model.fit(train_data, validation_data=val_data, epochs=cfg.EPOCHS, shuffle=False,
-              callbacks=make_callbacks(run_dir, cfg.EARLY_STOPPING_PATIENCE),
-              verbose=1 if sys.stdout.isatty() else 2)
+    train_data = strategy.experimental_distribute_dataset(train_data)
+    val_data = strategy.experimental_distribute_dataset(val_data)
+    train_step, val_step = make_steps(strategy, model, optimizer, metrics)
+    log = EpochLog(run_dir, backup_dir, cfg.EARLY_STOPPING_PATIENCE, writes_run, resumed)
+    for epoch in range(resumed + 1, cfg.EPOCHS + 1):
+        print(f"Epoch {epoch}/{cfg.EPOCHS}", flush=True)
+        started = time.monotonic()
+        logs = run_epoch(train_step, train_data, metrics["train"], "train")
+        logs.update({f"val_{name}": value for name, value in run_epoch(val_step, val_data, metrics["val"], "val").items()})
+        print(f"  {time.monotonic() - started:,.1f} s - " + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()),
+              flush=True)
+        stopped = log.end_epoch(epoch, logs, model, optimizer, float(cfg.LEARNING_RATE))
+        if stopped:
+            print(f"  stopped after epoch {epoch}: {stopped} (best val loss in epoch {log.best_epoch})")
+            break
+    log.finish()
+    return weights_digest(model)
+
+
+def weights_digest(model):
+    """SHA-256 (first 16 hex digits) of the model's weights: machines that trained one model agree."""
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()[:16]
