@@ -489,8 +489,9 @@ def build_training(cfg, strategy):
 
 
 def make_steps(strategy, model, optimizer, metrics):
-    """(train_step, val_step): tf.functions of one distributed batch, run on every replica by
-    strategy.run. The loss is the batch's mean binary cross-entropy over the global batch
+    """(train_step, val_step, average_step): tf.functions of one distributed batch, run on every
+    replica by strategy.run, and one that averages the moving statistics over the replicas. The
+    loss is the batch's mean binary cross-entropy over the global batch
     (tf.nn.compute_average_loss), so gradients summed over replicas equal one machine's."""
     import keras
     import tensorflow as tf
@@ -528,7 +529,21 @@ def make_steps(strategy, model, optimizer, metrics):
     def val_step(batch):
         strategy.run(val_replica, args=batch)
 
-    return train_step, val_step
+    def average_replica():
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce("MEAN", [tf.identity(variable.value) for variable in averaged])
+
+    @tf.function
+    def average_step():
+        means = strategy.run(average_replica)
+        for variable, mean in zip(averaged, means):  # every machine holds the same means
+            variable.assign(strategy.experimental_local_results(mean)[0])
+
+    # Keras 3 updates BatchNorm's moving statistics on each replica from its own batches only;
+    # averaging them after each epoch keeps one model on every replica and machine.
+    averaged = [v for v in model.non_trainable_variables if v.dtype.startswith("float")] \
+        if strategy.num_replicas_in_sync > 1 else []
+    return train_step, val_step, average_step if averaged else (lambda: None)
 
 
 def agree_on_epoch(strategy, finished):
@@ -572,12 +587,13 @@ def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_r
     val_data, _ = load_split(files_by_split["val"], cfg, "val", cache_dir)
     train_data = strategy.experimental_distribute_dataset(train_data)
     val_data = strategy.experimental_distribute_dataset(val_data)
-    train_step, val_step = make_steps(strategy, model, optimizer, metrics)
+    train_step, val_step, average_step = make_steps(strategy, model, optimizer, metrics)
     log = EpochLog(run_dir, backup_dir, cfg.EARLY_STOPPING_PATIENCE, writes_run, resumed)
     for epoch in range(resumed + 1, cfg.EPOCHS + 1):
         print(f"Epoch {epoch}/{cfg.EPOCHS}", flush=True)
         started = time.monotonic()
         logs = run_epoch(train_step, train_data, metrics["train"], "train")
+        average_step()
         logs.update({f"val_{name}": value for name, value in run_epoch(val_step, val_data, metrics["val"], "val").items()})
         print(f"  {time.monotonic() - started:,.1f} s - " + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()),
               flush=True)
@@ -590,8 +606,10 @@ def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_r
 
 
 def weights_digest(model):
-    """SHA-256 (first 16 hex digits) of the model's weights: machines that trained one model agree."""
+    """SHA-256 (first 16 hex digits) of the model's float weights (not the dropout seeds, which
+    differ on purpose): machines that trained one model agree."""
     digest = hashlib.sha256()
-    for weights in model.get_weights():
-        digest.update(np.ascontiguousarray(weights).tobytes())
+    for variable in model.weights:
+        if variable.dtype.startswith("float"):
+            digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
     return digest.hexdigest()[:16]
