@@ -551,10 +551,11 @@ def agree_on_epoch(strategy, finished):
     first collective, so it also waits for every peer to be up). `finished` on one machine."""
     import tensorflow as tf
 
-    if cluster_size(os.environ.get("TF_CONFIG")) > 1:
-        gathered = strategy.gather(strategy.run(lambda: tf.constant([finished])), axis=0)
-        return int(tf.reduce_min(gathered).numpy())
-    return finished
+    @tf.function
+    def lowest():
+        return tf.reduce_min(strategy.gather(strategy.run(lambda: tf.constant([finished])), axis=0))
+
+    return int(lowest().numpy()) if cluster_size(os.environ.get("TF_CONFIG")) > 1 else finished
 
 
 def run_epoch(step, dataset, split_metrics, desc):

@@ -345,6 +345,28 @@ def test_epoch_log_after_a_resume_remembers_best_val_loss_and_patience(tmp_path)
     assert not (tmp_path / "backup").exists()
 
 
+def test_training_step_under_mixed_precision_scales_the_loss(tmp_path):
+    """MIXED_PRECISION on a GPU: the step wraps Adam in a LossScaleOptimizer, as compile would,
+    and still trains (here on the CPU, which runs float16 too, slowly)."""
+    import keras
+    import tensorflow as tf
+
+    cfg = settings.load_config(train_config(tmp_path / "c.py", tmp_path, tmp_path))
+    strategy = tf.distribute.get_strategy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, optimizer, metrics = training.build_training(cfg, strategy)
+        train_step, _, _ = training.make_steps(strategy, model, optimizer, metrics)
+        before = [w.copy() for w in model.get_weights()]
+        x = np.random.default_rng(0).uniform(0, 1, (8, TEST_INPUT_SIZE, TEST_INPUT_SIZE, 3)).astype(np.float32)
+        train_step((tf.constant(x), tf.constant([0.0, 1.0] * 4)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.layers[1].compute_dtype == "float16" and np.isfinite(float(metrics["train"]["loss"].result()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "no weight moved"
+
+
 def read_events(folder):
     """{tag: {step: value}} of the scalars in a TensorBoard log folder, and the image tags."""
     import tensorflow as tf
