@@ -6,17 +6,16 @@
     python 03-train_cnn.py --export RUN [--overwrite]   # RUNS_DIR/RUN/export/: SavedModel + TFLite (export.py)
 
 The network (config BACKBONE, INPUT_SIZE, WEIGHTS) outputs P(pristine): labels are fake = 0,
-real = 1, as the original's flow_from_directory gave them. Crops are decoded and resized once
-(exactly as detection's prepare_faces does) and kept in memory, or on disk beside the run when
-they would not fit (CACHE, see docs/scale.md); training batches get the
-original's augmentation as one affine warp per image. Callbacks: early stopping on val loss,
-best-model checkpoint, CSV log, stop on NaN, and a per-epoch backup: a run killed mid-epoch and
-started again with the same name resumes from its last finished epoch. On GPUs: memory growth,
-mixed precision (MIXED_PRECISION) and MirroredStrategy over all of them; several machines named
-in TF_CONFIG: MultiWorkerMirroredStrategy. --cpu-devices 2 mirrors over two logical CPU devices.
+real = 1. Crops are decoded and resized once (as detection's prepare_faces does) and cached in
+memory or on disk (CACHE, docs/scale.md); training batches get the original's augmentation.
+Stage 03's own distributed step trains on one CPU, mirrored GPUs (MIXED_PRECISION) or several
+machines named in TF_CONFIG (MultiWorkerMirroredStrategy, the same command on each, with --name;
+docs/03-train.md). Each epoch ends with history.csv, the best-val-loss checkpoint, early stopping,
+a NaN stop, TensorBoard logs and a backup: a run killed mid-epoch resumes from its last finished
+epoch, and a cluster that lost a machine resumes once it is started again.
 
-The run folder gets model.keras (best val loss), history.csv, predictions.csv, metrics.json,
-curves.png, roc.png, settings-03.json, MODEL_CARD.md and calibration.json (one temperature fitted
+The run folder gets model.keras (best val loss), history.csv, logs/ (TensorBoard), predictions.csv,
+metrics.json, curves.png, roc.png, settings-03.json, MODEL_CARD.md and calibration.json (one temperature fitted
 on the val split, which stages 04 and 05 apply). A finished run is never overwritten
 without --overwrite. Ends with a summary such as:
 
@@ -84,14 +83,6 @@ def child_command(argv, name):
     return [sys.executable, os.path.abspath(__file__), *argv, "--name", name]
 
 
-def prepare_folders(cfg, name, overwrite, chief):
-    """(run_dir, resuming): the run folder on the chief (or one machine), a private folder beside
-    it on the other machines of a multi-machine run, where they keep their backup and cache."""
-    if chief:
-        return runs.prepare_run_dir(cfg, name, overwrite)
-    return runs.worker_run_dir(cfg, name, overwrite), False
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.export:
@@ -108,9 +99,9 @@ def main(argv=None):
         files_by_split = training.list_splits(cfg.SPLIT_DIR)
         if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
             # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
-            prepare_folders(cfg, name, args.overwrite, chief)
+            runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
             return distribute.supervise(child_command(argv, name))
-        run_dir, resuming = prepare_folders(cfg, name, args.overwrite, chief)
+        run_dir, resuming = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
     except (settings.ConfigError, training.SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

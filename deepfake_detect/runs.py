@@ -105,6 +105,14 @@ def worker_run_dir(cfg, name, overwrite=False):
     return run_dir
 
 
+def prepare_machine_dir(cfg, name, overwrite, chief):
+    """(folder, resuming): the run folder on the chief (or the one machine); on the other machines
+    of a multi-machine run, their own folder beside it (worker_run_dir). Raises RunError."""
+    if chief:
+        return prepare_run_dir(cfg, name, overwrite)
+    return worker_run_dir(cfg, name, overwrite), False
+
+
 # ------------------------------------------------------------------ trained
 
 def is_trained(run_dir):

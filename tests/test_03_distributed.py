@@ -9,7 +9,6 @@ subprocess tests start TensorFlow once each: about 1 minute on a loaded 2-core C
 """
 
 import importlib
-import json
 import os
 import signal
 import subprocess
