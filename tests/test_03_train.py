@@ -93,7 +93,7 @@ def train_config(path, split_dir, runs_dir, **overrides):
     return write_config(path, **values)
 
 
-def run_script(*args, timeout=240):
+def run_script(*args, timeout=900):
     """Run 03-train_cnn.py in a fresh Python (so TensorFlow's devices can be configured)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR))
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO_DIR, env=env,
@@ -414,7 +414,7 @@ def killed_and_resumed_run(split_dir, tmp_path_factory):
     process = subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(config)], cwd=REPO_DIR,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900
         while not backup.is_file() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process.poll() is None, f"the first run ended before backing up an epoch: {process.stderr.read()}"
