@@ -180,7 +180,7 @@ def prediction_rows(files, videos, labels, scores):
 def fit_calibration(model, cfg, run_dir, files_by_split, test_labels, test_scores):
     """Fit the temperature on the val split and write calibration.json; None (with a warning)
     when the val split cannot calibrate (one class only)."""
-    val_data, val_files = load_split(files_by_split["val"], cfg, "val")
+    val_data, val_files = load_split(files_by_split["val"], cfg, "val", whole=True)  # not a machine's share
     val_scores = model.predict(val_data, verbose=0).reshape(-1)
     write_roc_summary(run_dir / "logs", [label for _, label in val_files], val_scores)
     try:

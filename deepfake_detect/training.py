@@ -385,12 +385,12 @@ def remove_cache(cache_dir):
 
 # ------------------------------------------------------------------ one split, decoded and batched
 
-def load_split(files, cfg, split, cache_dir=None):
+def load_split(files, cfg, split, cache_dir=None, whole=False):
     """Decode one split into its cache, in memory or (with `cache_dir`) in a tf.data file cache
     there; return (batched dataset, readable files). In a multi-worker run (TF_CONFIG) the train
-    and val splits are first cut to this machine's share, so it decodes only those files.
-    Raises SplitFolderError when no crop can be read, or train's readable crops hold one class."""
-    if split != "test":
+    and val splits are first cut to this machine's share, so it decodes only those files (`whole`:
+    all of them, as the chief's calibration needs). Raises SplitFolderError when no crop can be read, or train's readable crops hold one class."""
+    if split != "test" and not whole:
         files = share_of_split(files, split)
     cache_mb = len(files) * cfg.INPUT_SIZE ** 2 * 3 / 1e6
     shuffle_buffer = None
