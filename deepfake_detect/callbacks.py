@@ -102,9 +102,9 @@ def write_summary(tag, value, step, plugin="scalars"):
 
 
 class EpochLog:
-    """The end of every epoch: history.csv, the best model.keras, TensorBoard and the stop rules
-    (early stopping on val loss, NaN loss), written by the machine that `writes_run`, and the
-    backup, kept by every machine in its own backup_dir.
+    """The end of every epoch: the best model.keras and TensorBoard, written by the machine that
+    `writes_run`; history.csv, the stop rules (early stopping on val loss, NaN loss) and the
+    backup, kept by every machine in its own run_dir and backup_dir.
 
     Starting at epoch k (resumed), rows of history.csv past k are dropped (those epochs are
     redone) and the best val loss and patience count from the rows before.
@@ -129,8 +129,9 @@ class EpochLog:
         row = {"epoch": epoch, **{key: float(value) for key, value in logs.items() if key in HISTORY_COLUMNS}}
         self.rows.append(row)
         improved = math.isfinite(row["val_loss"]) and row["val_loss"] < self.best
+        # Every machine keeps history.csv in its own folder, so all of them count patience alike after a resume.
+        write_history(self.history_path, self.rows)
         if self.writes_run:
-            write_history(self.history_path, self.rows)
             if improved:  # temporary name, then rename: model.keras is never half-written
                 temporary = self.run_dir / f".tmp-{os.getpid()}-model.keras"
                 model.save(temporary)

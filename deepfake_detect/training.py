@@ -574,7 +574,7 @@ def run_epoch(step, dataset, split_metrics, desc):
 def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_run=True, cluster_formed=None):
     """Build the model, decode train and val, and train for up to EPOCHS epochs with our own
     distributed step (the same on one machine and several: Keras 3's fit cannot run under
-    MultiWorkerMirroredStrategy), resuming from backup_dir if an earlier run was interrupted.
+    MultiWorkerMirroredStrategy), resuming from run_dir/backup if an earlier run was interrupted.
     The machine that `writes_run` writes history.csv, model.keras and TensorBoard logs into run_dir
     (callbacks.EpochLog). `cluster_formed` (a threading.Event) is set once every peer answered.
     Returns the weights' digest, the same on every machine of a cluster."""
@@ -595,9 +595,10 @@ def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_r
         started = time.monotonic()
         logs = run_epoch(train_step, train_data, metrics["train"], "train")
         average_step()
-        logs.update({f"val_{name}": value for name, value in run_epoch(val_step, val_data, metrics["val"], "val").items()})
-        print(f"  {time.monotonic() - started:,.1f} s - " + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()),
-              flush=True)
+        val_logs = run_epoch(val_step, val_data, metrics["val"], "val")
+        logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        print(f"  {time.monotonic() - started:,.1f} s - "
+              + " - ".join(f"{name}: {value:.4f}" for name, value in logs.items()), flush=True)
         stopped = log.end_epoch(epoch, logs, model, optimizer, float(cfg.LEARNING_RATE))
         if stopped:
             print(f"  stopped after epoch {epoch}: {stopped} (best val loss in epoch {log.best_epoch})")
