@@ -100,14 +100,13 @@ def main(argv=None):
         if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
             # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
             runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
-            return distribute.supervise(child_command(argv, name))
+            return distribute.supervise(child_command(argv, name), tf_config, cfg.CLUSTER_TIMEOUT_S)
         run_dir, resuming = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
     except (settings.ConfigError, training.SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     timer = Timer()
-    cluster_formed = distribute.watch_cluster(tf_config, cfg.CLUSTER_TIMEOUT_S) if machines > 1 else None
     strategy, devices = distribute.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
     training.set_training_seed(cfg.TRAINING_SEED)
     print_plan(cfg, devices, files_by_split, run_dir, resuming)
@@ -119,7 +118,7 @@ def main(argv=None):
     try:
         if not runs.is_trained(run_dir):
             digest = training.train_model(cfg, strategy, run_dir, files_by_split, cache_dir,
-                                          writes_run=chief, cluster_formed=cluster_formed)
+                                          writes_run=chief, cluster_formed=distribute.formed_mark())
             print(f"trained weights: digest {digest}")
             runs.mark_trained(cfg, run_dir)
         if not chief:  # the chief scores the test split alone

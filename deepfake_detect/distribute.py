@@ -4,7 +4,7 @@ share of the crops, and the tf.distribute strategy over this machine's devices.
 A multi-worker run is watched from outside TensorFlow: each machine's stage 03 supervises a child
 process that trains (supervise), so SIGTERM or Ctrl+C stop it at any point, even while TensorFlow
 waits on a peer, and a child whose peer was lost is started again to resume from the last
-finished epoch. The child gives its peers CLUSTER_TIMEOUT_S seconds to come up (watch_cluster).
+finished epoch. The supervisor gives the child's peers CLUSTER_TIMEOUT_S seconds to come up.
 """
 
 import json
@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 
 from deepfake_detect.devices import configure_tensorflow
@@ -27,6 +27,8 @@ MAX_RESTARTS = 5
 CHILD_VARIABLE = "DEEPFAKE_DETECT_TRAINING_CHILD"
 # Bytes of gradients per all-reduce between machines (EfficientNet-B0's are 17 MB in float32).
 PACK_BYTES = 32 * 1024 * 1024
+# Set in the training child's environment: the file it creates once the cluster formed.
+FORMED_VARIABLE = "DEEPFAKE_DETECT_CLUSTER_FORMED"
 # Seconds a stopping child gets after SIGTERM before it is killed.
 STOP_GRACE_S = 5
 
@@ -169,35 +171,31 @@ def choose_strategy(mixed_precision=True, cpu_devices=0):
     return strategy, f"{where}, {strategy.num_replicas_in_sync} replica(s), {precision}"
 
 
-def watch_cluster(tf_config_text, timeout_s):
-    """Start a thread that ends this process (status 2, one line naming the peers it could not
-    reach) unless the returned Event is set within timeout_s seconds: set it once the cluster has
-    run its first collective. TensorFlow would otherwise wait for missing peers forever."""
-    formed = threading.Event()
-    deadline = time.monotonic() + timeout_s
-    stderr = os.dup(2)  # TensorFlow's import sends descriptor 2 to the null device for a while
-    print(f"cluster: waiting up to CLUSTER_TIMEOUT_S = {timeout_s:g} s for "
-          + ", ".join(f"{name} at {address}" for name, address in peers(tf_config_text)), flush=True)
+def unreachable_message(tf_config_text, timeout_s):
+    """The one line a machine stops with when its cluster did not form within timeout_s seconds."""
+    missing = [(name, address) for name, address in peers(tf_config_text) if not reachable(address)]
+    if missing:
+        names = ", ".join(f"{name} at {address}" for name, address in missing)
+        return (f"could not reach {names} within CLUSTER_TIMEOUT_S = {timeout_s:g} s: start stage 03 there "
+                f"with the same TF_CONFIG, or check the address and that the port is open")
+    return (f"every peer answered but the cluster did not form within CLUSTER_TIMEOUT_S = {timeout_s:g} s: "
+            f"are they all running stage 03 with the same TF_CONFIG?")
 
-    def watch():
-        missing = peers(tf_config_text)
-        while not formed.wait(0.5):
-            missing = [(name, address) for name, address in missing if not reachable(address, 0.5)]
-            if time.monotonic() < deadline:
-                continue
-            if missing:
-                names = ", ".join(f"{name} at {address}" for name, address in missing)
-                why = (f"could not reach {names} within CLUSTER_TIMEOUT_S = {timeout_s:g} s: start stage 03 "
-                       f"there with the same TF_CONFIG, or check the address and that the port is open")
-            else:
-                why = (f"every peer answered but the cluster did not form within CLUSTER_TIMEOUT_S = "
-                       f"{timeout_s:g} s: are they all running stage 03 with the same TF_CONFIG?")
-            sys.stdout.flush()
-            os.write(stderr, f"error: {why}\n".encode())
-            os._exit(2)  # the main thread may be blocked inside TensorFlow
 
-    threading.Thread(target=watch, daemon=True, name="cluster-watch").start()
-    return formed
+class FormedMark:
+    """In the training child: set() tells the supervisor that every peer answered (a file it watches)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def set(self):
+        open(self.path, "w").close()
+
+
+def formed_mark():
+    """The training child's FormedMark, or None outside a supervised multi-machine run."""
+    path = os.environ.get(FORMED_VARIABLE)
+    return FormedMark(path) if path else None
 
 
 def lost_peer(error):
@@ -219,28 +217,45 @@ def end_with_parent():
         pass  # not Linux: a killed supervisor leaves its child to stop on its own
 
 
-def supervise(command):
+def stop_child(child):
+    """SIGTERM, then SIGKILL after STOP_GRACE_S."""
+    child.terminate()
+    try:
+        child.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def supervise(command, tf_config_text, timeout_s):
     """Run the training `command` (argv) in a child process until it ends; return its status.
 
-    Restarts it (at most MAX_RESTARTS times in a row) when it exits with RESTART_STATUS. SIGTERM
-    and SIGINT stop the child (SIGTERM, then SIGKILL after STOP_GRACE_S) and return 143 / 130,
-    whatever the child is doing.
+    Restarts it (at most MAX_RESTARTS times in a row) when it exits with RESTART_STATUS. Stops it
+    with status 2 and one line naming the unreachable peers when its cluster has not formed
+    timeout_s seconds after it started: the watch is here, outside TensorFlow, which can block
+    without letting any other Python thread run. SIGTERM and SIGINT stop the child and return
+    143 / 130, whatever the child is doing.
     """
     stop = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, frame: stop.append(number))
-    env = dict(os.environ, **{CHILD_VARIABLE: "1"})
+    formed = os.path.join(tempfile.gettempdir(), f"deepfake-detect-formed-{os.getpid()}")
+    env = dict(os.environ, **{CHILD_VARIABLE: "1", FORMED_VARIABLE: formed})
     for attempt in range(MAX_RESTARTS + 1):
+        if os.path.exists(formed):
+            os.remove(formed)
+        deadline = time.monotonic() + timeout_s
         child = subprocess.Popen(command, env=env, preexec_fn=end_with_parent if os.name == "posix" else None)
+        print(f"cluster: waiting up to CLUSTER_TIMEOUT_S = {timeout_s:g} s for "
+              + ", ".join(f"{name} at {address}" for name, address in peers(tf_config_text)), flush=True)
         while child.poll() is None and not stop:
             time.sleep(0.2)
+            if time.monotonic() > deadline and not os.path.exists(formed):
+                stop_child(child)
+                print(f"error: {unreachable_message(tf_config_text, timeout_s)}", file=sys.stderr, flush=True)
+                return 2
         if stop:
-            child.terminate()
-            try:
-                child.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_child(child)
             print(f"\nstopped ({signal.Signals(stop[0]).name}): run the same command to resume from the "
                   f"last finished epoch", file=sys.stderr, flush=True)
             return 128 + stop[0]

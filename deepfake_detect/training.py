@@ -551,11 +551,10 @@ def agree_on_epoch(strategy, finished):
     first collective, so it also waits for every peer to be up). `finished` on one machine."""
     import tensorflow as tf
 
-    @tf.function
-    def lowest():
-        return tf.reduce_min(strategy.gather(strategy.run(lambda: tf.constant([finished])), axis=0))
-
-    return int(lowest().numpy()) if cluster_size(os.environ.get("TF_CONFIG")) > 1 else finished
+    if cluster_size(os.environ.get("TF_CONFIG")) == 1:
+        return finished
+    gathered = strategy.gather(strategy.run(lambda: tf.constant([finished])), axis=0)
+    return int(tf.reduce_min(gathered).numpy())
 
 
 def run_epoch(step, dataset, split_metrics, desc):
@@ -576,7 +575,7 @@ def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_r
     distributed step (the same on one machine and several: Keras 3's fit cannot run under
     MultiWorkerMirroredStrategy), resuming from run_dir/backup if an earlier run was interrupted.
     The machine that `writes_run` writes history.csv, model.keras and TensorBoard logs into run_dir
-    (callbacks.EpochLog). `cluster_formed` (a threading.Event) is set once every peer answered.
+    (callbacks.EpochLog). `cluster_formed` (distribute.FormedMark) is set once every peer answered.
     Returns the weights' digest, the same on every machine of a cluster."""
     model, optimizer, metrics = build_training(cfg, strategy)  # first: a weights problem shows at once
     backup_dir = Path(run_dir) / "backup"
