@@ -6,17 +6,16 @@
     python 03-train_cnn.py --export RUN [--overwrite]   # RUNS_DIR/RUN/export/: SavedModel + TFLite (export.py)
 
 The network (config BACKBONE, INPUT_SIZE, WEIGHTS) outputs P(pristine): labels are fake = 0,
-real = 1, as the original's flow_from_directory gave them. Crops are decoded and resized once
-(exactly as detection's prepare_faces does) and kept in memory, or on disk beside the run when
-they would not fit (CACHE, see docs/scale.md); training batches get the
-original's augmentation as one affine warp per image. Callbacks: early stopping on val loss,
-best-model checkpoint, CSV log, stop on NaN, and a per-epoch backup: a run killed mid-epoch and
-started again with the same name resumes from its last finished epoch. On GPUs: memory growth,
-mixed precision (MIXED_PRECISION) and MirroredStrategy over all of them; several machines named
-in TF_CONFIG: MultiWorkerMirroredStrategy. --cpu-devices 2 mirrors over two logical CPU devices.
+real = 1. Crops are decoded and resized once (as detection's prepare_faces does) and cached in
+memory or on disk (CACHE, docs/scale.md); training batches get the original's augmentation.
+Stage 03's own distributed step trains on one CPU, mirrored GPUs (MIXED_PRECISION) or several
+machines named in TF_CONFIG (MultiWorkerMirroredStrategy, the same command on each, with --name;
+docs/03-train.md). Each epoch ends with history.csv, the best-val-loss checkpoint, early stopping,
+a NaN stop, TensorBoard logs and a backup: a run killed mid-epoch resumes from its last finished
+epoch, and a cluster that lost a machine resumes once it is started again.
 
-The run folder gets model.keras (best val loss), history.csv, predictions.csv, metrics.json,
-curves.png, roc.png, settings-03.json, MODEL_CARD.md and calibration.json (one temperature fitted
+The run folder gets model.keras (best val loss), history.csv, logs/ (TensorBoard), predictions.csv,
+metrics.json, curves.png, roc.png, settings-03.json, MODEL_CARD.md and calibration.json (one temperature fitted
 on the val split, which stages 04 and 05 apply). A finished run is never overwritten
 without --overwrite. Ends with a summary such as:
 
@@ -77,6 +76,13 @@ def print_plan(cfg, devices, files_by_split, run_dir, resuming):
     print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
 
 
+def child_command(argv, name):
+    """The command line a multi-machine run's supervisor trains with: this script, the same flags,
+    the run name made explicit, and no --overwrite (the supervisor already did it, once)."""
+    argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--overwrite"]
+    return [sys.executable, os.path.abspath(__file__), *argv, "--name", name]
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.export:
@@ -84,15 +90,21 @@ def main(argv=None):
     try:
         cfg = settings.load_config(args.config)
         training.check_training_settings(cfg)
+        tf_config = os.environ.get("TF_CONFIG")
+        machines, chief = distribute.cluster_size(tf_config), distribute.is_chief(tf_config)
+        if machines > 1 and not (args.name or cfg.RUN_NAME):
+            raise runs.RunError("a multi-machine run needs --name (the same on every machine), so that a "
+                                "restarted machine finds its backup")
         name = args.name or cfg.RUN_NAME or runs.default_run_name()
         files_by_split = training.list_splits(cfg.SPLIT_DIR)
-        chief = distribute.is_chief(os.environ.get("TF_CONFIG"))
-        run_dir, resuming = runs.prepare_run_dir(cfg, name, args.overwrite) if chief else (None, False)
-    except (settings.ConfigError, training.SplitFolderError, runs.RunError) as error:
+        if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
+            # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
+            runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
+            return distribute.supervise(child_command(argv, name), tf_config, cfg.CLUSTER_TIMEOUT_S)
+        run_dir, resuming = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
+    except (settings.ConfigError, training.SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if not chief:
-        run_dir = runs.worker_run_dir(cfg, name)
 
     timer = Timer()
     strategy, devices = distribute.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
@@ -105,7 +117,9 @@ def main(argv=None):
 
     try:
         if not runs.is_trained(run_dir):
-            training.train_model(cfg, strategy, run_dir, files_by_split, cache_dir)
+            digest = training.train_model(cfg, strategy, run_dir, files_by_split, cache_dir,
+                                          writes_run=chief, cluster_formed=distribute.formed_mark())
+            print(f"trained weights: digest {digest}")
             runs.mark_trained(cfg, run_dir)
         if not chief:  # the chief scores the test split alone
             training.remove_cache(cache_dir)
@@ -119,6 +133,11 @@ def main(argv=None):
         print(f"\ninterrupted: run the same command (--name {name}) to resume from the last finished epoch",
               file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - TensorFlow's errors when a peer of the cluster is lost
+        if machines > 1 and distribute.lost_peer(error):
+            print(f"lost a peer: {str(error).splitlines()[0][:300]}", file=sys.stderr, flush=True)
+            os._exit(distribute.RESTART_STATUS)  # TensorFlow's threads could hold a normal exit
+        raise
 
     print(f"\nstage 03 finished in {timer.seconds:,.1f} s: run {name}, {trained['epochs_run']} epochs "
           f"(best {trained['best_epoch']}, {trained['stopped']}), test metrics at threshold {cfg.THRESHOLD}:")

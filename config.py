@@ -118,6 +118,9 @@ MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
 # "auto": disk when train + val would take more than half of the available memory (docs/scale.md)
 CACHE = "auto"
 RUN_NAME = None                 # None: a timestamp, e.g. runs/2026-11-27_0930
+# Several machines (TF_CONFIG, docs/03-train.md): seconds a machine waits for the others named there
+# to answer, at the start and after one was lost, before it stops and names those it could not reach.
+CLUSTER_TIMEOUT_S = 300
 
 # --------------------------------------------------------- stage 04: detection
 THRESHOLD = 0.5                 # a video or image scoring below this P(pristine) is called FAKE

@@ -1,12 +1,18 @@
-"""Stage 03's training callbacks, and history.csv that they keep: every epoch is logged once,
-model.keras holds the best val loss, and early stopping counts patience across an interruption,
-so a run killed mid-training and started again resumes as if it had never stopped.
+"""What stage 03's training loop does at each epoch's end (EpochLog), on one machine or several:
+history.csv logs every epoch once, model.keras holds the best val loss, early stopping counts
+patience across an interruption, a NaN loss stops training, TensorBoard gets the epoch's scalars,
+and a per-epoch backup lets a run killed mid-training (or a cluster that lost a machine) resume
+from its last finished epoch as if it had never stopped.
 """
 
 import csv
+import json
 import math
 import os
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 from deepfake_detect.files import write_text_atomic
 
@@ -42,66 +48,149 @@ def best_of(rows, monitor="val_loss"):
     return best[monitor], best["epoch"]
 
 
-def make_callbacks(run_dir, patience):
-    """The training callbacks, in the order they must run at each epoch's end.
+# The backup's record of finished epochs, written after the epoch's weights (Keras' BackupAndRestore name).
+BACKUP_RECORD = "training_metadata.json"
+# TensorBoard scalars per epoch: logs/train and logs/validation, as Keras' TensorBoard callback names them.
+SCALARS = ("loss", "accuracy", "auc")
 
-    The epoch log, best checkpoint and early stopping read history.csv when training (re)starts,
-    so an interrupted run that BackupAndRestore brings back at epoch k neither logs an epoch
-    twice nor forgets the best val loss it had reached before the interruption.
+
+def backup_epoch(backup_dir):
+    """Epochs the backup in backup_dir holds finished (0: none)."""
+    record = Path(backup_dir) / BACKUP_RECORD
+    return json.loads(record.read_text())["epoch"] if record.is_file() else 0
+
+
+def save_backup(backup_dir, epoch, model, optimizer):
+    """Write the weights and optimizer state after `epoch` finished epochs, then the record; keep
+    the previous epoch's too, so machines whose backups are one epoch apart can agree."""
+    backup_dir = Path(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {f"m{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    temporary = backup_dir / f".tmp-{os.getpid()}.npz"
+    np.savez(temporary, **arrays)
+    os.replace(temporary, backup_dir / f"epoch-{epoch}.npz")
+    write_text_atomic(backup_dir / BACKUP_RECORD, json.dumps({"epoch": epoch}) + "\n")
+    for old in backup_dir.glob("epoch-*.npz"):
+        if int(old.stem.split("-")[1]) < epoch - 1:
+            old.unlink(missing_ok=True)
+
+
+def restore_backup(backup_dir, epoch, model, optimizer):
+    """Load the weights and optimizer state saved after `epoch` finished epochs (0: nothing)."""
+    if epoch == 0:
+        return
+    with np.load(Path(backup_dir) / f"epoch-{epoch}.npz") as arrays:
+        model.set_weights([arrays[f"m{i}"] for i in range(len(model.weights))])
+        for i, variable in enumerate(optimizer.variables):
+            variable.assign(arrays[f"o{i}"])
+
+
+def write_summary(tag, value, step, plugin="scalars"):
+    """Write one TensorBoard summary to the default writer: a scalar, or (plugin "images") an
+    RGB uint8 image (H, W, 3). Through tf.summary.write, which needs no tensorboard package: only
+    viewing the logs does (pip install tensorboard)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin))
+    if plugin == "images":  # the images plugin's layout: [width, height, encoded image, ...]
+        value = tf.stack([tf.as_string(value.shape[1]), tf.as_string(value.shape[0]), tf.io.encode_png(value)])
+    else:
+        value = tf.constant(value, tf.float32)
+    tf.summary.write(tag, value, step=step, metadata=metadata)
+
+
+class EpochLog:
+    """The end of every epoch: the best model.keras and TensorBoard, written by the machine that
+    `writes_run`; history.csv, the stop rules (early stopping on val loss, NaN loss) and the
+    backup, kept by every machine in its own run_dir and backup_dir.
+
+    Starting at epoch k (resumed), rows of history.csv past k are dropped (those epochs are
+    redone) and the best val loss and patience count from the rows before.
     """
-    import keras
 
-    run_dir = Path(run_dir)
-    history_path = run_dir / "history.csv"
+    def __init__(self, run_dir, backup_dir, patience, writes_run, start_epoch):
+        self.run_dir, self.backup_dir, self.patience, self.writes_run = Path(run_dir), backup_dir, patience, writes_run
+        self.history_path = self.run_dir / "history.csv"
+        self.rows = [row for row in read_history(self.history_path) if row["epoch"] <= start_epoch]
+        best, self.best_epoch = best_of(self.rows)
+        self.best = math.inf if best is None else best
+        self.writers = None
+        if writes_run:
+            import tensorflow as tf
 
-    class EpochLog(keras.callbacks.Callback):
-        """Rewrite history.csv (atomically) after every epoch, dropping rows a resume redoes."""
+            self.writers = {name: tf.summary.create_file_writer(str(self.run_dir / "logs" / name))
+                            for name in ("train", "validation")}
 
-        def on_train_begin(self, logs=None):
-            self.rows, self.started = read_history(history_path), False
+    def end_epoch(self, epoch, logs, model, optimizer, learning_rate):
+        """Record finished epoch `epoch` (from 1) with logs {"loss", "accuracy", "auc", "val_*"};
+        return why training stops now ("early stopping", "NaN loss") or None."""
+        row = {"epoch": epoch, **{key: float(value) for key, value in logs.items() if key in HISTORY_COLUMNS}}
+        self.rows.append(row)
+        improved = math.isfinite(row["val_loss"]) and row["val_loss"] < self.best
+        # Every machine keeps history.csv in its own folder, so all of them count patience alike after a resume.
+        write_history(self.history_path, self.rows)
+        if self.writes_run:
+            if improved:  # temporary name, then rename: model.keras is never half-written
+                temporary = self.run_dir / f".tmp-{os.getpid()}-model.keras"
+                model.save(temporary)
+                os.replace(temporary, self.run_dir / "model.keras")
+            self.write_scalars(epoch, row, learning_rate)
+        if improved:
+            self.best, self.best_epoch = row["val_loss"], epoch
+        save_backup(self.backup_dir, epoch, model, optimizer)
+        if not math.isfinite(row["loss"]):
+            return "NaN loss"
+        if self.best_epoch is not None and epoch - self.best_epoch >= self.patience:
+            return "early stopping"
+        return None
 
-        def on_epoch_begin(self, epoch, logs=None):
-            if not self.started:
-                self.rows, self.started = [row for row in self.rows if row["epoch"] <= epoch], True
+    def write_scalars(self, epoch, row, learning_rate):
+        """TensorBoard: epoch_loss, epoch_accuracy, epoch_auc of train and validation, and the learning rate."""
+        for name, prefix in (("train", ""), ("validation", "val_")):
+            with self.writers[name].as_default():
+                for scalar in SCALARS:
+                    if prefix + scalar in row:
+                        write_summary(f"epoch_{scalar}", row[prefix + scalar], epoch)
+                if name == "train":
+                    write_summary("epoch_learning_rate", learning_rate, epoch)
+            self.writers[name].flush()
 
-        def on_epoch_end(self, epoch, logs=None):
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k in HISTORY_COLUMNS}}
-            self.rows.append(row)
-            write_history(history_path, self.rows)
+    def finish(self):
+        """Training ended: the backup is of no more use."""
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
+        for writer in (self.writers or {}).values():
+            writer.close()
 
-    class BestCheckpoint(keras.callbacks.Callback):
-        """Save model.keras (temporary name, then rename) whenever val loss improves."""
 
-        def on_epoch_begin(self, epoch, logs=None):
-            if not hasattr(self, "best"):
-                earlier = [row for row in read_history(history_path) if row["epoch"] <= epoch]
-                self.best = best_of(earlier)[0]
-                self.best = math.inf if self.best is None else self.best
+def write_roc_summary(log_dir, labels, scores):
+    """TensorBoard (log_dir/validation): the best model's val ROC of detecting fakes as an image,
+    and its val ROC AUC, at the step of the last epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+    from sklearn.metrics import roc_curve
 
-        def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get("val_loss")
-            if value is not None and not math.isnan(value) and value < self.best:
-                self.best = value
-                final = run_dir / "model.keras"
-                temporary = run_dir / f".tmp-{os.getpid()}-model.keras"
-                self.model.save(temporary)
-                os.replace(temporary, final)
+    from deepfake_detect.metrics import roc_auc
 
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        """EarlyStopping whose patience counts epochs from before an interruption too."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if getattr(self, "resumed_at", None) is None:
-                self.resumed_at = epoch
-                best, best_epoch = best_of([row for row in read_history(history_path) if row["epoch"] <= epoch])
-                if best is not None:
-                    self.best, self.best_epoch, self.wait = best, best_epoch - 1, epoch - best_epoch
-
-    return [
-        EpochLog(),
-        BestCheckpoint(),
-        ResumableEarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1),
-        keras.callbacks.TerminateOnNaN(),
-        # Last, so the epoch's log and checkpoint exist before the backup says it is done.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-    ]
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    auc = roc_auc(labels, scores)
+    figure, axis = plt.subplots(figsize=(4, 4))
+    if auc is not None:  # fake is the positive class, with 1 - P(pristine) as its score
+        false_positive, true_positive, _ = roc_curve(1 - labels, 1 - scores)
+        axis.plot(false_positive, true_positive, label=f"crops (AUC {auc:.3f})")
+        axis.legend(loc="lower right")
+    axis.plot([0, 1], [0, 1], ":", color="grey")
+    axis.set(xlabel="real called fake", ylabel="fake caught", title="val ROC, best model")
+    figure.canvas.draw()
+    image = np.ascontiguousarray(np.asarray(figure.canvas.buffer_rgba())[..., :3])
+    plt.close(figure)
+    step = len(read_history(Path(log_dir).parent / "history.csv"))
+    writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
+    with writer.as_default():
+        write_summary("val_roc", image, step, plugin="images")
+        if auc is not None:
+            write_summary("best_model_val_roc_auc", auc, step)
+    writer.close()

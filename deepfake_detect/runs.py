@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from deepfake_detect import calibration
-from deepfake_detect.callbacks import best_of, read_history
+from deepfake_detect.callbacks import best_of, read_history, write_roc_summary
 from deepfake_detect.files import sha256_of, write_bytes_atomic, write_csv, write_text_atomic
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.metrics import evaluate_scores, video_scores
@@ -93,12 +93,24 @@ def record_split(cfg, run_dir):
         write_bytes_atomic(run_dir / SPLIT_CSV, split_csv.read_bytes())
 
 
-def worker_run_dir(cfg, name):
-    """RUNS_DIR/<name>/.worker-<index>, created: where a machine other than the chief of a
-    multi-worker run (TF_CONFIG) keeps its copies of the checkpoints, apart from the chief's."""
-    run_dir = cfg.RUNS_DIR / name / f".worker-{json.loads(os.environ['TF_CONFIG'])['task']['index']}"
+def worker_run_dir(cfg, name, overwrite=False):
+    """RUNS_DIR/.<name>.<task>-<index>, created (emptied first with `overwrite`): where a machine
+    other than the chief of a multi-worker run (TF_CONFIG) keeps its settings, backup and cache.
+    Beside the run folder, not in it, so machines may start in any order on a shared disk."""
+    task = json.loads(os.environ["TF_CONFIG"])["task"]
+    run_dir = cfg.RUNS_DIR / f".{name}.{task['type']}-{task.get('index', 0)}"
+    if overwrite:
+        shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def prepare_machine_dir(cfg, name, overwrite, chief):
+    """(folder, resuming): the run folder on the chief (or the one machine); on the other machines
+    of a multi-machine run, their own folder beside it (worker_run_dir). Raises RunError."""
+    if chief:
+        return prepare_run_dir(cfg, name, overwrite)
+    return worker_run_dir(cfg, name, overwrite), False
 
 
 # ------------------------------------------------------------------ trained
@@ -168,8 +180,9 @@ def prediction_rows(files, videos, labels, scores):
 def fit_calibration(model, cfg, run_dir, files_by_split, test_labels, test_scores):
     """Fit the temperature on the val split and write calibration.json; None (with a warning)
     when the val split cannot calibrate (one class only)."""
-    val_data, val_files = load_split(files_by_split["val"], cfg, "val")
+    val_data, val_files = load_split(files_by_split["val"], cfg, "val", whole=True)  # not a machine's share
     val_scores = model.predict(val_data, verbose=0).reshape(-1)
+    write_roc_summary(run_dir / "logs", [label for _, label in val_files], val_scores)
     try:
         fitted = calibration.calibrate_run(run_dir, [label for _, label in val_files], val_scores,
                                            test_labels, test_scores)

@@ -1,60 +1,34 @@
-"""Multi-worker training reads only its share: two machines on loopback (TF_CONFIG), each decoding
-half of the crops (distribute.worker_share), training one model with MultiWorkerMirroredStrategy.
+"""Stage 03 trains across machines: two workers on loopback (TF_CONFIG) run 03-train_cnn.py itself,
+each decoding its own half of the crops (distribute.worker_share), and train one model with the
+distributed step under MultiWorkerMirroredStrategy; one of them is SIGKILLed during epoch 2 and
+started again, and the cluster resumes from its last finished epoch.
 
     .venv/bin/pytest tests/test_03_multi_worker.py
 
-Each worker is a fresh Python that runs training.load_split under the strategy and trains a tiny model
-(logistic regression on mean colours, INPUT_SIZE 32) with tf.distribute's own loop, then prints the
-crops it decoded and its weights. About 30 s.
+Worker 1 starts first and the chief (worker 0) second; the restarted worker 1 comes back after the
+chief: both orders train. Tiny EfficientNet-B0 runs (WEIGHTS None, INPUT_SIZE 32, 3 epochs), but
+tracing the distributed step twice (before and after the restart) takes 5-10 minutes on a loaded
+2-core CPU.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-import textwrap
+import time
 from pathlib import Path
 
+import pytest
+
+from deepfake_detect import callbacks
 from deepfake_detect.distribute import worker_share
-from tests.test_03_train import train_config, write_split_crops
+from tests.test_03_train import check_tensorboard_logs, train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-
-WORKER = textwrap.dedent("""
-    import json, sys
-    from deepfake_detect import distribute, settings, training
-    strategy, devices = distribute.choose_strategy(mixed_precision=False)  # first: it starts the cluster
-    import tensorflow as tf
-    cfg = settings.load_config(sys.argv[1])
-    data, decoded = training.load_split(training.list_split(cfg.SPLIT_DIR, "train"), cfg, "train")
-    # Logistic regression on mean colours, trained by tf.distribute itself: Keras 3's fit() cannot
-    # run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-    with strategy.scope():
-        weights, bias = tf.Variable(tf.zeros((3, 1))), tf.Variable(tf.zeros((1,)))
-
-    def gradients(x, y):
-        with tf.GradientTape() as tape:
-            logits = tf.matmul(tf.reduce_mean(x, axis=[1, 2]), weights) + bias
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.reshape(y, (-1, 1)), logits))
-        return tape.gradient(loss, [weights, bias])
-
-    @tf.function
-    def train_step(batch):
-        per_replica = strategy.run(gradients, args=batch)
-        for variable, gradient in zip([weights, bias], per_replica):
-            variable.assign_sub(0.5 * strategy.reduce("MEAN", gradient, axis=None))
-
-    steps = 0
-    for epoch in range(2):
-        for batch in strategy.experimental_distribute_dataset(data):
-            train_step(batch)
-            steps += 1
-    print("DEVICES", devices)
-    print("DECODED", json.dumps([str(path) for path, _ in decoded]))
-    print("STEPS", steps)
-    print("WEIGHTS", json.dumps([round(float(w), 6) for w in weights.numpy().ravel()]))
-""")
+SCRIPT = REPO_DIR / "03-train_cnn.py"
+EPOCHS = 3
 
 
 def free_port():
@@ -63,40 +37,83 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def test_each_worker_decodes_only_its_own_half_of_the_crops(tmp_path):
-    split_dir = tmp_path / "split"
-    files = write_split_crops(split_dir, {"train": 3, "val": 1, "test": 1}, crops_per_video=3)["train"]
-    config = train_config(tmp_path / "c.py", split_dir, tmp_path / "runs", BATCH_SIZE=4)
-    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    workers = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR),
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen([sys.executable, "-c", WORKER, str(config)], cwd=REPO_DIR, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = []
-    try:
-        for worker in workers:
-            stdout, stderr = worker.communicate(timeout=300)
-            assert worker.returncode == 0, stderr[:3000]
-            outputs.append(stdout)
-    finally:
-        for worker in workers:
-            worker.kill()
+def tf_config(workers, index):
+    """TF_CONFIG of worker `index` in a cluster of `workers` ("host:port")."""
+    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
 
+
+def start_worker(config, workers, index, log):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO_DIR), TF_CONFIG=tf_config(workers, index))
+    return subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(config)], cwd=REPO_DIR, env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    """(run folder, train files, the two workers' output, cluster) of one two-worker run with a
+    worker SIGKILLed in epoch 2 and started again."""
+    folder = tmp_path_factory.mktemp("cluster")
+    files = write_split_crops(folder / "split", {"train": 3, "val": 1, "test": 1}, crops_per_video=2)["train"]
+    config = train_config(folder / "c.py", folder / "split", folder / "runs", BATCH_SIZE=4, EPOCHS=EPOCHS,
+                          CLUSTER_TIMEOUT_S=240)
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    run_dir = folder / "runs" / "tiny"
+    logs = [folder / "worker0.log", folder / "worker1.log", folder / "worker1-again.log"]
+    second = start_worker(config, workers, 1, logs[1])  # the other worker first: any order works
+    time.sleep(2)
+    chief = start_worker(config, workers, 0, logs[0])
+    processes = [chief, second]
+    try:
+        # Each machine's backup: the chief's in the run folder, the other's beside it.
+        backups = [run_dir / "backup", folder / "runs" / ".tiny.worker-1" / "backup"]
+        deadline = time.monotonic() + 900
+        while not all(callbacks.backup_epoch(backup) for backup in backups) and chief.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(second.pid, signal.SIGKILL)  # in epoch 2; its training child dies with it
+        second.wait()
+        assert all(callbacks.backup_epoch(backup) for backup in backups), logs[0].read_text()[-3000:]
+        killed_in = min(callbacks.backup_epoch(backup) for backup in backups) + 1
+        processes.append(start_worker(config, workers, 1, logs[2]))
+        for process in (chief, processes[2]):
+            process.wait(timeout=1200)
+            assert process.returncode == 0, logs[processes.index(process) if process is chief else 2].read_text()[-3000:]
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    return run_dir, files, [log.read_text() for log in logs], workers, killed_in
+
+
+def test_two_workers_each_decode_their_own_half(cluster_run):
+    _, files, outputs, workers, _ = cluster_run
     half = len(files) // 2
-    decoded = []
-    for index, stdout in enumerate(outputs):
-        assert f"machine {index + 1} of 2: decoding {half} of the {len(files)} train crops" in stdout
-        assert "DEVICES 2 machines" in stdout
-        decoded.append(json.loads(stdout.split("DECODED ", 1)[1].splitlines()[0]))
-    all_paths = [str(path) for path, _ in files]
-    assert len(decoded[0]) == len(decoded[1]) == half
-    assert not set(decoded[0]) & set(decoded[1])                       # no crop decoded twice
-    assert set(decoded[0]) | set(decoded[1]) <= set(all_paths)
-    # Both ran the same steps and hold the same, trained weights: one model, trained on both halves.
-    steps = [stdout.split("STEPS ", 1)[1].split()[0] for stdout in outputs]
-    weights = [stdout.split("WEIGHTS ", 1)[1].splitlines()[0] for stdout in outputs]
-    assert steps[0] == steps[1] != "0" and weights[0] == weights[1] != json.dumps([0.0, 0.0, 0.0])
-    assert decoded[0] == [str(path) for path, _ in worker_share(files, json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": 0}}))]
+    for index, output in enumerate(outputs[:2]):
+        assert f"machine {index + 1} of 2: decoding {half} of the {len(files)} train crops" in output
+        assert "devices: 2 machines (2 replicas)" in output
+    shares = [worker_share(files, tf_config(workers, index)) for index in range(2)]
+    assert len(shares[0]) == len(shares[1]) == half and not set(shares[0]) & set(shares[1])
+
+
+def test_chief_writes_the_run_and_both_workers_hold_one_model(cluster_run):
+    run_dir, _, outputs, _, _ = cluster_run
+    for name in ("model.keras", "history.csv", "metrics.json", "predictions.csv", "MODEL_CARD.md"):
+        assert (run_dir / name).is_file(), name
+    digests = [output.split("trained weights: digest ")[-1].split()[0] for output in (outputs[0], outputs[2])]
+    assert digests[0] == digests[1], "the workers ended with different weights"
+    assert "stage 03 finished" in outputs[0] and "stage 03 finished" not in outputs[2]
+    assert not (run_dir / "backup").exists()
+
+
+def test_a_killed_worker_restarted_lets_the_run_finish_every_epoch_once(cluster_run):
+    run_dir, _, outputs, _, killed_in = cluster_run
+    assert killed_in == 2, "the worker was to be killed during epoch 2"
+    epochs = [row["epoch"] for row in callbacks.read_history(run_dir / "history.csv")]
+    assert epochs == list(range(1, EPOCHS + 1))
+    assert "the cluster lost a machine: restarting this worker" in outputs[0]
+    assert f"Epoch {killed_in}/{EPOCHS}" in outputs[2] and "Epoch 1/" not in outputs[2]
+    assert json.loads((run_dir / "metrics.json").read_text())["training"]["epochs_run"] == EPOCHS
+
+
+def test_tensorboard_logs_hold_the_scalars_and_the_val_roc(cluster_run):
+    check_tensorboard_logs(cluster_run[0], EPOCHS)

@@ -313,26 +313,87 @@ def test_one_class_test_split_reports_null_auc():
     assert json.loads(json.dumps(metrics))["video"]["roc_auc"] is None
 
 
-def test_callbacks_after_a_resume_remember_best_val_loss_and_patience(tmp_path):
+def test_epoch_log_after_a_resume_remembers_best_val_loss_and_patience(tmp_path):
     import keras
 
-    # Three epochs were logged before an interruption; the best val loss, 0.5, was in epoch 1.
+    # Four epochs were logged before an interruption; the best val loss, 0.5, was in epoch 1.
     rows = [{"epoch": 1, "loss": 0.9, "val_loss": 0.5}, {"epoch": 2, "loss": 0.8, "val_loss": 0.6},
             {"epoch": 3, "loss": 0.7, "val_loss": 0.7}, {"epoch": 4, "loss": 0.6, "val_loss": 0.8}]
     callbacks.write_history(tmp_path / "history.csv", rows)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer="adam", loss="binary_crossentropy")
-    x = np.ones((8, 4), np.float32) * 5
-    y = np.array([0, 1] * 4, np.float32)   # no weights do better than log 2 = 0.69 > 0.5
-    resumable = callbacks.make_callbacks(tmp_path, patience=3)
-    # Resuming at epoch 4 (0-based 3): the logged epoch 4 was never backed up, so it is redone.
-    model.fit(x, y, validation_data=(x, y), initial_epoch=3, epochs=10, callbacks=resumable, verbose=0)
-    history = callbacks.read_history(tmp_path / "history.csv")
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    # Resuming after epoch 3 (the logged epoch 4 was never backed up, so it is redone).
+    log = callbacks.EpochLog(tmp_path, tmp_path / "backup", patience=3, writes_run=True, start_epoch=3)
+    assert (log.best, log.best_epoch) == (0.5, 1)
     # Two epochs since the best when resuming, patience 3: one more epoch, then stop.
-    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
-    assert history[-1]["val_loss"] == pytest.approx(model.evaluate(x, y, verbose=0), abs=1e-4)
-    assert history[-1]["val_loss"] > 0.5
+    assert log.end_epoch(4, {"loss": 0.6, "val_loss": 0.75, "accuracy": 0.5}, model, optimizer, 1e-3) == "early stopping"
+    history = callbacks.read_history(tmp_path / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4] and history[-1]["val_loss"] == 0.75
     assert not (tmp_path / "model.keras").exists(), "not better than the best before the interruption"
+    assert callbacks.backup_epoch(tmp_path / "backup") == 4
+    # The backup gives back the weights and the optimizer's state; a NaN loss stops training.
+    saved = model.get_weights()
+    model.set_weights([np.zeros_like(w) for w in saved])
+    callbacks.restore_backup(tmp_path / "backup", 4, model, optimizer)
+    for restored, expected in zip(model.get_weights(), saved):
+        np.testing.assert_array_equal(restored, expected)
+    assert log.end_epoch(5, {"loss": float("nan"), "val_loss": 0.4}, model, optimizer, 1e-3) == "NaN loss"
+    assert (tmp_path / "model.keras").is_file() and sorted(p.name for p in (tmp_path / "backup").glob("*.npz")) == \
+        ["epoch-4.npz", "epoch-5.npz"]
+    log.finish()
+    assert not (tmp_path / "backup").exists()
+
+
+def test_training_step_under_mixed_precision_scales_the_loss(tmp_path):
+    """MIXED_PRECISION on a GPU: the step wraps Adam in a LossScaleOptimizer, as compile would,
+    and still trains (here on the CPU, which runs float16 too, slowly)."""
+    import keras
+    import tensorflow as tf
+
+    cfg = settings.load_config(train_config(tmp_path / "c.py", tmp_path, tmp_path))
+    strategy = tf.distribute.get_strategy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, optimizer, metrics = training.build_training(cfg, strategy)
+        train_step, _, _ = training.make_steps(strategy, model, optimizer, metrics)
+        before = [w.copy() for w in model.get_weights()]
+        x = np.random.default_rng(0).uniform(0, 1, (8, TEST_INPUT_SIZE, TEST_INPUT_SIZE, 3)).astype(np.float32)
+        train_step((tf.constant(x), tf.constant([0.0, 1.0] * 4)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.layers[1].compute_dtype == "float16" and np.isfinite(float(metrics["train"]["loss"].result()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), "no weight moved"
+
+
+def read_events(folder):
+    """{tag: {step: value}} of the scalars in a TensorBoard log folder, and the image tags."""
+    import tensorflow as tf
+
+    scalars, images = {}, set()
+    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    images.add(value.tag)
+                else:
+                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return scalars, images
+
+
+def check_tensorboard_logs(run_dir, epochs):
+    """The run's logs hold loss, accuracy, AUC and learning rate per epoch, and the val ROC."""
+    train, _ = read_events(run_dir / "logs" / "train")
+    validation, images = read_events(run_dir / "logs" / "validation")
+    history = callbacks.read_history(run_dir / "history.csv")
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_auc", "epoch_learning_rate"):
+        assert sorted(train[tag]) == list(range(1, epochs + 1)), tag
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_auc"):
+        assert sorted(validation[tag]) == list(range(1, epochs + 1)), tag
+    assert [validation["epoch_loss"][row["epoch"]] for row in history] == pytest.approx(
+        [row["val_loss"] for row in history], abs=1e-5)
+    assert "val_roc" in images and "best_model_val_roc_auc" in validation
 
 
 # ------------------------------------------------------------------ training runs
@@ -353,7 +414,7 @@ def killed_and_resumed_run(split_dir, tmp_path_factory):
     process = subprocess.Popen([sys.executable, str(SCRIPT), "--config", str(config)], cwd=REPO_DIR,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900
         while not backup.is_file() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process.poll() is None, f"the first run ended before backing up an epoch: {process.stderr.read()}"
@@ -415,6 +476,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     assert sha256 in card and "P(fake) = 1 - score" in card and f"{TEST_INPUT_SIZE} x {TEST_INPUT_SIZE}" in card
     assert "| train | 12 (4) | 12 (4) |" in card and "| videos | 4 |" in card
     assert "stage 03 finished" in result.stdout and "| crops | 12 |" in result.stdout
+    check_tensorboard_logs(run_dir, RESUME_EPOCHS)  # as on several machines (test_03_multi_worker.py)
 
     # Detection's view: the input size from the model, and the same scores through prepare_faces.
     model = load_model(run_dir / "model.keras")
