@@ -11,8 +11,7 @@ MAX_VIDEO_PIXELS and, for the web page, WEB_MAX_VIDEO_SECONDS. Stage 04's comman
 
 import struct
 
-from deepfake_detect.frames import BudgetError, check_video_budget, megapixels, open_video
-from deepfake_detect.inference.results import IMAGE
+from deepfake_detect.frames import BudgetError, megapixels
 
 
 def webp_size(header):
@@ -69,23 +68,4 @@ def check_image_budget(path, max_pixels):
     size = image_size(path) if max_pixels else None
     if size and size[0] * size[1] > max_pixels:
         raise BudgetError(f"it declares {megapixels(*size)}, above MAX_IMAGE_PIXELS ({max_pixels / 1e6:,.1f} megapixels)")
-
-
-def check_video_file_budget(path, max_pixels, max_seconds=None):
-    """Raise BudgetError when the video at `path` announces frames above `max_pixels` or a duration
-    above `max_seconds`; VideoError when it cannot be opened. Reads the container only."""
-    capture = open_video(path)
-    try:
-        check_video_budget(capture, max_pixels, max_seconds)
-    finally:
-        capture.release()
-
-
-def check_media_budget(path, kind, cfg, max_seconds=None):
-    """Raise BudgetError (or VideoError for a video that cannot be opened) when the image or
-    video at `path` (kind IMAGE or VIDEO) is over cfg's decode budgets."""
-    if kind == IMAGE:
-        check_image_budget(path, cfg.MAX_IMAGE_PIXELS)
-    else:
-        check_video_file_budget(path, cfg.MAX_VIDEO_PIXELS, max_seconds)
 
