@@ -20,9 +20,9 @@ Ends with a summary such as:
 import sys
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import read_dataset
+from deepfake_detect.datasets.discovery import read_dataset
 from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
-from deepfake_detect.frames import VideoError, frame_file_name, iter_kept_frames
+from deepfake_detect.media.frames import VideoError, frame_file_name, iter_kept_frames
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import ALREADY_DONE, SKIPPED, Outcome, exit_status
 from deepfake_detect.jobs.pool import plan_shard, run_jobs

@@ -27,11 +27,11 @@ Ends with a summary such as:
 import sys
 
 from deepfake_detect import settings
-from deepfake_detect.faces import crop_faces_of_video, find_video_folders
+from deepfake_detect.faces.crops import crop_faces_of_video, find_video_folders
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import DONE, exit_status
 from deepfake_detect.jobs.pool import plan_shard, run_jobs
-from deepfake_detect.mtcnn_detector import (count_detector_threads, count_detector_workers, load_worker_detector,
+from deepfake_detect.faces.mtcnn import (count_detector_threads, count_detector_workers, load_worker_detector,
                                             start_detector_worker)
 
 

@@ -30,8 +30,8 @@ import sys
 from tqdm import tqdm
 
 from deepfake_detect import settings
-from deepfake_detect.azure import AzureSetupError, AzureStopError, detector_from_config
-from deepfake_detect.faces import crop_faces_of_video, find_video_folders
+from deepfake_detect.faces.azure import AzureSetupError, AzureStopError, detector_from_config
+from deepfake_detect.faces.crops import crop_faces_of_video, find_video_folders
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import FAILED, SKIPPED, Outcome, exit_status
 from deepfake_detect.jobs.pool import plan_shard

@@ -53,8 +53,9 @@ stage 02 output. Ends with a table and a summary:
 import sys
 from pathlib import Path
 
-from deepfake_detect import settings, split
-from deepfake_detect.dataset import detect_layout
+from deepfake_detect import settings
+from deepfake_detect.datasets import split
+from deepfake_detect.datasets.discovery import detect_layout
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import SKIPPED
 

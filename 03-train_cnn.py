@@ -29,10 +29,14 @@ without --overwrite. Ends with a summary such as:
 import os
 import sys
 
-from deepfake_detect import distribute, export, runs, settings, training
+from deepfake_detect import settings
+from deepfake_detect.training import distribute
+from deepfake_detect.training import export
+from deepfake_detect.training import runs
+from deepfake_detect.training import pipeline as training
 from deepfake_detect.jobs.console import Timer
-from deepfake_detect.model import WeightsError
-from deepfake_detect.model_card import metrics_table
+from deepfake_detect.models.network import WeightsError
+from deepfake_detect.training.model_card import metrics_table
 
 # The settings printed first, as this run resolved them.
 SHOWN_SETTINGS = ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS",

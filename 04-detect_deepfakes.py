@@ -43,12 +43,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepfake_detect import settings
-from deepfake_detect.calibration import run_temperature
-from deepfake_detect.export import is_exported
+from deepfake_detect.training.calibration import run_temperature
+from deepfake_detect.training.export import is_exported
 from deepfake_detect.inference import records
 from deepfake_detect.inference.annotate import annotation_path, write_annotations
 from deepfake_detect.inference.batch import score_inputs
-from deepfake_detect.inference.media import ignored_note, list_inputs
+from deepfake_detect.media.kinds import ignored_note, list_inputs
 from deepfake_detect.inference.results import SCORED
 from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
 from deepfake_detect.inference.table import name_width_of, result_lines, table_header

@@ -29,9 +29,9 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 
 from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.faces import (crop_faces_of_video, list_frame_files,  # noqa: E402
+from deepfake_detect.faces.crops import (crop_faces_of_video, list_frame_files,  # noqa: E402
                                    load_frame_rgb)
-from deepfake_detect.mtcnn_detector import MtcnnDetector  # noqa: E402
+from deepfake_detect.faces.mtcnn import MtcnnDetector  # noqa: E402
 
 
 def make_dfdc_frames(work_dir):

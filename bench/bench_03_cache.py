@@ -35,7 +35,8 @@ import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 import numpy as np
-from deepfake_detect import settings, training
+from deepfake_detect import settings
+from deepfake_detect.training import pipeline as training
 cfg = settings.load_config()
 files = training.list_split({split_dir!r}, "train")
 files = [files[i] for i in np.random.default_rng(0).permutation(len(files))]  # both classes in any prefix
@@ -103,7 +104,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     write_crops(CROPS_DIR, DISTINCT_CROPS)
-    from deepfake_detect import settings, training
+    from deepfake_detect import settings
+    from deepfake_detect.training import pipeline as training
 
     cfg = settings.load_config()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} "

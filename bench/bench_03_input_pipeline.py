@@ -11,7 +11,7 @@ scale to [0, 1] and apply config.AUGMENTATION (the original's settings), in batc
   - ImageDataGenerator.flow_from_directory (keras.src.legacy.preprocessing.image, still shipped by
     Keras 3 though no longer exported), one thread as the original's fit_generator used it:
     decodes every PNG and warps each image with scipy in every epoch.
-  - ours (deepfake_detect.training): decode and resize once into an in-memory cache, then per
+  - ours (deepfake_detect.training.pipeline): decode and resize once into an in-memory cache, then per
     epoch shuffle, batch and one bilinear affine warp (cv2.warpAffine) per image.
 
 Prints images/s of each (ours: first epoch including the decode, and later epochs), the ratio,
@@ -31,7 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from deepfake_detect import settings, training  # noqa: E402
+from deepfake_detect import settings  # noqa: E402
+from deepfake_detect.training import pipeline as training  # noqa: E402
 
 
 def write_crops(folder, count):
@@ -102,7 +103,7 @@ def bench_training(dataset, cfg, steps):
     """Training images/s of BACKBONE at INPUT_SIZE on our pipeline, after a first tracing epoch."""
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(cfg.LEARNING_RATE), loss="binary_crossentropy",

@@ -34,7 +34,7 @@ def main(argv=None):
     import keras
 
     from deepfake_detect.inference.scoring import PREDICT_BATCH, Scorer
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
     from test_03_export import parity_crops
 
     crops = parity_crops()

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.frames import iter_kept_frames  # noqa: E402
+from deepfake_detect.media.frames import iter_kept_frames  # noqa: E402
 from deepfake_detect.evaluation.perturb import FRAME_TYPES, LEVELS, Perturbation, psnr  # noqa: E402
 
 

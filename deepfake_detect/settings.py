@@ -276,7 +276,7 @@ class VerboseAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from deepfake_detect.devices import VERBOSE_VARIABLE
+        from deepfake_detect.models.devices import VERBOSE_VARIABLE
 
         os.environ[VERBOSE_VARIABLE] = "1"
         setattr(namespace, self.dest, True)

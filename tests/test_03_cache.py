@@ -1,4 +1,4 @@
-"""Stage 03's out-of-core input: CACHE = "auto" | "memory" | "disk" (deepfake_detect/training.py).
+"""Stage 03's out-of-core input: CACHE = "auto" | "memory" | "disk" (deepfake_detect/training/pipeline.py).
 
     .venv/bin/pytest tests/test_03_cache.py
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfake_detect import settings, training
+from deepfake_detect import settings
+from deepfake_detect.training import pipeline as training
 from tests.test_03_train import TEST_INPUT_SIZE, run_script, train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -86,7 +87,8 @@ def test_train_split_on_disk_is_shuffled_within_a_bounded_buffer(tmp_path, split
 KILLED_WHILE_WRITING = textwrap.dedent("""
     import importlib, os, signal, sys
     from pathlib import Path
-    from deepfake_detect import settings, training
+    from deepfake_detect import settings
+    from deepfake_detect.training import pipeline as training
     cfg = settings.load_config(sys.argv[1])
     files = training.list_split(cfg.SPLIT_DIR, "val")
     finished, partial = training.disk_cache(Path(sys.argv[2]), "val", files, cfg.INPUT_SIZE)

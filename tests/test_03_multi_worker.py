@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_detect import callbacks
-from deepfake_detect.distribute import worker_share
+from deepfake_detect.training import epoch_end as callbacks
+from deepfake_detect.training.distribute import worker_share
 from tests.test_03_train import check_tensorboard_logs, train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training.py, callbacks.py, runs.py, metrics.py, plots.py,
+"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training/pipeline.py, callbacks.py, runs.py, metrics.py, plots.py,
 model_card.py, model.py).
 
     .venv/bin/pytest tests/test_03_train.py
@@ -25,10 +25,12 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import callbacks, settings, training
+from deepfake_detect import settings
+from deepfake_detect.training import epoch_end as callbacks
+from deepfake_detect.training import pipeline as training
 from deepfake_detect.metrics import evaluate_scores, log_loss, video_scores
 from deepfake_detect.files import write_png
-from deepfake_detect.model import CLASS_NAMES, prepare_faces
+from deepfake_detect.models.network import CLASS_NAMES, prepare_faces
 from tests.conftest import write_config
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -105,7 +107,7 @@ def run_script(*args, timeout=900):  # a guard against a hang, not a speed test:
 def test_model_shape_and_parameter_count():
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -127,7 +129,7 @@ def test_model_shape_and_parameter_count():
 def test_batchnorm_momentum_setting_reaches_every_backbone_batchnorm():
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     def momenta(model):
         return {layer.momentum for layer in model.layers[0].layers
@@ -445,7 +447,7 @@ def test_resumed_run_mirrors_training_over_two_logical_cpus(killed_and_resumed_r
 
 
 def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
-    from deepfake_detect.model import load_model
+    from deepfake_detect.models.network import load_model
 
     run_dir, _, _, result = killed_and_resumed_run
     for name in ("model.keras", "history.csv", "predictions.csv", "metrics.json", "curves.png", "roc.png",
@@ -487,7 +489,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
 
 
 def test_training_run_fits_a_temperature_on_the_val_split(killed_and_resumed_run):
-    from deepfake_detect import calibration
+    from deepfake_detect.training import calibration
 
     run_dir, _, _, result = killed_and_resumed_run
     fitted = json.loads((run_dir / calibration.CALIBRATION_FILE).read_text())

@@ -26,10 +26,11 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import callbacks, training
+from deepfake_detect.training import epoch_end as callbacks
+from deepfake_detect.training import pipeline as training
 from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.files import write_png
-from deepfake_detect.model import load_model, prepare_faces
+from deepfake_detect.models.network import load_model, prepare_faces
 from deepfake_detect.sample import LANDMARKS, portrait_images, swap_face
 from tests.conftest import write_config
 

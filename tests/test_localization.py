@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from deepfake_detect.dataset import videos_from_metadata
+from deepfake_detect.datasets.discovery import videos_from_metadata
 from deepfake_detect.evaluation.scores import VIDEO_COLUMNS, as_table, localization_of, parse_spans, periods_text
 from deepfake_detect.metrics import localization_ap, localization_ar, localization_metrics, temporal_iou
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepfake_detect import calibration, metrics
+from deepfake_detect import metrics
+from deepfake_detect.training import calibration
 from deepfake_detect.evaluation.scores import FACE_COLUMNS, VIDEO_COLUMNS, as_table
 from deepfake_detect.inference.verdicts import combine_face_scores
 from deepfake_detect.metrics import evaluate_scores
@@ -124,8 +125,8 @@ def test_eer_and_ece_at_ties_and_edges():
 
 def test_importing_the_metrics_modules_loads_no_heavy_library():
     code = ("import sys\n"
-            "import deepfake_detect.metrics, deepfake_detect.calibration, deepfake_detect.plots\n"
-            "import deepfake_detect.model_card, deepfake_detect.evaluation.report\n"
+            "import deepfake_detect.metrics, deepfake_detect.training.calibration, deepfake_detect.plots\n"
+            "import deepfake_detect.training.model_card, deepfake_detect.evaluation.report\n"
             "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib', 'sklearn') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])

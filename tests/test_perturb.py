@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deepfake_detect import settings
-from deepfake_detect.frames import VideoError
+from deepfake_detect.media.frames import VideoError
 from deepfake_detect.evaluation.perturb import (FRAME_TYPES, LEVELS, PERTURBATION_TYPES, CodecError, Perturbation, psnr)
 from deepfake_detect.sample import portrait_images
 
@@ -88,7 +88,7 @@ def test_psnr_falls_with_each_level(face_bgr, kind):
 
 def test_psnr_falls_with_each_level_on_a_dfdc_frame(dfdc_sample_dir):
     # The frame stage 00 keeps first from a real DFDC clip (633x356), where the sweep applies them.
-    from deepfake_detect.frames import iter_kept_frames
+    from deepfake_detect.media.frames import iter_kept_frames
 
     frames = iter_kept_frames(dfdc_sample_dir / "videos" / "abqwwspghj.mp4", settings.load_config().RESIZE_RULES)
     _, frame = next(frames)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from deepfake_detect import demo, settings
-from deepfake_detect.frames import iter_kept_frames
-from deepfake_detect.mtcnn_detector import MtcnnDetector
+from deepfake_detect.media.frames import iter_kept_frames
+from deepfake_detect.faces.mtcnn import MtcnnDetector
 from deepfake_detect.sample import LANDMARKS, face_mask, make_sample, portrait_images, swap_face
 
 
@@ -106,7 +106,7 @@ def test_demo_lists_the_held_out_videos_for_stage_04(tmp_path, capsys):
 
 
 def test_partial_sample_two_people_and_spliced_takes_with_their_fake_periods(tmp_path):
-    from deepfake_detect.faces import keep_faces
+    from deepfake_detect.faces.crops import keep_faces
     from deepfake_detect.sample import FPS, PARTIAL_SECONDS, SPLICES, make_partial_sample
 
     metadata = make_partial_sample(tmp_path, seconds=2)

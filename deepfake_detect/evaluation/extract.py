@@ -30,16 +30,16 @@ from pathlib import Path
 
 import cv2
 
-from deepfake_detect.dataset import SPLITS, read_dataset
+from deepfake_detect.datasets.discovery import SPLITS, read_dataset
 from deepfake_detect.evaluation.perturb import Perturbation
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
-from deepfake_detect.frames import VideoError, iter_kept_frames
+from deepfake_detect.media.frames import VideoError, iter_kept_frames
 from deepfake_detect.inference.results import NO_FACE, SCORED, UNREADABLE
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome
 from deepfake_detect.jobs.pool import run_jobs
-from deepfake_detect.mtcnn_detector import (count_detector_threads, count_detector_workers, load_worker_detector,
+from deepfake_detect.faces.mtcnn import (count_detector_threads, count_detector_workers, load_worker_detector,
                                             start_detector_worker)
 
 # The settings that decide which crops a video gives; all of them are in the cache key.

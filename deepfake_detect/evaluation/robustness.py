@@ -298,7 +298,7 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
 
     from tqdm import tqdm
 
-    from deepfake_detect.calibration import run_temperature
+    from deepfake_detect.training.calibration import run_temperature
     from deepfake_detect.inference.scoring import load_predictor
     from deepfake_detect.evaluation.extract import extract_faces
     from deepfake_detect.evaluation.scores import (flag_seen, measure_scores, read_seen_videos, score_dataset,

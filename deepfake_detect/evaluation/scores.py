@@ -20,12 +20,12 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from deepfake_detect.calibration import apply_temperature, run_temperature
-from deepfake_detect.dataset import source_group
+from deepfake_detect.training.calibration import apply_temperature, run_temperature
+from deepfake_detect.datasets.discovery import source_group
 from deepfake_detect.evaluation.extract import load_crops, read_video_record
 from deepfake_detect.evaluation.report import plot_run_on_dataset
 from deepfake_detect.files import write_text_atomic
-from deepfake_detect.inference.reading import video_frame_rate
+from deepfake_detect.media.reading import video_frame_rate
 from deepfake_detect.inference.records import flat_cell, segment_record
 from deepfake_detect.inference.results import FAILED, FaceScore
 from deepfake_detect.inference.verdicts import judge_faces, verdict_of

@@ -24,15 +24,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.calibration import apply_temperature, read_temperature
-from deepfake_detect.devices import configure_tensorflow
-from deepfake_detect.export import is_exported, load_exported
-from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
-from deepfake_detect.frames import resize_frame
-from deepfake_detect.mtcnn_detector import MtcnnDetector
-from deepfake_detect.model import load_model, prepare_faces
-from deepfake_detect.inference.media import classify_file
-from deepfake_detect.inference.reading import END_OF_INPUT, prefetched, read_frames, video_frame_rate
+from deepfake_detect.training.calibration import apply_temperature, read_temperature
+from deepfake_detect.models.devices import configure_tensorflow
+from deepfake_detect.training.export import is_exported, load_exported
+from deepfake_detect.faces.crops import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
+from deepfake_detect.media.frames import resize_frame
+from deepfake_detect.faces.mtcnn import MtcnnDetector
+from deepfake_detect.models.network import load_model, prepare_faces
+from deepfake_detect.media.kinds import classify_file
+from deepfake_detect.media.reading import END_OF_INPUT, prefetched, read_frames, video_frame_rate
 from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, VIDEO, FaceScore, Result
 from deepfake_detect.inference.verdicts import judge_faces
 

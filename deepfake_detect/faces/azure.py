@@ -12,7 +12,7 @@ Ocp-Apim-Subscription-Key header, and answer rectangles without a confidence:
   -> {"faces": [{"faceRectangle": {...}, ...}], "requestId": ..., "metadata": ...};
   images under 4 MB, more than 50 px a side.
 
-AzureFaceDetector is a detector for deepfake_detect.faces.crop_faces_of_video. What can go wrong,
+AzureFaceDetector is a detector for deepfake_detect.faces.crops.crop_faces_of_video. What can go wrong,
 and what it means for a run:
 
 - AzureSetupError, before any request: a key or endpoint missing, a placeholder, or unusable.
@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import cv2
 import requests
 
-from deepfake_detect.faces import Face, FrameDetectionError
+from deepfake_detect.faces.crops import Face, FrameDetectionError
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}  # the service may answer if asked again later

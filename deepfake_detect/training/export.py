@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect.calibration import CALIBRATION_FILE
+from deepfake_detect.training.calibration import CALIBRATION_FILE
 from deepfake_detect.files import finish_partial_folder, start_partial_folder, write_text_atomic
 from deepfake_detect.jobs.console import Timer
 
@@ -77,9 +77,9 @@ def tflite_bytes(saved_model_dir, int8):
 def export_model(model_path, out_dir, threshold):
     """Write the SavedModel, both TFLite models and their sidecars to `out_dir` (built in a
     hidden partial folder and renamed at the end). Returns {artefact name: path}."""
-    from deepfake_detect.devices import configure_tensorflow
+    from deepfake_detect.models.devices import configure_tensorflow
     from deepfake_detect.files import sha256_of
-    from deepfake_detect.model import load_model
+    from deepfake_detect.models.network import load_model
 
     configure_tensorflow()
     model_path, out_dir = Path(model_path), Path(out_dir)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_detect import settings
-from deepfake_detect.callbacks import EpochLog, backup_epoch, restore_backup
-from deepfake_detect.distribute import cluster_size, worker_position, worker_share
+from deepfake_detect.training.epoch_end import EpochLog, backup_epoch, restore_backup
+from deepfake_detect.training.distribute import cluster_size, worker_position, worker_share
 from deepfake_detect.files import read_image
 from deepfake_detect.jobs.console import warn
-from deepfake_detect.model import BACKBONES, CLASS_NAMES, build_model, resize_face
+from deepfake_detect.models.network import BACKBONES, CLASS_NAMES, build_model, resize_face
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from deepfake_detect.devices import configure_tensorflow
+from deepfake_detect.models.devices import configure_tensorflow
 
 # Exit status of a training child whose cluster broke (a peer died or restarted): its supervisor
 # starts it again, and it resumes from the last epoch every machine finished.

@@ -12,8 +12,8 @@ import os
 import cv2
 import numpy as np
 
-from deepfake_detect.devices import configure_tensorflow
-from deepfake_detect.faces import Face
+from deepfake_detect.models.devices import configure_tensorflow
+from deepfake_detect.faces.crops import Face
 
 # One MTCNN process per this many cores by default: TensorFlow already runs one detector on
 # several threads, and each extra process pays ~3 s of TensorFlow start-up.

@@ -11,7 +11,7 @@ MAX_VIDEO_PIXELS and, for the web page, WEB_MAX_VIDEO_SECONDS. Stage 04's comman
 
 import struct
 
-from deepfake_detect.frames import BudgetError, megapixels
+from deepfake_detect.media.frames import BudgetError, megapixels
 
 
 def webp_size(header):

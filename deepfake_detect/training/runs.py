@@ -12,16 +12,16 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from deepfake_detect import calibration
-from deepfake_detect.callbacks import best_of, read_history, write_roc_summary
+from deepfake_detect.training import calibration
+from deepfake_detect.training.epoch_end import best_of, read_history, write_roc_summary
 from deepfake_detect.files import sha256_of, write_bytes_atomic, write_csv, write_text_atomic
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.metrics import evaluate_scores, video_scores
-from deepfake_detect.model import CLASS_NAMES, load_model
-from deepfake_detect.model_card import library_versions, model_card
+from deepfake_detect.models.network import CLASS_NAMES, load_model
+from deepfake_detect.training.model_card import library_versions, model_card
 from deepfake_detect.plots import plot_curves, plot_roc
-from deepfake_detect.split import SPLIT_CSV
-from deepfake_detect.training import count_files, load_split, remove_cache, video_of
+from deepfake_detect.datasets.split import SPLIT_CSV
+from deepfake_detect.training.pipeline import count_files, load_split, remove_cache, video_of
 
 # Written once training has ended, so a run killed while being scored is scored again, not retrained.
 TRAINED_MARK = ".trained.json"
