@@ -80,7 +80,8 @@ def main(argv=None):
                 raise split.StageError(f"--split-lists {args.split_lists} is not a folder")
             cfg.SPLIT_LISTS_DIR = args.split_lists
         print(settings.describe_settings(cfg, ["VIDEOS_DIR", "FACES_DIR", "PREPARED_DIR", "SPLIT_DIR",
-                                               "SPLIT_RATIOS", "SPLIT_SEED", "SPLIT_MODE", "SPLIT_LISTS_DIR"])
+                                               "SPLIT_RATIOS", "SPLIT_SEED", "SPLIT_MODE", "SPLIT_LISTS_DIR",
+                                               "TRAIN_FAKES"])
               + f", layout: {detect_layout(cfg)}")
         split.check_output_folders(cfg, args.replace)
         listing = split.labelled_videos(cfg)
@@ -97,19 +98,14 @@ def main(argv=None):
     for outcome in outcomes:
         if outcome.status == SKIPPED:
             warn(f"{outcome.name}: {outcome.reason}")
-    missing = split.missing_label(crops)
+    missing = split.needed_label_missing(crops, cfg.TRAIN_FAKES)
     if missing:
-        print(f"error: no {missing} face crops in {cfg.FACES_DIR}: both classes are needed to build "
-              "a training set", file=sys.stderr)
+        needs = "real crops are needed" if missing == "REAL" else \
+            "both classes are needed to build a training set (or TRAIN_FAKES = 'self_blended', which needs real only)"
+        print(f"error: no {missing} face crops in {cfg.FACES_DIR}: {needs}", file=sys.stderr)
         return 1
     official = listing.split_sources if split.has_official_split(crops) else {}
-    if official:
-        crops, assignment, split_warnings = split.assign_official_splits(crops, official, cfg)
-        crops, balance_note, balance_warnings = split.balance_per_split(crops, assignment, cfg.SPLIT_SEED)
-        split_warnings += balance_warnings
-    else:
-        crops, balance_note = split.balance_classes(crops, cfg.SPLIT_SEED)
-        assignment, split_warnings = split.assign_splits(crops, cfg)
+    crops, assignment, balance_note, split_warnings = split.split_for_training(crops, official, cfg)
     print(f"balanced: {balance_note}")
     for message in split_warnings:
         warn(message)
@@ -119,7 +115,8 @@ def main(argv=None):
     print(split.split_table(rows))
     official_line = [split.describe_official_split(official, rows)] if official else []
     summarize("stage 02", outcomes, timer.seconds, cfg.SPLIT_DIR, extra=official_line + [
-        f"balanced: {balance_note}", split.describe_leaks(rows, cfg.SPLIT_MODE), f"files: {placer.describe()}",
+        f"balanced: {balance_note}", split.describe_fakes(cfg, rows), split.describe_leaks(rows, cfg.SPLIT_MODE),
+        f"files: {placer.describe()}",
         f"split list: {cfg.SPLIT_DIR / split.SPLIT_CSV}", f"balanced set: {cfg.PREPARED_DIR}"])
     return 0
 

@@ -40,7 +40,7 @@ from deepfake_detect.training.model_card import metrics_table
 
 # The settings printed first, as this run resolved them.
 SHOWN_SETTINGS = ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS",
-                  "LEARNING_RATE", "BATCHNORM_MOMENTUM", "TRAINING_SEED", "AUGMENT"]
+                  "LEARNING_RATE", "BATCHNORM_MOMENTUM", "TRAINING_SEED", "AUGMENT", "TRAIN_FAKES"]
 
 
 def parse_args(argv=None):
@@ -100,7 +100,7 @@ def main(argv=None):
             raise runs.RunError("a multi-machine run needs --name (the same on every machine), so that a "
                                 "restarted machine finds its backup")
         name = args.name or cfg.RUN_NAME or runs.default_run_name()
-        files_by_split = training.list_splits(cfg.SPLIT_DIR)
+        files_by_split = training.list_splits(cfg.SPLIT_DIR, cfg.TRAIN_FAKES)
         if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
             # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
             runs.prepare_machine_dir(cfg, name, args.overwrite, chief)

@@ -63,6 +63,11 @@ MAX_VIDEO_PIXELS = 36_000_000
 FACE_MARGIN = 0.30              # added on each side, as a fraction of the face box's width/height
 MULTI_FACE_MIN_CONFIDENCE = 0.95  # with 2+ faces in a frame, keep those above this confidence
 MTCNN_BATCH_SIZE = 8            # frames per MTCNN call; one detector per worker process
+# Each kept face's landmarks go to faces.csv (crop pixels) for self-blended training (TRAIN_FAKES).
+# "dlib5": dlib's 5-point model, free for any use; "dlib68": the 68-point model, whose hull follows
+# the jaw as the paper's does, but it was trained on iBUG 300-W, whose terms exclude commercial use;
+# None: MTCNN's own five keypoints (stage 01b: no landmarks). Both ship in face-recognition-models.
+LANDMARK_MODEL = "dlib5"
 MTCNN_WORKERS = None            # processes for stage 01a; None: one per 4 CPU cores, because TensorFlow
                                 # already spreads one detector over several cores (2 workers on 2 cores: 0.6x)
 
@@ -112,6 +117,17 @@ AUGMENTATION = {"rotation_range": 10, "width_shift_range": 0.1, "height_shift_ra
 # had barely left their start, and every output stayed near 0.5).
 BATCHNORM_MOMENTUM = None
 TRAINING_SEED = None            # a whole number fixes the initial weights and the shuffling; None: new each run
+# Where the training fakes come from (docs/03-train.md#which-fakes-to-train-on):
+# "dataset": the dataset's own fakes, the original's way. In domain it is best (EfficientNet on
+#   FF++: video AUC 0.997) but it learns those fakes' generators: 0.64-0.75 on Celeb-DF, 0.70 on DFDC.
+# "self_blended": train and val fakes are self-blended images (Shiohara & Yamasaki, CVPR 2022) made
+#   from the real crops (landmarks from stage 01, LANDMARK_MODEL); the dataset's fakes only test.
+#   Needs real videos only; trained on FF++ real, the paper reports video AUC 0.932 on Celeb-DF-v2,
+#   0.724 on DFDC: for fakes of unknown generators.
+# "both": the dataset's fakes with SELF_BLENDED_SHARE of each training batch's fakes replaced by
+#   self-blended ones (val keeps the dataset's fakes), as ProDet (NeurIPS 2024) mixes them.
+TRAIN_FAKES = "dataset"
+SELF_BLENDED_SHARE = 0.5        # "both": the share of each training batch's fakes that are self-blended
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
 # Decoded crops (INPUT_SIZE^2 x 3 bytes each: 49 KB at 128 px) are cached once, then read every epoch:
 # "memory" | "disk" (a tf.data file cache in the run's cache/ folder, deleted when the run ends) |

@@ -44,6 +44,7 @@ CHOICES = {
     "SPLIT_MODE": ("group", "file"),
     "VIDEO_SCORE": ("mean", "confident", "person_max", "segment"),
     "DATASET_COMPRESSION": ("c23", "c40", "raw", "c0"),
+    "TRAIN_FAKES": ("dataset", "self_blended", "both"),
 }
 
 
@@ -57,6 +58,7 @@ def _run_config_file(path, namespace):
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    namespace["__file__"] = str(path)  # so a config may build on another beside it (configs/sample_self_blended.py)
     exec(code, namespace)  # a config file is trusted Python, like the original's scripts
     return {name for name in namespace if name.isupper()}
 
@@ -121,6 +123,11 @@ def check_config(cfg):
     if not 0 <= cfg.UNCERTAIN_MARGIN < 0.5:
         raise ConfigError("UNCERTAIN_MARGIN is a distance in P(pristine) from THRESHOLD, >= 0 and below 0.5 "
                           "(0.1 = uncertain between THRESHOLD - 0.1 and THRESHOLD + 0.1; 0 turns it off)")
+    if cfg.LANDMARK_MODEL not in ("dlib5", "dlib68", None):
+        raise ConfigError(f"LANDMARK_MODEL = {cfg.LANDMARK_MODEL!r}: choose 'dlib5', 'dlib68' or None (MTCNN's keypoints)")
+    if isinstance(cfg.SELF_BLENDED_SHARE, bool) or not isinstance(cfg.SELF_BLENDED_SHARE, (int, float)) \
+            or not 0 <= cfg.SELF_BLENDED_SHARE <= 1:
+        raise ConfigError("SELF_BLENDED_SHARE is the share of training fakes that are self-blended, from 0 to 1")
     check_track_settings(cfg)
     for name in ("WORKERS", "MTCNN_WORKERS"):
         value = getattr(cfg, name)

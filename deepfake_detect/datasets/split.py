@@ -291,6 +291,61 @@ def describe_official_split(official, rows):
             f"each listed video in its split){rest}")
 
 
+# ------------------------------------------------------------------ which fakes (TRAIN_FAKES)
+
+def needed_label_missing(crops, train_fakes):
+    """The first label the training set needs that no crop has, or None: REAL and FAKE, but only
+    REAL when TRAIN_FAKES = "self_blended" (its training fakes are made from the real crops)."""
+    missing = missing_label(crops)
+    if train_fakes == "self_blended" and missing == "FAKE":
+        return None
+    return missing
+
+
+def drop_training_fakes(crops, assignment):
+    """TRAIN_FAKES = "self_blended": train and val keep their real crops only, test keeps the
+    dataset's real and fake crops, so stage 03's test metrics are measured on real fakes. Nothing
+    is down-sampled (the real crops are the training data). Returns (kept crops, a sentence)."""
+    kept = [c for c in crops if c.label == "REAL" or assignment[c.name] == "test"]
+    dropped = len(crops) - len(kept)
+    return kept, (f"not balanced (TRAIN_FAKES = 'self_blended'): every real crop kept; "
+                  f"{dropped:,} dataset fake crops of the train and val groups left out, test keeps its fakes")
+
+
+def split_for_training(crops, official, cfg):
+    """Steps 2 and 3 as TRAIN_FAKES asks: balance and split (official lists first, when given).
+    Returns (kept crops, {crop name: split}, the balance sentence, warnings)."""
+    self_blended = cfg.TRAIN_FAKES == "self_blended"
+    if official:
+        crops, assignment, warnings = assign_official_splits(crops, official, cfg)
+        if self_blended:
+            crops, note = drop_training_fakes(crops, assignment)
+        else:
+            crops, note, more = balance_per_split(crops, assignment, cfg.SPLIT_SEED)
+            warnings += more
+    elif self_blended:
+        assignment, warnings = assign_splits(crops, cfg)
+        crops, note = drop_training_fakes(crops, assignment)
+    else:
+        crops, note = balance_classes(crops, cfg.SPLIT_SEED)
+        assignment, warnings = assign_splits(crops, cfg)
+    if self_blended:  # train and val need no dataset fakes
+        warnings = [w for w in warnings if not any(w.startswith(f"the {s} split has no FAKE") for s in ("train", "val"))]
+    return crops, assignment, note, warnings
+
+
+def describe_fakes(cfg, rows):
+    """The summary's line on what the fakes will be in stage 03 (TRAIN_FAKES)."""
+    test_fakes = len({r["video"] for r in rows if r["split"] == "test" and r["class"] == "fake"})
+    if cfg.TRAIN_FAKES == "self_blended":
+        return (f"fakes: train and val self-blended from their real crops by stage 03 (TRAIN_FAKES = 'self_blended'); "
+                f"test: the dataset's own, {test_fakes:,} fake videos")
+    if cfg.TRAIN_FAKES == "both":
+        return (f"fakes: the dataset's own, with {cfg.SELF_BLENDED_SHARE:.0%} of each training batch's replaced by "
+                "self-blended ones by stage 03 (TRAIN_FAKES = 'both'); val and test: the dataset's own")
+    return "fakes: the dataset's own in every split (TRAIN_FAKES = 'dataset')"
+
+
 # ------------------------------------------------------------------ the split list and its checks
 
 def split_rows(crops, assignment):

@@ -13,23 +13,27 @@ import cv2
 
 from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder, read_image,
                                    start_partial_folder, write_csv, write_png)
+from deepfake_detect.faces.landmarks import LANDMARK_COLUMNS, face_landmarks, finder_for, index_columns, to_crop
 from deepfake_detect.jobs.outcome import ALREADY_DONE, FAILED, SKIPPED, Outcome
 
 INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which none was found
-INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence")
+# landmark_model, landmarks: each face's landmarks in crop pixels (faces/landmarks.py); older files lack them.
+INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence", *LANDMARK_COLUMNS)
 # MTCNN's smallest network looks at 12x12 windows; smaller frames cannot hold a face.
 MIN_FRAME_SIDE = 12
 
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face: box (x, y, width, height) in frame pixels; confidence None if unknown."""
+    """A detected face: box (x, y, width, height) in frame pixels; confidence None if unknown;
+    keypoints: the detector's own landmarks ((x, y), ...) in frame pixels, when it gives some (MTCNN's five)."""
 
     x: int
     y: int
     width: int
     height: int
     confidence: float | None = None
+    keypoints: tuple | None = None
 
 
 class FrameDetectionError(Exception):
@@ -70,15 +74,17 @@ def face_file_name(frame_file, face_number):
     return f"{Path(frame_file).stem}-{face_number:02d}.png"
 
 
-def index_rows(frame_file, faces):
-    """Index rows for one frame's kept faces; one row with empty face columns if it has none."""
+def index_rows(frame_file, faces, landmarks=None):
+    """Index rows for one frame's kept faces; one row with empty face columns if it has none.
+    `landmarks`: per face, (model, points in crop pixels) or (None, None)."""
     if not faces:
         return [{"frame": Path(frame_file).name, "face": "", "file": "", "x": "", "y": "",
-                 "width": "", "height": "", "confidence": ""}]
+                 "width": "", "height": "", "confidence": "", **index_columns(None, None)}]
+    landmarks = landmarks or [(None, None)] * len(faces)
     return [{"frame": Path(frame_file).name, "face": number, "file": face_file_name(frame_file, number),
              "x": f.x, "y": f.y, "width": f.width, "height": f.height,
-             "confidence": "" if f.confidence is None else f"{f.confidence:.4f}"}
-            for number, f in enumerate(faces)]
+             "confidence": "" if f.confidence is None else f"{f.confidence:.4f}", **index_columns(*marks)}
+            for number, (f, marks) in enumerate(zip(faces, landmarks))]
 
 
 def write_index(path, rows):
@@ -140,6 +146,7 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
     frame_files = list_frame_files(frames_dir)
     if not frame_files:
         return Outcome(video, SKIPPED, f"no PNG frames in {frames_dir}")
+    finder = finder_for(cfg.LANDMARK_MODEL)
     partial = start_partial_folder(final_dir)
     counts = {"frames": 0, "faces": 0, "frames_without_face": 0, "unreadable_frames": 0}
     rows = []
@@ -164,14 +171,17 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
                         on_problem(f"{path}: {faces}")
                     continue
                 kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
-                saved = []
+                saved, marks = [], []
                 for face in kept:
                     crop = crop_face(image, face, cfg.FACE_MARGIN)
                     if crop.size == 0:
                         continue  # a box entirely outside the frame
                     write_png(partial / face_file_name(path, len(saved)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
                     saved.append(face)
-                rows += index_rows(path, saved)
+                    model, points = face_landmarks(finder, image, face)
+                    origin = expand_box(face, cfg.FACE_MARGIN, image.shape[1], image.shape[0])[:2]
+                    marks.append((model, None if points is None else to_crop(points, origin)))
+                rows += index_rows(path, saved, marks)
                 counts["frames"] += 1
                 counts["faces"] += len(saved)
                 counts["frames_without_face"] += not saved

@@ -128,6 +128,7 @@ class MtcnnDetector:
             return boxes
         outputs = network(_normalize(np.concatenate(patches)))
         offsets, probabilities = outputs[0].numpy(), outputs[-1].numpy()[:, 1]
+        landmarks = outputs[1].numpy() if network is self.onet else None
         refined, start = [], 0
         for found, count in zip(boxes, counts):
             offset, probability = offsets[start:start + count], probabilities[start:start + count]
@@ -139,8 +140,9 @@ class MtcnnDetector:
                 pick = _nms(found, 0.7, "union")
                 refined.append(_adjust(found[pick], offset[pick]))
             else:  # ONet: the last adjustment comes before the last suppression
+                points = _keypoints(found, landmarks[start - count:start][keep])
                 found = _adjust(found, offset)
-                refined.append(found[_nms(found, 0.7, "min")])
+                refined.append(np.hstack([found, points])[_nms(found, 0.7, "min")])
         return refined
 
 
@@ -218,7 +220,16 @@ def _patches(image, boxes, size):
     return patches
 
 
+def _keypoints(boxes, landmarks):
+    """ONet's five keypoints (eyes, nose, mouth corners) in frame pixels, as mtcnn 0.1 places them
+    in the boxes before their last adjustment: rows (x1..x5, y1..y5)."""
+    width, height = boxes[:, 2:3] - boxes[:, 0:1] + 1, boxes[:, 3:4] - boxes[:, 1:2] + 1
+    return np.hstack([width * landmarks[:, 0:5] + boxes[:, 0:1] - 1, height * landmarks[:, 5:10] + boxes[:, 1:2] - 1])
+
+
 def _face_from_box(box):
-    """mtcnn 0.1's answer: x, y truncated and clipped at 0; width and height to the far corner."""
+    """mtcnn 0.1's answer: x, y truncated and clipped at 0; width and height to the far corner;
+    the five keypoints (left eye, right eye, nose, mouth left, mouth right) when ONet gave them."""
     x, y = max(0, int(box[0])), max(0, int(box[1]))
-    return Face(x, y, int(box[2] - x), int(box[3] - y), float(box[4]))
+    keypoints = tuple((round(float(px), 1), round(float(py), 1)) for px, py in zip(box[5:10], box[10:15])) or None
+    return Face(x, y, int(box[2] - x), int(box[3] - y), float(box[4]), keypoints)

@@ -24,6 +24,7 @@ from deepfake_detect.training.distribute import cluster_size, worker_position, w
 from deepfake_detect.files import read_image
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.models.network import BACKBONES, CLASS_NAMES, build_model, resize_face
+from deepfake_detect.training import self_blend
 
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -59,10 +60,11 @@ def list_split(split_dir, split):
     return files
 
 
-def list_splits(split_dir):
+def list_splits(split_dir, train_fakes="dataset"):
     """{"train": [(path, label)], "val": ..., "test": ...}; raises SplitFolderError when unusable.
 
-    Train must hold both classes (nothing to learn otherwise); val and test must not be empty.
+    Train must hold both classes (nothing to learn otherwise), or with TRAIN_FAKES = "self_blended"
+    real crops (the fakes are made from them); val and test must not be empty.
     A val or test split with one class is allowed: its AUC is reported as null.
     """
     split_dir = Path(split_dir)
@@ -74,6 +76,8 @@ def list_splits(split_dir):
             raise SplitFolderError(f"{split_dir / split} has no face crops in fake/ or real/: "
                                f"rerun 02-prepare_fake_real_dataset.py with more videos or other SPLIT_RATIOS")
     missing = [name for index, name in enumerate(CLASS_NAMES) if all(label != index for _, label in files["train"])]
+    if train_fakes == "self_blended":
+        missing = [name for name in missing if name == "real"]
     if missing:
         raise SplitFolderError(f"{split_dir / 'train'} has no {missing[0]} crops: a detector needs both "
                            f"classes; add {missing[0]} videos and rerun stages 00-02")
@@ -267,7 +271,14 @@ def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=
     if training:
         # The cache hands out references, so a buffer of the whole split costs no copy.
         dataset = dataset.shuffle(min(count, shuffle_buffer or count), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    return finish_batches(dataset.batch(batch_size), training, augmentation)
+
+
+def finish_batches(dataset, training, augmentation=None):
+    """Batches of uint8 crops -> scaled to [0, 1] (training: warped first, with `augmentation`),
+    not sharded again by tf.distribute, prefetched."""
+    import tensorflow as tf
+
     if training and augmentation:
         dataset = dataset.map(lambda x, y: (scale_batch(augment_batch(x, augmentation)), y),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -278,6 +289,102 @@ def batch_dataset(decoded, count, batch_size, training, augmentation=None, seed=
     # tf.distribute must not shard again (DATA would decode every crop on every machine).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# ------------------------------------------------------------------ self-blended fakes (TRAIN_FAKES)
+
+TRAIN_FAKES_MODES = ("dataset", "self_blended", "both")
+
+
+def blends(cfg, split):
+    """Whether this split's fakes are (partly) self-blended: train and val with "self_blended",
+    train with "both" (its val keeps the dataset's fakes, so the best epoch is chosen on real ones)."""
+    return (cfg.TRAIN_FAKES == "self_blended" and split in ("train", "val")) or \
+        (cfg.TRAIN_FAKES == "both" and split == "train")
+
+
+def with_outlines(decoded, outlines, extra=None):
+    """A decode_dataset zipped with each crop's padded outline (and `extra` per crop), readable crops
+    only: (image, label, outline[, extra])."""
+    import tensorflow as tf
+
+    parts = [decoded, tf.data.Dataset.from_tensor_slices(outlines)]
+    if extra is not None:
+        parts.append(tf.data.Dataset.from_tensor_slices(extra))
+    dataset = tf.data.Dataset.zip(tuple(parts)).filter(lambda element, *rest: element[2])
+    return dataset.map(lambda element, *rest: (element[0], element[1], *rest))
+
+
+def blended_train_batches(decoded, outlines, count, cfg, shuffle_buffer=None):
+    """Training batches with self-blended fakes made afresh every epoch. "self_blended": each batch
+    holds BATCH_SIZE // 2 real crops and their fakes; "both": the split's batches of real and
+    dataset fakes, SELF_BLENDED_SHARE of the fakes replaced by blends of the batch's real crops.
+    The blends' seeds come from tf.data's random dataset seeded by TRAINING_SEED, drawn anew each
+    epoch; then the original's augmentation (AUGMENT), as for any training batch."""
+    import tensorflow as tf
+
+    image_shape = (None, cfg.INPUT_SIZE, cfg.INPUT_SIZE, 3)
+    dataset = with_outlines(decoded, outlines).apply(tf.data.experimental.assert_cardinality(count))
+    dataset = dataset.shuffle(min(count, shuffle_buffer or count), reshuffle_each_iteration=True)
+    if cfg.TRAIN_FAKES == "self_blended":
+        dataset = dataset.batch(max(1, cfg.BATCH_SIZE // 2))
+
+        def blend(images, labels, outlines_, seed):
+            x, y = tf.numpy_function(self_blend.pair_batch, [images, outlines_, seed], (tf.uint8, tf.float32),
+                                     stateful=False)
+            return tf.ensure_shape(x, image_shape), tf.ensure_shape(y, (None,))
+    else:
+        dataset = dataset.batch(cfg.BATCH_SIZE)
+
+        def blend(images, labels, outlines_, seed):
+            x = tf.numpy_function(lambda *a: self_blend.mix_batch(*a, cfg.SELF_BLENDED_SHARE),
+                                  [images, labels, outlines_, seed], tf.uint8, stateful=False)
+            return tf.ensure_shape(x, image_shape), labels
+    seeds = tf.data.Dataset.random(seed=cfg.TRAINING_SEED, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip((dataset, seeds)).map(lambda batch, seed: blend(*batch, seed),
+                                                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return finish_batches(dataset, True, cfg.AUGMENTATION if cfg.AUGMENT else None)
+
+
+def blended_val_batches(decoded, files, outlines, cfg, in_memory=True):
+    """Val batches: each real crop followed by its self-blended fake, made once from a seed of its
+    file name and TRAINING_SEED (self_blend.name_seed), so the val loss compares across epochs,
+    resumes and machines. Kept in memory after the first pass when the crops are."""
+    import tensorflow as tf
+
+    seeds = np.array([self_blend.name_seed(path.name, cfg.TRAINING_SEED) for path, _ in files], np.int64)
+    dataset = with_outlines(decoded, outlines, seeds).batch(max(1, cfg.BATCH_SIZE // 2))
+
+    def blend(images, labels, outlines_, seeds_):
+        x, y = tf.numpy_function(self_blend.pair_each, [images, outlines_, seeds_], (tf.uint8, tf.float32),
+                                 stateful=False)
+        return tf.ensure_shape(x, (None, cfg.INPUT_SIZE, cfg.INPUT_SIZE, 3)), tf.ensure_shape(y, (None,))
+
+    dataset = dataset.map(blend, num_parallel_calls=tf.data.AUTOTUNE)
+    return finish_batches(dataset.cache() if in_memory else dataset, False)
+
+
+def load_blended_split(decoded, files, readable, cfg, split, cache_dir, shuffle_buffer):
+    """(batches, labelled files) of a split whose fakes are self-blended (blends(cfg, split)).
+    The files returned list, in the batches' order for val, each real crop then its fake."""
+    outlines, sources = self_blend.crop_outlines(files, cfg.FACES_DIR, cfg.FACE_MARGIN, cfg.INPUT_SIZE, video_of)
+    print(f"{split}: {self_blend.describe_sources(sources)}")
+    if split == "train":
+        return blended_train_batches(decoded, outlines, len(readable), cfg, shuffle_buffer), readable
+    paired = [(path, label) for path, _ in readable for label in (1, 0)]
+    return blended_val_batches(decoded, files, outlines, cfg, in_memory=cache_dir is None), paired
+
+
+def real_only(files, split, cfg):
+    """With TRAIN_FAKES = "self_blended", train and val use real crops only: a split made for
+    "dataset" (with fakes in train/ and val/) is used without its fakes, saying so."""
+    if not (cfg.TRAIN_FAKES == "self_blended" and split in ("train", "val")):
+        return files
+    reals = [(path, label) for path, label in files if CLASS_NAMES[int(label)] == "real"]
+    if len(reals) < len(files):
+        warn(f"TRAIN_FAKES = 'self_blended': the {len(files) - len(reals):,} dataset fakes of the {split} "
+             "split are left out (rerun stage 02 with this setting to keep them for the test split)")
+    return reals
 
 
 # ------------------------------------------------------------------ cache in memory or on disk
@@ -390,6 +497,7 @@ def load_split(files, cfg, split, cache_dir=None, whole=False):
     there; return (batched dataset, readable files). In a multi-worker run (TF_CONFIG) the train
     and val splits are first cut to this machine's share, so it decodes only those files (`whole`:
     all of them, as the chief's calibration needs). Raises SplitFolderError when no crop can be read, or train's readable crops hold one class."""
+    files = real_only(files, split, cfg)
     if split != "test" and not whole:
         files = share_of_split(files, split)
     cache_mb = len(files) * cfg.INPUT_SIZE ** 2 * 3 / 1e6
@@ -407,7 +515,9 @@ def load_split(files, cfg, split, cache_dir=None, whole=False):
         unreadable = fill_cache(decoded, len(files), desc)
         if partial:  # the pass above completed the cache: publish it, and read it from now on
             decoded = decode_dataset(files, cfg.INPUT_SIZE, publish_disk_cache(partial))
-    readable = check_readable(files, unreadable, split)
+    readable = check_readable(files, unreadable, split, one_class=blends(cfg, split))
+    if blends(cfg, split):
+        return load_blended_split(decoded, files, readable, cfg, split, cache_dir, shuffle_buffer)
     dataset = batch_dataset(decoded, len(readable), cfg.BATCH_SIZE, training=split == "train",
                             augmentation=cfg.AUGMENTATION if cfg.AUGMENT else None,
                             shuffle_buffer=shuffle_buffer)
@@ -423,9 +533,10 @@ def share_of_split(files, split):
     return files
 
 
-def check_readable(files, unreadable, split):
+def check_readable(files, unreadable, split, one_class=False):
     """The files minus the `unreadable` indices, each named in a warning. Raises SplitFolderError
-    when none is left, or when train's hold one class (val or test: a warning, their AUC is null)."""
+    when none is left, or when train's hold one class (val or test: a warning, their AUC is null).
+    `one_class`: a split whose fakes are self-blended needs real crops only."""
     unreadable = set(unreadable)
     for index in sorted(unreadable):
         warn(f"{files[index][0]}: not a readable image, left out")
@@ -433,7 +544,10 @@ def check_readable(files, unreadable, split):
     if not readable:
         raise SplitFolderError(f"no crop of the {split} split could be read")
     present = classes_present(label for _, label in readable)
-    if len(present) < 2:
+    if one_class:
+        if "real" not in present:
+            raise SplitFolderError(f"no real crop of the {split} split could be read: self-blending needs them")
+    elif len(present) < 2:
         if split == "train":
             raise SplitFolderError(f"the readable crops of the {split} split hold one class only")
         warn(f"the {split} split holds {present[0]} crops only: its ROC AUC is undefined (reported as null)")

@@ -1,0 +1,272 @@
+"""Self-blended images (Shiohara and Yamasaki, CVPR 2022): a fake made from one real crop, by blending
+a slightly altered copy of it into itself inside a deformed, blurred mask of the face (issue 25).
+
+The recipe follows the paper's official code (SelfBlendedImages, src/utils/sbi.py and blend.py):
+one of the two copies (source or target, at even odds) gets a colour change (RGB shift with p=0.3,
+hue/saturation/value, brightness and contrast) and then either a down-and-up scale or a sharpening;
+the source and the mask move together by a small affine (scale 0.95-1.05, shift up to 3% across
+and 1.5% down), the mask is deformed elastically, eroded by a blur-and-threshold, blurred again and
+blended at a ratio drawn from (0.25, 0.5, 0.75, 1, 1, 1). Only the pixels under the blurred mask
+change. Everything runs on the decoded uint8 crop, with OpenCV, from one numpy Generator, so the
+same seed gives the same blend.
+"""
+
+import functools
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from deepfake_detect.faces.crops import INDEX_FILE
+from deepfake_detect.faces.landmarks import (MAX_OUTLINE_POINTS, face_outline, fallback_outline, pad_outline,
+                                             read_row_landmarks, scale_outline, unpad_outline)
+from deepfake_detect.models.network import CLASS_NAMES
+
+BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+# The paper works on 380-px crops: it blurs the mask at a working size drawn from 192-256 px with
+# kernels of 5-25 px and a second sigma of 5-45 px. Here every one of those is scaled by
+# (crop size / PAPER_SIZE), so the blend looks alike at any INPUT_SIZE and costs little at 64-128 px.
+PAPER_SIZE = 380
+MASK_WORK_SIZES = (192, 257)
+BLUR_KERNELS = range(5, 26, 2)
+SECOND_BLUR_SIGMAS = (5, 46)
+SHIFT_ACROSS, SHIFT_DOWN, SCALE = 0.03, 0.015, (0.95, 1 / 0.95)
+# Elastic deformation of the mask: albumentations' ElasticTransform(alpha=50, sigma=7) on 380 px,
+# a smooth random field of that strength, drawn on a coarse grid and resized (far cheaper).
+ELASTIC_ALPHA, ELASTIC_SIGMA = 50.0, 7.0
+RGB_SHIFT, RGB_SHIFT_ODDS, BRIGHTNESS, CONTRAST = 20, 0.3, 0.1, 0.1
+
+
+# ------------------------------------------------------------------ the mask
+
+def hull_mask(shape, outline):
+    """float32 (H, W) mask: 1 inside the convex hull of the outline's points, 0 outside."""
+    mask = np.zeros(shape[:2], np.uint8)
+    points = np.round(np.asarray(outline, np.float32)).astype(np.int32)
+    if len(points) >= 3:
+        cv2.fillConvexPoly(mask, cv2.convexHull(points), 1)
+    return mask.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def pixel_grid(height, width):
+    """Each pixel's x and y (float32 (H, W) each), made once per crop size."""
+    return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+
+
+def elastic_deform(mask, rng):
+    """The mask pushed around by a smooth random displacement field: ElasticTransform's strength
+    (a uniform field blurred by sigma, times alpha), drawn on a grid of one point per sigma."""
+    height, width = mask.shape
+    scale = max(height, width) / PAPER_SIZE
+    sigma = max(ELASTIC_SIGMA * scale, 1.0)
+    cells = (max(2, int(round(width / sigma))), max(2, int(round(height / sigma))))
+    # A uniform(-1, 1) field blurred by a Gaussian of sigma keeps a standard deviation of about
+    # 0.58 / (2 sqrt(pi) sigma) of a pixel per unit alpha; the coarse field is drawn at that spread.
+    spread = 0.577 / (2 * np.sqrt(np.pi) * sigma) * ELASTIC_ALPHA * scale
+    fields = [cv2.resize(rng.normal(0, spread, cells[::-1]).astype(np.float32), (width, height),
+                         interpolation=cv2.INTER_CUBIC) for _ in range(2)]
+    grid_x, grid_y = pixel_grid(height, width)
+    return cv2.remap(mask, grid_x + fields[0], grid_y + fields[1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def odd_kernel(size):
+    """The nearest odd kernel size >= 1."""
+    return max(1, int(round(size)) // 2 * 2 + 1)
+
+
+def blend_mask(outline, height, width, rng):
+    """The paper's mask, scaled to the crop: the outline's convex hull drawn at a random working size
+    (its get_blend_mask's), deformed elastically, blurred with only the fully covered core kept (an
+    erosion by a random amount), blurred again, and resized to the crop: float32 (H, W) in [0, 1]."""
+    scale = max(height, width) / PAPER_SIZE
+    work_size = tuple(max(8, int(rng.integers(*MASK_WORK_SIZES) * scale)) for _ in range(2))
+    first = odd_kernel(int(rng.choice(BLUR_KERNELS)) * scale)
+    second = odd_kernel(int(rng.choice(BLUR_KERNELS)) * scale)
+    sigma = float(rng.integers(*SECOND_BLUR_SIGMAS)) * scale
+    work_outline = np.asarray(outline, np.float32) * np.array([work_size[0] / width, work_size[1] / height], np.float32)
+    mask = elastic_deform(hull_mask(work_size[::-1], work_outline), rng)
+    blurred = cv2.GaussianBlur(mask, (first, first), 0)
+    if blurred.max() <= 0:
+        return np.zeros((height, width), np.float32)
+    blurred = np.where(blurred >= blurred.max(), 1.0, 0.0).astype(np.float32)
+    blurred = cv2.GaussianBlur(blurred, (second, second), sigma)
+    if blurred.max() > 0:
+        blurred = blurred / blurred.max()
+    return cv2.resize(blurred, (width, height)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ the altered copy
+
+def change_colour(image, rng):
+    """The paper's colour change in one lookup table per channel: an RGB shift (+-20 levels, p=0.3),
+    brightness and contrast (+-10%). (Its hue/saturation/value shift of +-0.3 levels changes
+    almost nothing on uint8 images, so it is left out.)"""
+    shift = rng.uniform(-RGB_SHIFT, RGB_SHIFT, 3) if rng.random() < RGB_SHIFT_ODDS else np.zeros(3)
+    contrast, brightness = 1 + rng.uniform(-CONTRAST, CONTRAST), rng.uniform(-BRIGHTNESS, BRIGHTNESS) * 255
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    table = np.clip((levels + shift[None, :]) * contrast + brightness, 0, 255).astype(np.uint8)
+    return cv2.LUT(image, table.reshape(256, 1, 3))
+
+
+def change_sharpness(image, rng):
+    """Either down-scale by 2 or 4 and back (a softer copy) or sharpen (alpha 0.2-0.5), at even odds."""
+    height, width = image.shape[:2]
+    if rng.random() < 0.5:
+        factor = int(rng.choice((2, 4)))
+        small = cv2.resize(image, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    alpha, lightness = rng.uniform(0.2, 0.5), rng.uniform(0.5, 1.0)
+    kernel = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], np.float32)
+    identity = np.zeros((3, 3), np.float32)
+    identity[1, 1] = 1
+    return cv2.filter2D(image, -1, (1 - alpha) * identity + alpha * kernel)  # saturates to 0-255
+
+
+def alter(image, rng):
+    """The paper's source transform: a colour change, then a scale-softening or a sharpening."""
+    return change_sharpness(change_colour(image, rng), rng)
+
+
+def shift_and_scale(image, outline, rng):
+    """Move the source and its outline together: scale 0.95-1.05 about the centre, a shift of up
+    to 3% across and 1.5% down (the paper's randaffine). Returns (moved image, moved outline)."""
+    height, width = image.shape[:2]
+    scale = rng.uniform(*SCALE)
+    shift = (rng.uniform(-SHIFT_ACROSS, SHIFT_ACROSS) * width, rng.uniform(-SHIFT_DOWN, SHIFT_DOWN) * height)
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), 0, scale)
+    matrix[:, 2] += shift
+    moved = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return moved, np.asarray(outline, np.float32) @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)
+
+
+# ------------------------------------------------------------------ the blend
+
+def self_blend(image, outline, rng):
+    """(fake uint8 (H, W, 3), blend mask float32 (H, W) in [0, 1]) made from one real crop.
+
+    `outline`: the face's polygon in this crop's pixels (landmarks.face_outline). The altered copy
+    is always the source, so the fake equals the crop wherever the mask is 0: only the face, inside
+    the mask's blurred edge, changes. (The paper alters the target instead half the time, which
+    changes the whole picture; the colour and sharpness changes here go both ways, so the face
+    still ends up lighter or darker, softer or sharper than its surroundings.)
+    """
+    height, width = image.shape[:2]
+    source, moved = shift_and_scale(alter(image, rng), outline, rng)
+    mask = blend_mask(moved, height, width, rng) * float(rng.choice(BLEND_RATIOS))
+    return cv2.blendLinear(source, image, mask, 1 - mask), mask
+
+
+def blend_batch(images, outlines, rng):
+    """NumPy: a self-blended fake of every crop of a uint8 batch (B, H, W, 3), each from its padded
+    outline (B, K, 2), all drawn from one numpy Generator."""
+    fakes = np.empty_like(images)
+    for index, (image, outline) in enumerate(zip(images, outlines)):
+        fakes[index], _ = self_blend(image, unpad_outline(outline), rng)
+    return fakes
+
+
+def blend_each(images, outlines, seeds):
+    """NumPy: blend_batch with a seed of its own per crop (name_seed), so each crop's fake is the
+    same whatever batch or order it comes in (val)."""
+    fakes = np.empty_like(images)
+    for index, (image, outline, seed) in enumerate(zip(images, outlines, seeds)):
+        fakes[index], _ = self_blend(image, unpad_outline(outline), np.random.default_rng(int(seed)))
+    return fakes
+
+
+def name_seed(name, seed):
+    """A whole-number seed for one crop from its file name and TRAINING_SEED (None counts as 0):
+    the same crop gets the same val fake on every run, resume and machine."""
+    digest = hashlib.sha256(f"{seed or 0}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+# ------------------------------------------------------------------ the faces' outlines for a split
+
+def image_size(path):
+    """(width, height) of an image file, from a PNG's header when it is one (no decoding); None if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+def read_face_index(faces_dir, video):
+    """{crop file name: faces.csv row} of one video's crops; {} when its faces.csv is missing."""
+    import csv
+
+    path = Path(faces_dir) / video / INDEX_FILE
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["file"]: row for row in csv.DictReader(handle) if row.get("file")}
+
+
+def crop_outlines(files, faces_dir, margin, input_size, video_of):
+    """(outlines (N, MAX_OUTLINE_POINTS, 2) float32 in INPUT_SIZE pixels, {source: crops}) for the
+    real crops among `files` [(path, label)] (fakes get NaN rows: they are never blended). Each
+    comes from its faces.csv row in FACES_DIR (stage 01's landmarks), else, for faces.csv files
+    written before landmarks were recorded, from fallback_outline."""
+    outlines = np.full((len(files), MAX_OUTLINE_POINTS, 2), np.nan, np.float32)
+    sources, indexes = Counter(), {}
+    for position, (path, label) in enumerate(files):
+        if CLASS_NAMES[int(label)] != "real":
+            continue
+        size = image_size(path)
+        if size is None:
+            continue  # unreadable: the decoder names it and leaves it out
+        video = video_of(Path(path).name)
+        if video not in indexes:
+            indexes[video] = read_face_index(faces_dir, video)
+        model, points = read_row_landmarks(indexes[video].get(Path(path).name, {}))
+        outline = face_outline(model, points) if model else fallback_outline(*size, margin)
+        sources[model or "none: the fallback outline"] += 1
+        outlines[position] = pad_outline(scale_outline(outline, size, (input_size, input_size)))
+    return outlines, dict(sources)
+
+
+def describe_sources(sources):
+    """'198 crops: 198 dlib5' for the plan printed by stage 03."""
+    return f"{sum(sources.values()):,} real crops' landmarks: " + ", ".join(
+        f"{count:,} {source}" for source, count in sorted(sources.items()))
+
+
+# ------------------------------------------------------------------ in the tf.data input pipeline
+
+def pair_batch(images, outlines, seed):
+    """NumPy: a batch of real crops -> (the crops then their self-blended fakes, labels 1 then 0)."""
+    fakes = blend_batch(images, outlines, np.random.default_rng(int(seed)))
+    labels = np.concatenate([np.ones(len(images)), np.zeros(len(images))]).astype(np.float32)
+    return np.concatenate([images, fakes]), labels
+
+
+def pair_each(images, outlines, seeds):
+    """NumPy: pair_batch with one seed per crop (val), each crop followed by its own fake."""
+    fakes = blend_each(images, outlines, seeds)
+    paired = np.stack([images, fakes], axis=1).reshape((-1, *images.shape[1:]))
+    return paired, np.tile(np.array([1, 0], np.float32), len(images))
+
+
+def mix_batch(images, labels, outlines, seed, share):
+    """NumPy ("both"): replace about `share` of the batch's dataset fakes (stochastic rounding) by
+    self-blended fakes of the batch's real crops drawn at random; labels are unchanged."""
+    rng = np.random.default_rng(int(seed))
+    fakes = np.flatnonzero(labels == 0)
+    reals = np.flatnonzero((labels == 1) & np.isfinite(outlines[:, 0, 0]))
+    if not len(fakes) or not len(reals):
+        return images
+    count = min(len(fakes), int(share * len(fakes) + rng.random()))
+    mixed = images.copy()
+    for index in rng.choice(fakes, count, replace=False):
+        real = int(rng.choice(reals))
+        mixed[index], _ = self_blend(images[real], unpad_outline(outlines[real]), rng)
+    return mixed
