@@ -187,7 +187,8 @@ def report_markdown(document, plots):
              "## Video ROC AUC / log loss, runs x datasets", "", matrix_markdown(document), "",
              "## Runs", ""]
     for run, info in document["runs"].items():
-        parts.append(f"- `{run}`: {info['model']}; {info['calibration']}")
+        parts.append(f"- `{run}`: {info['model']}; {info.get('trained_on', 'fakes trained on: not recorded')}; "
+                     f"{info['calibration']}")
     parts += ["", "## Datasets", ""]
     for name, info in document["datasets"].items():
         methods = ", ".join(info["methods"]) or "not named"

@@ -31,6 +31,7 @@ from deepfake_detect.inference.results import FAILED, FaceScore
 from deepfake_detect.inference.verdicts import judge_faces, verdict_of
 from deepfake_detect.metrics import dataset_metrics, localization_metrics, point_metrics
 from deepfake_detect.settings import CHOICES
+from deepfake_detect.training.model_card import describe_training_fakes
 
 SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
 RULES = CHOICES["VIDEO_SCORE"]  # every video score rule, measured side by side on the same faces
@@ -90,7 +91,8 @@ def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir)
                             f"{name} on {dataset.name}", cfg.CALIBRATION_BINS)
         video_rows += videos
         face_rows += faces
-    info = {"model": str(model_path), "temperature": temperature, "calibration": note, "overlap": overlap}
+    info = {"model": str(model_path), "temperature": temperature, "calibration": note, "overlap": overlap,
+            "trained_on": read_training_fakes(model_path)}
     return video_rows, face_rows, results, info, plots
 
 
@@ -306,6 +308,20 @@ def find_run_folder(model_path):
     except (OSError, ValueError, AttributeError):
         return None
     return Path(source).parent if source else None
+
+
+def read_training_fakes(model_path):
+    """The sentence saying which fakes the run was trained on (TRAIN_FAKES in its settings-03.json),
+    or why it is not known."""
+    folder = find_run_folder(model_path)
+    path = folder / "settings-03.json" if folder else None
+    try:
+        used = json.loads(path.read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        used = None
+    if not isinstance(used, dict):
+        return f"fakes trained on: unknown ({model_path} has no readable settings-03.json beside its run)"
+    return "trained on " + describe_training_fakes(used.get("TRAIN_FAKES"), used.get("SELF_BLENDED_SHARE") or 0)
 
 
 def read_seen_videos(model_path):

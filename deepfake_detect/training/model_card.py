@@ -38,9 +38,22 @@ def metrics_table(metrics):
     return "\n".join(rows)
 
 
+def describe_training_fakes(train_fakes, share=None):
+    """A sentence on the fakes a run was trained on (TRAIN_FAKES), for the model card and stage 05;
+    None (a run from before the setting) reads as the dataset's own."""
+    if train_fakes == "self_blended":
+        return ("self-blended images (TRAIN_FAKES = 'self_blended'): every train and val fake was made from a real "
+                "crop blended into an altered copy of itself (Shiohara and Yamasaki, CVPR 2022); the model never saw "
+                "a fake of the dataset, so its test metrics are on fakes of generators it never saw")
+    if train_fakes == "both":
+        return (f"the dataset's own fakes, {share:.0%} of each training batch's replaced by self-blended images "
+                "(TRAIN_FAKES = 'both'); val and test: the dataset's own fakes")
+    return "the dataset's own fakes (TRAIN_FAKES = 'dataset', the original's way)"
+
+
 def model_card(info):
     """Text of MODEL_CARD.md from a dict with: run, backbone, input_size, weights, epochs_run,
-    best_epoch, counts, metrics, threshold, versions, sha256, settings_file."""
+    best_epoch, counts, metrics, threshold, versions, sha256, settings_file, and train_fakes (a sentence)."""
     counts = info["counts"]
     count_rows = ["| split | fake crops (videos) | real crops (videos) |", "|---|---:|---:|"]
     for split, by_class in counts.items():
@@ -68,6 +81,8 @@ augmentation of training crops as the original's ImageDataGenerator. Trained {in
 this file holds the weights of epoch {info['best_epoch']}, the one with the lowest validation loss.
 
 ## Training data (face crops, with the number of videos they come from)
+Fakes trained on: {info['train_fakes']}.
+
 {chr(10).join(count_rows)}
 
 ## Test metrics (threshold {info['threshold']})

@@ -18,7 +18,7 @@ from deepfake_detect.files import sha256_of, write_bytes_atomic, write_csv, writ
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.metrics import evaluate_scores, video_scores
 from deepfake_detect.models.network import CLASS_NAMES, load_model
-from deepfake_detect.training.model_card import library_versions, model_card
+from deepfake_detect.training.model_card import describe_training_fakes, library_versions, model_card
 from deepfake_detect.plots import plot_curves, plot_roc
 from deepfake_detect.datasets.split import SPLIT_CSV
 from deepfake_detect.training.pipeline import count_files, load_split, remove_cache, video_of
@@ -207,9 +207,11 @@ def write_report(cfg, run_dir, files_by_split, trained, metrics, fitted, test_un
         "run": run_dir.name, "backbone": cfg.BACKBONE, "input_size": cfg.INPUT_SIZE, "weights": cfg.WEIGHTS,
         "epochs_run": trained["epochs_run"], "best_epoch": trained["best_epoch"], "counts": counts,
         "metrics": metrics, "threshold": cfg.THRESHOLD, "versions": library_versions(),
-        "sha256": sha256, "settings_file": "settings-03.json"}) + calibration.model_card_section(fitted)
+        "sha256": sha256, "settings_file": "settings-03.json",
+        "train_fakes": describe_training_fakes(cfg.TRAIN_FAKES, cfg.SELF_BLENDED_SHARE)}) + calibration.model_card_section(fitted)
     write_text_atomic(run_dir / "MODEL_CARD.md", card)
     report = {"run": run_dir.name, "split_dir": str(cfg.SPLIT_DIR), "score": "P(pristine): 1 = real, 0 = fake",
               **metrics, "calibration": fitted, "training": trained, "counts": counts,
+              "train_fakes": cfg.TRAIN_FAKES,
               "test_unreadable": test_unreadable, "model_sha256": sha256}
     write_text_atomic(run_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
