@@ -13,8 +13,9 @@ cache (not timed), then per epoch shuffle, batch and scale them, with the config
   - self-blended: pipeline.blended_train_batches, every crop once and its self-blended fake once
     per epoch (a fresh blend each epoch, in tf.numpy_function calls running in parallel).
 
-Prints the images per second each delivers to training (best of --epochs epochs after a first
-warm-up epoch), their ratio and the blends per second, with the machine and its load.
+Prints the images per second each delivers to training (best of --epochs epochs each, after a
+warm-up epoch each, the two pipelines' epochs taken in turn so that the machine's load hits both
+alike), their ratio and the blends per second, with the machine and its load.
 """
 
 import argparse
@@ -43,16 +44,23 @@ def list_crops(faces_dir, count):
     return [(crops[index % len(crops)], REAL) for index in range(count)]
 
 
-def images_per_second(dataset, epochs):
-    """Best images/s over `epochs` passes, after one warm-up pass (tracing, thread pools)."""
-    for _ in dataset:
-        pass
-    rates = []
+def images_per_second(dataset):
+    """Images/s of one pass over the dataset."""
+    start = time.perf_counter()
+    seen = sum(int(x.shape[0]) for x, _ in dataset)
+    return seen / (time.perf_counter() - start)
+
+
+def compare(datasets, epochs):
+    """{name: best images/s} over `epochs` passes of each dataset, taken in turn (plain, blended,
+    plain, ...) so that a change in the machine's load hits both alike; one warm-up pass each first."""
+    for dataset in datasets.values():
+        images_per_second(dataset)
+    rates = {name: [] for name in datasets}
     for _ in range(epochs):
-        start = time.perf_counter()
-        seen = sum(int(x.shape[0]) for x, _ in dataset)
-        rates.append(seen / (time.perf_counter() - start))
-    return max(rates)
+        for name, dataset in datasets.items():
+            rates[name].append(images_per_second(dataset))
+    return {name: max(found) for name, found in rates.items()}
 
 
 def main(argv=None):
@@ -72,12 +80,13 @@ def main(argv=None):
 
     decoded = pipeline.decode_dataset(files, cfg.INPUT_SIZE)
     pipeline.fill_cache(decoded, len(files), "decoding (once, not timed)")
-    plain = images_per_second(pipeline.batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
-                                                     augmentation=augmentation), args.epochs)
     outlines, sources = pipeline.self_blend.crop_outlines(files, cfg.FACES_DIR, cfg.FACE_MARGIN, cfg.INPUT_SIZE,
                                                           pipeline.video_of)
     print(pipeline.self_blend.describe_sources(sources))
-    blended = images_per_second(pipeline.blended_train_batches(decoded, outlines, len(files), cfg), args.epochs)
+    rates = compare({"plain": pipeline.batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
+                                                     augmentation=augmentation),
+                     "blended": pipeline.blended_train_batches(decoded, outlines, len(files), cfg)}, args.epochs)
+    plain, blended = rates["plain"], rates["blended"]
     print(f"plain pipeline:        {plain:8,.0f} images/s")
     print(f"self-blended pipeline: {blended:8,.0f} images/s (half of them fakes: {blended / 2:,.0f} blends/s), "
           f"{blended / plain:.2f}x the plain one")

@@ -45,6 +45,7 @@ CHOICES = {
     "VIDEO_SCORE": ("mean", "confident", "person_max", "segment"),
     "DATASET_COMPRESSION": ("c23", "c40", "raw", "c0"),
     "TRAIN_FAKES": ("dataset", "self_blended", "both"),
+    "SELF_BLEND_RECIPE": ("paper", "strong"),
 }
 
 

@@ -330,14 +330,14 @@ def blended_train_batches(decoded, outlines, count, cfg, shuffle_buffer=None):
         dataset = dataset.batch(max(1, cfg.BATCH_SIZE // 2))
 
         def blend(images, labels, outlines_, seed):
-            x, y = tf.numpy_function(self_blend.pair_batch, [images, outlines_, seed], (tf.uint8, tf.float32),
-                                     stateful=False)
+            x, y = tf.numpy_function(lambda *a: self_blend.pair_batch(*a, cfg.SELF_BLEND_RECIPE),
+                                     [images, outlines_, seed], (tf.uint8, tf.float32), stateful=False)
             return tf.ensure_shape(x, image_shape), tf.ensure_shape(y, (None,))
     else:
         dataset = dataset.batch(cfg.BATCH_SIZE)
 
         def blend(images, labels, outlines_, seed):
-            x = tf.numpy_function(lambda *a: self_blend.mix_batch(*a, cfg.SELF_BLENDED_SHARE),
+            x = tf.numpy_function(lambda *a: self_blend.mix_batch(*a, cfg.SELF_BLENDED_SHARE, cfg.SELF_BLEND_RECIPE),
                                   [images, labels, outlines_, seed], tf.uint8, stateful=False)
             return tf.ensure_shape(x, image_shape), labels
     seeds = tf.data.Dataset.random(seed=cfg.TRAINING_SEED, rerandomize_each_iteration=True)
@@ -356,8 +356,8 @@ def blended_val_batches(decoded, files, outlines, cfg, in_memory=True):
     dataset = with_outlines(decoded, outlines, seeds).batch(max(1, cfg.BATCH_SIZE // 2))
 
     def blend(images, labels, outlines_, seeds_):
-        x, y = tf.numpy_function(self_blend.pair_each, [images, outlines_, seeds_], (tf.uint8, tf.float32),
-                                 stateful=False)
+        x, y = tf.numpy_function(lambda *a: self_blend.pair_each(*a, cfg.SELF_BLEND_RECIPE),
+                                 [images, outlines_, seeds_], (tf.uint8, tf.float32), stateful=False)
         return tf.ensure_shape(x, (None, cfg.INPUT_SIZE, cfg.INPUT_SIZE, 3)), tf.ensure_shape(y, (None,))
 
     dataset = dataset.map(blend, num_parallel_calls=tf.data.AUTOTUNE)

@@ -24,6 +24,11 @@ from deepfake_detect.faces.landmarks import (MAX_OUTLINE_POINTS, face_outline, f
 from deepfake_detect.models.network import CLASS_NAMES
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+# SELF_BLEND_RECIPE: "paper" follows the paper; "strong" always blends fully (ratio 1) a copy
+# down-scaled by 4 (then colour-changed): cruder fakes that a network trained from random weights
+# learns within a few hundred steps, where the paper's subtler ones keep it at chance (docs/03-train.md).
+RECIPES = ("paper", "strong")
+STRONG_RATIOS, STRONG_SOFTENING = (1.0,), 4
 # The paper works on 380-px crops: it blurs the mask at a working size drawn from 192-256 px with
 # kernels of 5-25 px and a second sigma of 5-45 px. Here every one of those is scaled by
 # (crop size / PAPER_SIZE), so the blend looks alike at any INPUT_SIZE and costs little at 64-128 px.
@@ -126,26 +131,33 @@ def change_sharpness(image, rng):
     return cv2.filter2D(image, -1, (1 - alpha) * identity + alpha * kernel)  # saturates to 0-255
 
 
-def alter(image, rng):
-    """The paper's source transform: a colour change, then a scale-softening or a sharpening."""
+def alter(image, rng, recipe="paper"):
+    """The paper's source transform: a colour change, then a scale-softening or a sharpening;
+    "strong": a down-scaling by 4 and back, then a colour change."""
+    if recipe == "strong":
+        height, width = image.shape[:2]
+        small = cv2.resize(image, (max(1, width // STRONG_SOFTENING), max(1, height // STRONG_SOFTENING)),
+                           interpolation=cv2.INTER_LINEAR)
+        return change_colour(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), rng)
     return change_sharpness(change_colour(image, rng), rng)
 
 
-def shift_and_scale(image, outline, rng):
-    """Move the source and its outline together: scale 0.95-1.05 about the centre, a shift of up
-    to 3% across and 1.5% down (the paper's randaffine). Returns (moved image, moved outline)."""
-    height, width = image.shape[:2]
-    scale = rng.uniform(*SCALE)
-    shift = (rng.uniform(-SHIFT_ACROSS, SHIFT_ACROSS) * width, rng.uniform(-SHIFT_DOWN, SHIFT_DOWN) * height)
-    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), 0, scale)
-    matrix[:, 2] += shift
-    moved = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return moved, np.asarray(outline, np.float32) @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2].astype(np.float32)
+def shift_and_scale(height, width, rng):
+    """The (2, 3) affine that moves the source and its mask together: scale 0.95-1.05 about the
+    centre, a shift of up to 3% across and 1.5% down (the paper's randaffine)."""
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), 0, rng.uniform(*SCALE))
+    matrix[:, 2] += (rng.uniform(-SHIFT_ACROSS, SHIFT_ACROSS) * width, rng.uniform(-SHIFT_DOWN, SHIFT_DOWN) * height)
+    return matrix
+
+
+def move_points(points, matrix):
+    """Points (N, 2) through a (2, 3) affine."""
+    return (np.asarray(points, np.float32) @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
 # ------------------------------------------------------------------ the blend
 
-def self_blend(image, outline, rng):
+def self_blend(image, outline, rng, recipe="paper"):
     """(fake uint8 (H, W, 3), blend mask float32 (H, W) in [0, 1]) made from one real crop.
 
     `outline`: the face's polygon in this crop's pixels (landmarks.face_outline). The altered copy
@@ -155,26 +167,37 @@ def self_blend(image, outline, rng):
     still ends up lighter or darker, softer or sharper than its surroundings.)
     """
     height, width = image.shape[:2]
-    source, moved = shift_and_scale(alter(image, rng), outline, rng)
-    mask = blend_mask(moved, height, width, rng) * BLEND_RATIOS[rng.integers(len(BLEND_RATIOS))]
-    return cv2.blendLinear(source, image, mask, 1 - mask), mask
+    altered = alter(image, rng, recipe)
+    ratios = STRONG_RATIOS if recipe == "strong" else BLEND_RATIOS
+    matrix = shift_and_scale(height, width, rng)
+    mask = blend_mask(move_points(outline, matrix), height, width, rng) * ratios[rng.integers(len(ratios))]
+    # Only the mask's bounding box is warped and blended: the rest of the fake is the crop itself.
+    x, y, box_width, box_height = cv2.boundingRect((mask > 0).astype(np.uint8))
+    fake = image.copy()
+    if box_width and box_height:
+        matrix[:, 2] -= (x, y)
+        source = cv2.warpAffine(altered, matrix, (box_width, box_height), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REFLECT)
+        box = (slice(y, y + box_height), slice(x, x + box_width))
+        fake[box] = cv2.blendLinear(source, image[box], mask[box], 1 - mask[box])
+    return fake, mask
 
 
-def blend_batch(images, outlines, rng):
+def blend_batch(images, outlines, rng, recipe="paper"):
     """NumPy: a self-blended fake of every crop of a uint8 batch (B, H, W, 3), each from its padded
     outline (B, K, 2), all drawn from one numpy Generator."""
     fakes = np.empty_like(images)
     for index, (image, outline) in enumerate(zip(images, outlines)):
-        fakes[index], _ = self_blend(image, unpad_outline(outline), rng)
+        fakes[index], _ = self_blend(image, unpad_outline(outline), rng, recipe)
     return fakes
 
 
-def blend_each(images, outlines, seeds):
+def blend_each(images, outlines, seeds, recipe="paper"):
     """NumPy: blend_batch with a seed of its own per crop (name_seed), so each crop's fake is the
     same whatever batch or order it comes in (val)."""
     fakes = np.empty_like(images)
     for index, (image, outline, seed) in enumerate(zip(images, outlines, seeds)):
-        fakes[index], _ = self_blend(image, unpad_outline(outline), np.random.default_rng(int(seed)))
+        fakes[index], _ = self_blend(image, unpad_outline(outline), np.random.default_rng(int(seed)), recipe)
     return fakes
 
 
@@ -242,21 +265,21 @@ def describe_sources(sources):
 
 # ------------------------------------------------------------------ in the tf.data input pipeline
 
-def pair_batch(images, outlines, seed):
+def pair_batch(images, outlines, seed, recipe="paper"):
     """NumPy: a batch of real crops -> (the crops then their self-blended fakes, labels 1 then 0)."""
-    fakes = blend_batch(images, outlines, np.random.default_rng(int(seed)))
+    fakes = blend_batch(images, outlines, np.random.default_rng(int(seed)), recipe)
     labels = np.concatenate([np.ones(len(images)), np.zeros(len(images))]).astype(np.float32)
     return np.concatenate([images, fakes]), labels
 
 
-def pair_each(images, outlines, seeds):
+def pair_each(images, outlines, seeds, recipe="paper"):
     """NumPy: pair_batch with one seed per crop (val), each crop followed by its own fake."""
-    fakes = blend_each(images, outlines, seeds)
+    fakes = blend_each(images, outlines, seeds, recipe)
     paired = np.stack([images, fakes], axis=1).reshape((-1, *images.shape[1:]))
     return paired, np.tile(np.array([1, 0], np.float32), len(images))
 
 
-def mix_batch(images, labels, outlines, seed, share):
+def mix_batch(images, labels, outlines, seed, share, recipe="paper"):
     """NumPy ("both"): replace about `share` of the batch's dataset fakes (stochastic rounding) by
     self-blended fakes of the batch's real crops drawn at random; labels are unchanged."""
     rng = np.random.default_rng(int(seed))
@@ -268,5 +291,5 @@ def mix_batch(images, labels, outlines, seed, share):
     mixed = images.copy()
     for index in rng.choice(fakes, count, replace=False):
         real = int(rng.choice(reals))
-        mixed[index], _ = self_blend(images[real], unpad_outline(outlines[real]), rng)
+        mixed[index], _ = self_blend(images[real], unpad_outline(outlines[real]), rng, recipe)
     return mixed
