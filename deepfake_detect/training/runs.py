@@ -21,7 +21,9 @@ from deepfake_detect.models.network import CLASS_NAMES, load_model
 from deepfake_detect.training.model_card import library_versions, model_card
 from deepfake_detect.plots import plot_curves, plot_roc
 from deepfake_detect.datasets.split import SPLIT_CSV
-from deepfake_detect.training.pipeline import count_files, load_split, remove_cache, video_of
+from deepfake_detect.training.batches import load_split
+from deepfake_detect.training.cache import remove_cache
+from deepfake_detect.training.split_files import count_files, video_of
 
 # Written once training has ended, so a run killed while being scored is scored again, not retrained.
 TRAINED_MARK = ".trained.json"
