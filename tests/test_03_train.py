@@ -1,4 +1,4 @@
-"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training/pipeline.py, callbacks.py, runs.py, metrics.py, plots.py,
+"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training/pipeline.py, epoch_end.py, runs.py, metrics.py, plots.py,
 model_card.py, model.py).
 
     .venv/bin/pytest tests/test_03_train.py
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from deepfake_detect import settings
-from deepfake_detect.training import epoch_end as callbacks
+from deepfake_detect.training import epoch_end
 from deepfake_detect.training.loop import build_training, make_steps
 from deepfake_detect.training.pipeline import (affine_matrices, augment_batch, batch_dataset, decode_dataset, fill_cache,
                                                 random_affine_matrices, warp_images)
@@ -324,23 +324,23 @@ def test_epoch_log_after_a_resume_remembers_best_val_loss_and_patience(tmp_path)
     # Four epochs were logged before an interruption; the best val loss, 0.5, was in epoch 1.
     rows = [{"epoch": 1, "loss": 0.9, "val_loss": 0.5}, {"epoch": 2, "loss": 0.8, "val_loss": 0.6},
             {"epoch": 3, "loss": 0.7, "val_loss": 0.7}, {"epoch": 4, "loss": 0.6, "val_loss": 0.8}]
-    callbacks.write_history(tmp_path / "history.csv", rows)
+    epoch_end.write_history(tmp_path / "history.csv", rows)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
     # Resuming after epoch 3 (the logged epoch 4 was never backed up, so it is redone).
-    log = callbacks.EpochLog(tmp_path, tmp_path / "backup", patience=3, writes_run=True, start_epoch=3)
+    log = epoch_end.EpochLog(tmp_path, tmp_path / "backup", patience=3, writes_run=True, start_epoch=3)
     assert (log.best, log.best_epoch) == (0.5, 1)
     # Two epochs since the best when resuming, patience 3: one more epoch, then stop.
     assert log.end_epoch(4, {"loss": 0.6, "val_loss": 0.75, "accuracy": 0.5}, model, optimizer, 1e-3) == "early stopping"
-    history = callbacks.read_history(tmp_path / "history.csv")
+    history = epoch_end.read_history(tmp_path / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4] and history[-1]["val_loss"] == 0.75
     assert not (tmp_path / "model.keras").exists(), "not better than the best before the interruption"
-    assert callbacks.backup_epoch(tmp_path / "backup") == 4
+    assert epoch_end.backup_epoch(tmp_path / "backup") == 4
     # The backup gives back the weights and the optimizer's state; a NaN loss stops training.
     saved = model.get_weights()
     model.set_weights([np.zeros_like(w) for w in saved])
-    callbacks.restore_backup(tmp_path / "backup", 4, model, optimizer)
+    epoch_end.restore_backup(tmp_path / "backup", 4, model, optimizer)
     for restored, expected in zip(model.get_weights(), saved):
         np.testing.assert_array_equal(restored, expected)
     assert log.end_epoch(5, {"loss": float("nan"), "val_loss": 0.4}, model, optimizer, 1e-3) == "NaN loss"
@@ -391,7 +391,7 @@ def check_tensorboard_logs(run_dir, epochs):
     """The run's logs hold loss, accuracy, AUC and learning rate per epoch, and the val ROC."""
     train, _ = read_events(run_dir / "logs" / "train")
     validation, images = read_events(run_dir / "logs" / "validation")
-    history = callbacks.read_history(run_dir / "history.csv")
+    history = epoch_end.read_history(run_dir / "history.csv")
     for tag in ("epoch_loss", "epoch_accuracy", "epoch_auc", "epoch_learning_rate"):
         assert sorted(train[tag]) == list(range(1, epochs + 1)), tag
     for tag in ("epoch_loss", "epoch_accuracy", "epoch_auc"):
@@ -439,7 +439,7 @@ def test_run_killed_mid_training_resumes_where_it_stopped(killed_and_resumed_run
     assert "resuming the interrupted run" in result.stdout
     # Keras numbers epochs from 1: the second run starts after the last one the first run backed up.
     assert f"Epoch {done_before + 1}/{RESUME_EPOCHS}" in result.stdout and "Epoch 1/" not in result.stdout
-    epochs = [row["epoch"] for row in callbacks.read_history(run_dir / "history.csv")]
+    epochs = [row["epoch"] for row in epoch_end.read_history(run_dir / "history.csv")]
     assert epochs == list(range(1, RESUME_EPOCHS + 1)), "every epoch logged once"
     assert not (run_dir / "backup").exists() and not list(run_dir.glob(".tmp-*"))
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect.training import epoch_end as callbacks
+from deepfake_detect.training import epoch_end
 from deepfake_detect.training.pipeline import batch_dataset, decode_dataset, fill_cache
 from deepfake_detect.training.split_files import list_split
 from deepfake_detect.metrics import evaluate_scores
@@ -141,8 +141,8 @@ def test_augmented_batches_keep_each_crop_with_its_label(tmp_path):
 def test_model_file_holds_the_epoch_with_the_best_val_loss(trained_run):
     """Recomputing the val loss with model.keras gives the best one history.csv logged."""
     run_dir, split_dir = trained_run
-    history = callbacks.read_history(run_dir / "history.csv")
-    best_loss, best_epoch = callbacks.best_of(history)
+    history = epoch_end.read_history(run_dir / "history.csv")
+    best_loss, best_epoch = epoch_end.best_of(history)
     assert len({round(row["val_loss"], 4) for row in history}) > 1, "val loss never changed"
     files = list_split(split_dir, "val")
     faces = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path, _ in files]

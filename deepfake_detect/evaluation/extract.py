@@ -6,7 +6,7 @@ original ran it (mtcnn_detector), kept and cropped by inference.scoring.find_fac
 (keep_faces, crop_face with FACE_MARGIN, as stage 01a and stage 04). The crops are cached, so
 every further model scored on the same dataset costs only its own time (evaluation/scores.py):
 
-    EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of cache_key()
+    EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of face_cache_key()
         key.json                                what the key was made of (folder, settings, detector, perturbation)
         <video>/faces.json                      status, frames read, reason, one entry per kept face
         <video>/<video>-<frame>-<NN>.png        the crops (BGR PNG, the size MTCNN's box gave)
@@ -163,7 +163,7 @@ def load_datasets(cfg, arguments):
 
 # ------------------------------------------------------------------ the cache
 
-def cache_key(dataset, cfg, perturbation=None):
+def face_cache_key(dataset, cfg, perturbation=None):
     """What decides a dataset's crops: its folder, EXTRACTION_SETTINGS, the detector, the perturbation."""
     from importlib.metadata import version
 
@@ -184,7 +184,7 @@ def _plain(value):
 
 def cache_folder(dataset, cfg, cache_root=None, perturbation=None):
     """EVAL_CACHE_DIR/<dataset name>-<12 hex digits of the key>[-<perturbation tag>]."""
-    key = cache_key(dataset, cfg, perturbation)
+    key = face_cache_key(dataset, cfg, perturbation)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:12]
     tag = f"-{key['perturbation']}" if key["perturbation"] else ""
     return Path(cache_root or cfg.EVAL_CACHE_DIR) / f"{dataset.name}-{digest}{tag}"
@@ -296,7 +296,7 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
     folder = cache_folder(dataset, cfg, cache_root, perturbation)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "key.json").is_file():
-        write_text_atomic(folder / "key.json", json.dumps(cache_key(dataset, cfg, perturbation), indent=2) + "\n")
+        write_text_atomic(folder / "key.json", json.dumps(face_cache_key(dataset, cfg, perturbation), indent=2) + "\n")
     remove_stale_partials(folder)
     jobs = [ExtractionJob(video.name, video, folder, perturbation) for video in dataset.videos]
     todo = [job for job in jobs if not (folder / job.name).is_dir()]

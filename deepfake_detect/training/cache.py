@@ -50,7 +50,7 @@ def choose_cache(mode, crop_count, input_size, available_bytes, share=CACHE_MEMO
                    f"{available_bytes / 1e9:,.1f} GB available, so they are cached {'on disk' if where == 'disk' else 'in memory'}")
 
 
-def cache_key(files, input_size):
+def crop_cache_key(files, input_size):
     """A short hash of the crops (path, size, modification time) and INPUT_SIZE: a cache is
     reused only for exactly these files, unchanged."""
     digest = hashlib.sha256(str(input_size).encode())
@@ -72,7 +72,7 @@ def disk_cache(cache_dir, name, files, input_size):
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    final = cache_dir / f"{name}-{cache_key(files, input_size)}"
+    final = cache_dir / f"{name}-{crop_cache_key(files, input_size)}"
     for stale in cache_dir.glob(f".{name}-*.partial-*"):
         stale.unlink(missing_ok=True)
     for outdated in cache_dir.glob(f"{name}-*"):  # caches of other files or another INPUT_SIZE

@@ -150,7 +150,7 @@ def train_model(cfg, strategy, run_dir, files_by_split, cache_dir=None, writes_r
     distributed step (the same on one machine and several: Keras 3's fit cannot run under
     MultiWorkerMirroredStrategy), resuming from run_dir/backup if an earlier run was interrupted.
     The machine that `writes_run` writes history.csv, model.keras and TensorBoard logs into run_dir
-    (callbacks.EpochLog). `cluster_formed` (distribute.FormedMark) is set once every peer answered.
+    (epoch_end.EpochLog). `cluster_formed` (distribute.FormedMark) is set once every peer answered.
     Returns the weights' digest, the same on every machine of a cluster."""
     model, optimizer, metrics = build_training(cfg, strategy)  # first: a weights problem shows at once
     backup_dir = Path(run_dir) / "backup"
