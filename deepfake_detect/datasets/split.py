@@ -22,12 +22,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepfake_detect import settings
+from deepfake_detect.datasets.common import SPLITS
 from deepfake_detect.datasets.discovery import LABELS, read_dataset, source_group  # noqa: F401 (source_group: re-exported)
 from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_csv
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import SKIPPED, Outcome
 
-SPLITS = ("train", "val", "test")
 CROP_SUFFIX = ".png"
 SPLIT_CSV = "split.csv"
 SPLIT_CSV_COLUMNS = ("file", "split", "class", "video", "group")

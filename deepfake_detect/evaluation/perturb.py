@@ -48,7 +48,7 @@ from deepfake_detect.media.frames import VideoError
 PERTURBATION_TYPES = ("saturation", "contrast", "block", "noise", "blur", "jpeg", "video")
 FRAME_TYPES = PERTURBATION_TYPES[:6]  # applied to each extracted frame, before face detection
 VIDEO_TYPES = ("video",)              # applied to the video file, before frame extraction
-LEVELS = (1, 2, 3, 4, 5)
+SEVERITY_LEVELS = (1, 2, 3, 4, 5)
 
 # DeeperForensics-1.0's get_distortion_parameter(), level 1..5 (see the module docstring).
 PARAMETERS = {

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from deepfake_detect.plots import save_figure
 from deepfake_detect.files import write_csv
-from deepfake_detect.evaluation.perturb import (LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation, ffmpeg_executable)
+from deepfake_detect.evaluation.perturb import (SEVERITY_LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation, ffmpeg_executable)
 
 AUC_DROP = 0.05  # a type "costs" AUC at the first level whose video AUC is more than this below clean
 CLEAN_TYPE = "none"
@@ -57,12 +57,12 @@ def plan_sweep(types=None, levels=None, seed=0):
     Raises ValueError naming the bad type or level.
     """
     types = PERTURBATION_TYPES if types is None else tuple(types)
-    levels = LEVELS if levels is None else tuple(levels)
+    levels = SEVERITY_LEVELS if levels is None else tuple(levels)
     unknown = [kind for kind in types if kind not in PERTURBATION_TYPES]
     if unknown:
         raise ValueError(f"unknown perturbation type {', '.join(map(repr, unknown))}; "
                          f"choose from {', '.join(PERTURBATION_TYPES)}")
-    bad = [level for level in levels if level not in (0, *LEVELS)]
+    bad = [level for level in levels if level not in (0, *SEVERITY_LEVELS)]
     if bad:
         raise ValueError(f"perturbation levels are 1-5, got {', '.join(map(repr, bad))}")
     return [Perturbation(kind, level, seed) for kind in PERTURBATION_TYPES if kind in types

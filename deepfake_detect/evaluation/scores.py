@@ -2,7 +2,7 @@
 
 The faces come from the cache that extract.py fills; each run scores them with its own model and
 temperature (calibration.run_temperature), so a second run costs only its own time. The rows are
-per_video.csv's and per_face.csv's (VIDEO_COLUMNS, FACE_COLUMNS); the metrics are
+per_video.csv's and per_face.csv's (PER_VIDEO_COLUMNS, PER_FACE_COLUMNS); the metrics are
 metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos), the video
 AUC of every VIDEO_SCORE rule on the same faces ("rules") and, where the metadata gives LAV-DF's
 `fake_periods`, temporal localization of the fake segments ("localization": AP at IoU 0.5 / 0.75
@@ -34,10 +34,10 @@ from deepfake_detect.settings import CHOICES
 
 SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
 RULES = CHOICES["VIDEO_SCORE"]  # every video score rule, measured side by side on the same faces
-VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
+PER_VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
                  "p_real_raw", "verdict", "reason", "seen", *(f"p_real_{rule}" for rule in RULES), "persons",
                  "segments", "fake_periods")
-FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "person", "x", "y", "width", "height",
+PER_FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "person", "x", "y", "width", "height",
                 "detector_confidence", "p_real", "p_real_raw")
 
 
@@ -188,7 +188,7 @@ def measure_scores(video_rows, face_rows, cfg):
     """(video table, face table, metrics) of one run's rows on one dataset: metrics.dataset_metrics
     plus "videos_without_score" ({status: [(video, reason)]}), "rules" (rule_metrics) and
     "localization" (localization_of)."""
-    video_table, face_table = as_table(video_rows, VIDEO_COLUMNS), as_table(face_rows, FACE_COLUMNS)
+    video_table, face_table = as_table(video_rows, PER_VIDEO_COLUMNS), as_table(face_rows, PER_FACE_COLUMNS)
     result = dataset_metrics(video_table, face_table, cfg)
     result["videos_without_score"] = unscored_videos(video_table)
     result["rules"] = rule_metrics(video_table, cfg)

@@ -12,8 +12,9 @@ import os
 import cv2
 import numpy as np
 
+from deepfake_detect.faces.crops import Face, crop_faces_of_video
+from deepfake_detect.jobs.outcome import DONE
 from deepfake_detect.models.devices import configure_tensorflow
-from deepfake_detect.faces.crops import Face
 
 # One MTCNN process per this many cores by default: TensorFlow already runs one detector on
 # several threads, and each extra process pays ~3 s of TensorFlow start-up.
@@ -53,6 +54,22 @@ def count_detector_threads(workers):
     """TensorFlow threads for each of `workers` detector processes: the cores shared out, so
     they do not each start one thread per core; None (TensorFlow's own choice) for one worker."""
     return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+
+def crop_video_with_mtcnn(frames_dir, cfg):
+    """Stage 01a's job: crop the faces of one video's frames into FACES_DIR/<video>/; return its Outcome.
+
+    Frames that cannot be used are named in the Outcome's reason, one per line, so the main
+    process can print them without breaking the progress bar.
+    """
+    problems = []
+    outcome = crop_faces_of_video(frames_dir, cfg.FACES_DIR, load_worker_detector(), cfg,
+                                  batch_size=cfg.MTCNN_BATCH_SIZE, on_problem=problems.append)
+    if outcome.status == DONE and problems:
+        outcome.reason = "\n".join(problems)
+    elif problems:  # skipped or failed: the reason, and the first frame's problem as an example
+        outcome.reason += f" (e.g. {problems[0]})"
+    return outcome
 
 
 class MtcnnDetector:
