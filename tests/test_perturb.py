@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from deepfake_detect import settings
-from deepfake_detect.media.frames import VideoError
+from deepfake_detect.media.budget import VideoError
 from deepfake_detect.evaluation.perturb import (FRAME_TYPES, SEVERITY_LEVELS, PERTURBATION_TYPES, CodecError, Perturbation, psnr)
 from deepfake_detect.sample import portrait_images
 

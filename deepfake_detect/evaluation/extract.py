@@ -34,7 +34,8 @@ from deepfake_detect.datasets.discovery import SPLITS, read_dataset
 from deepfake_detect.evaluation.perturb import Perturbation
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
-from deepfake_detect.media.frames import VideoError, iter_kept_frames
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.media.frames import iter_kept_frames
 from deepfake_detect.inference.results import NO_FACE, SCORED, UNREADABLE
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome

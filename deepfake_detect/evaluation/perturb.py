@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.media.frames import VideoError
+from deepfake_detect.media.budget import VideoError
 
 PERTURBATION_TYPES = ("saturation", "contrast", "block", "noise", "blur", "jpeg", "video")
 FRAME_TYPES = PERTURBATION_TYPES[:6]  # applied to each extracted frame, before face detection

@@ -22,7 +22,8 @@ import types
 
 import cv2
 
-from deepfake_detect.media.frames import BudgetError, VideoError, check_video_budget, frame_step, open_video
+from deepfake_detect.media.budget import BudgetError, VideoError, check_video_budget
+from deepfake_detect.media.frames import frame_step, open_video
 from deepfake_detect.inference import records
 from deepfake_detect.inference.results import FAILED, IMAGE, UNREADABLE, VIDEO
 from deepfake_detect.inference.verdicts import score_meaning

@@ -2,7 +2,8 @@
 
 from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
 from deepfake_detect.jobs.outcome import ALREADY_DONE, SKIPPED, Outcome
-from deepfake_detect.media.frames import VideoError, frame_file_name, iter_kept_frames
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.media.frames import frame_file_name, iter_kept_frames
 
 # A header that promises many more frames than could be decoded means a truncated file.
 TRUNCATION_WARNING_RATIO = 0.9

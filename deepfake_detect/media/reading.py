@@ -7,7 +7,8 @@ import threading
 import cv2
 
 from deepfake_detect.files import read_image
-from deepfake_detect.media.frames import VideoError, iter_kept_frames, open_video, resize_frame
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.media.frames import iter_kept_frames, open_video, resize_frame
 from deepfake_detect.inference.results import IMAGE
 from deepfake_detect.media.budget import check_image_budget
 
