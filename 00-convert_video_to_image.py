@@ -19,7 +19,7 @@ Ends with a summary such as:
 
 import sys
 
-from deepfake_detect import settings
+from deepfake_detect import arguments, settings
 from deepfake_detect.datasets.discovery import read_dataset
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import exit_status
@@ -27,7 +27,7 @@ from deepfake_detect.jobs.pool import plan_shard, run_jobs
 from deepfake_detect.media.convert import convert_video
 
 def parse_args(argv=None):
-    parser = settings.new_per_video_parser(
+    parser = arguments.new_per_video_parser(
         __doc__, workers_help="worker processes (default: config WORKERS, else one per CPU core)")
     return parser.parse_args(argv)
 
@@ -35,7 +35,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg, part, count = settings.load_sharded_config(args)
+        cfg, part, count = arguments.load_sharded_config(args)
         listing = read_dataset(cfg)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

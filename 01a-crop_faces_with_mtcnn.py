@@ -26,7 +26,7 @@ Ends with a summary such as:
 
 import sys
 
-from deepfake_detect import settings
+from deepfake_detect import arguments, settings
 from deepfake_detect.faces.crops import find_video_folders
 from deepfake_detect.faces.mtcnn import (count_detector_threads, count_detector_workers, crop_video_with_mtcnn,
                                          start_detector_worker)
@@ -36,7 +36,7 @@ from deepfake_detect.jobs.pool import plan_shard, run_jobs
 
 
 def parse_args(argv=None):
-    parser = settings.new_per_video_parser(
+    parser = arguments.new_per_video_parser(
         __doc__, workers_help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
                               "else one per 4 CPU cores); 1 runs in this process")
     return parser.parse_args(argv)
@@ -45,7 +45,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg, part, count = settings.load_sharded_config(args)
+        cfg, part, count = arguments.load_sharded_config(args)
         folders = find_video_folders(cfg.FRAMES_DIR)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

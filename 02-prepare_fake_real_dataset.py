@@ -53,7 +53,7 @@ stage 02 output. Ends with a table and a summary:
 import sys
 from pathlib import Path
 
-from deepfake_detect import settings
+from deepfake_detect import arguments, settings
 from deepfake_detect.datasets import split
 from deepfake_detect.datasets.discovery import detect_layout
 from deepfake_detect.jobs.console import Timer, summarize, warn
@@ -61,7 +61,7 @@ from deepfake_detect.jobs.outcome import SKIPPED
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("--replace", action="store_true",
                         help="delete and rebuild PREPARED_DIR and SPLIT_DIR if they are not empty")
     parser.add_argument("--split-lists", type=Path, default=None, metavar="FOLDER",

@@ -29,12 +29,12 @@ without --overwrite. Ends with a summary such as:
 import os
 import sys
 
-from deepfake_detect import settings
+from deepfake_detect import arguments, settings
 from deepfake_detect.training import distribute
 from deepfake_detect.training import export
 from deepfake_detect.training import runs
 from deepfake_detect.training.cache import choose_cache_dir, remove_cache
-from deepfake_detect.training.loop import check_training_settings, set_training_seed, train_model
+from deepfake_detect.training.loop import set_training_seed, train_model
 from deepfake_detect.training.split_files import SplitFolderError, count_files, list_splits
 from deepfake_detect.jobs.console import Timer
 from deepfake_detect.models.network import WeightsError
@@ -46,7 +46,7 @@ SHOWN_SETTINGS = ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE"
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("--name", default=None,
                         help="run folder under RUNS_DIR (default: config RUN_NAME, else a timestamp); "
                              "an interrupted run with this name resumes")
@@ -95,7 +95,7 @@ def main(argv=None):
         return export_main(args)
     try:
         cfg = settings.load_config(args.config)
-        check_training_settings(cfg)
+        settings.check_training_settings(cfg)
         tf_config = os.environ.get("TF_CONFIG")
         machines, chief = distribute.cluster_size(tf_config), distribute.is_chief(tf_config)
         if machines > 1 and not (args.name or cfg.RUN_NAME):

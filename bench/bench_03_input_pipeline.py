@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from deepfake_detect import settings  # noqa: E402
+from deepfake_detect import arguments, settings  # noqa: E402
 from deepfake_detect.training.pipeline import batch_dataset, decode_dataset, fill_cache  # noqa: E402
 from deepfake_detect.training.split_files import list_split  # noqa: E402
 
@@ -118,7 +118,7 @@ def bench_training(dataset, cfg, steps):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    settings.add_config_argument(parser)
+    arguments.add_config_argument(parser)
     parser.add_argument("--crops", type=int, default=1024, help="crops in the benchmark's train split")
     parser.add_argument("--epochs", type=int, default=3, help="passes per pipeline; the best is kept")
     parser.add_argument("--train-steps", type=int, default=24, help="timed training steps (0: skip)")

@@ -20,7 +20,6 @@ from deepfake_detect import settings
 from deepfake_detect.training import pipeline
 from deepfake_detect.training.batches import load_split
 from deepfake_detect.training.cache import cache_bytes, choose_cache
-from deepfake_detect.training.loop import check_training_settings
 from deepfake_detect.training.split_files import list_split
 from tests.test_03_train import TEST_INPUT_SIZE, run_script, train_config, write_split_crops
 
@@ -49,7 +48,7 @@ def test_auto_picks_disk_only_above_the_share_of_available_memory():
 def test_wrong_cache_setting_is_a_config_error(tmp_path, split_dir):
     cfg = settings.load_config(train_config(tmp_path / "c.py", split_dir, tmp_path / "runs", CACHE="ssd"))
     with pytest.raises(settings.ConfigError, match="CACHE = 'ssd': choose one of auto, memory, disk"):
-        check_training_settings(cfg)
+        settings.check_training_settings(cfg)
 
 
 def images_of(dataset):

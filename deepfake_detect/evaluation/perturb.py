@@ -93,6 +93,21 @@ INSTALL_HINT = (f"pip install imageio-ffmpeg (it ships an ffmpeg with {VIDEO_ENC
                 f"or set {FFMPEG_ENV} to an ffmpeg built with {VIDEO_ENCODER}")
 
 
+def check_sweep(types=None, levels=None):
+    """(types, levels) of a robustness sweep as tuples: names from PERTURBATION_TYPES (None: all
+    seven) and levels 0-5 (None: 1-5). Raises ValueError naming the bad type or level."""
+    types = PERTURBATION_TYPES if types is None else tuple(types)
+    levels = SEVERITY_LEVELS if levels is None else tuple(levels)
+    unknown = [kind for kind in types if kind not in PERTURBATION_TYPES]
+    if unknown:
+        raise ValueError(f"unknown perturbation type {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(PERTURBATION_TYPES)}")
+    bad = [level for level in levels if level not in (0, *SEVERITY_LEVELS)]
+    if bad:
+        raise ValueError(f"perturbation levels are 1-5, got {', '.join(map(repr, bad))}")
+    return types, levels
+
+
 class CodecError(RuntimeError):
     """The H.264 re-encode cannot run here; the message names what to install."""
 

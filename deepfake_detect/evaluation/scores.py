@@ -69,7 +69,7 @@ def score_runs(models, datasets, extractions, cfg, out_dir):
 
 def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir):
     """Score one run on every dataset: (video rows, face rows, {dataset: metrics}, run info, plots)."""
-    from deepfake_detect.inference.scoring import load_predictor
+    from deepfake_detect.models.predictors import load_predictor
 
     predictor = load_predictor(model_path)  # a model.keras, or an export (.tflite, SavedModel folder)
     temperature, note = run_temperature(model_path, cfg)
@@ -118,7 +118,7 @@ def describe_overlap(run, dataset, flagged, seen, no_check, keep):
 
 
 def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
-    """Score every cached face of `dataset` with `predictor` (inference.scoring.load_predictor); return
+    """Score every cached face of `dataset` with `predictor` (models.predictors.load_predictor); return
     (video rows, face rows) as lists of dicts (the columns of per_video.csv and per_face.csv).
 
     p_real is calibrated with `temperature` (None: raw); p_real_raw is the network's output.
@@ -153,7 +153,7 @@ def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, pr
 
 def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
     """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
-    from deepfake_detect.inference.scoring import predict_p_real
+    from deepfake_detect.models.predictors import predict_p_real
 
     crops = [crop for _, _, video_crops in pending for crop in video_crops]
     raw_all = predict_p_real(predictor, crops, predictor.input_size) if crops else []

@@ -12,7 +12,8 @@ import os
 import cv2
 import numpy as np
 
-from deepfake_detect.faces.crops import Face, crop_faces_of_video
+from deepfake_detect.faces.crops import crop_faces_of_video
+from deepfake_detect.faces.detector import Face, FaceDetector
 from deepfake_detect.jobs.outcome import DONE
 from deepfake_detect.models.devices import configure_tensorflow
 
@@ -34,11 +35,11 @@ def start_detector_worker(tensorflow_threads=None):
     global _detector
     cv2.setNumThreads(0)  # OpenCV only converts and saves here; its threads would compete with TensorFlow's
     if _detector is None:
-        _detector = MtcnnDetector(threads=tensorflow_threads)
+        _detector = MtcnnFaceDetector(threads=tensorflow_threads)
 
 
 def load_worker_detector():
-    """This process's MtcnnDetector: the one start_detector_worker loaded, else one loaded now."""
+    """This process's MtcnnFaceDetector: the one start_detector_worker loaded, else one loaded now."""
     if _detector is None:
         start_detector_worker()
     return _detector
@@ -72,7 +73,7 @@ def crop_video_with_mtcnn(frames_dir, cfg):
     return outcome
 
 
-class MtcnnDetector:
+class MtcnnFaceDetector(FaceDetector):
     """MTCNN as the original pipeline ran it, created once and fed frames in batches.
 
     The original used mtcnn 0.1. mtcnn 1.0 keeps the same three networks and weights but

@@ -9,33 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect import settings
-from deepfake_detect.models.network import BACKBONES, build_model
+from deepfake_detect.models.network import build_model
 from deepfake_detect.training.batches import load_split
-from deepfake_detect.training.cache import CACHE_MODES
 from deepfake_detect.training.distribute import cluster_size
 from deepfake_detect.training.epoch_end import EpochLog, backup_epoch, restore_backup
-from deepfake_detect.training.pipeline import check_augmentation
-
-def check_training_settings(cfg):
-    """Raise ConfigError for stage 03 settings that cannot work."""
-    if cfg.BACKBONE not in BACKBONES:
-        raise settings.ConfigError(f"BACKBONE = {cfg.BACKBONE!r}: choose one of {', '.join(BACKBONES)}")
-    for name in ("INPUT_SIZE", "BATCH_SIZE", "EPOCHS"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or value < 1:
-            raise settings.ConfigError(f"{name} must be a whole number >= 1")
-    if cfg.TRAINING_SEED is not None and not isinstance(cfg.TRAINING_SEED, int):
-        raise settings.ConfigError("TRAINING_SEED must be None (unseeded) or a whole number")
-    if cfg.BATCHNORM_MOMENTUM is not None and not 0 <= cfg.BATCHNORM_MOMENTUM < 1:
-        raise settings.ConfigError("BATCHNORM_MOMENTUM must be None (the backbone's own) or a number in [0, 1)")
-    if cfg.CACHE not in CACHE_MODES:
-        raise settings.ConfigError(f"CACHE = {cfg.CACHE!r}: choose one of {', '.join(CACHE_MODES)}")
-    try:
-        check_augmentation(cfg.AUGMENTATION)
-    except ValueError as error:
-        raise settings.ConfigError(str(error)) from None
-
 
 def set_training_seed(seed):
     """Seed Python, NumPy and TensorFlow (keras.utils.set_random_seed); None leaves them unseeded."""
