@@ -102,14 +102,7 @@ def main(argv=None):
         print(f"error: no {missing} face crops in {cfg.FACES_DIR}: both classes are needed to build "
               "a training set", file=sys.stderr)
         return 1
-    official = listing.split_sources if split.has_official_split(crops) else {}
-    if official:
-        crops, assignment, split_warnings = split.assign_official_splits(crops, official, cfg)
-        crops, balance_note, balance_warnings = split.balance_per_split(crops, assignment, cfg.SPLIT_SEED)
-        split_warnings += balance_warnings
-    else:
-        crops, balance_note = split.balance_classes(crops, cfg.SPLIT_SEED)
-        assignment, split_warnings = split.assign_splits(crops, cfg)
+    crops, assignment, balance_note, split_warnings, official = split.decide_splits(crops, listing.split_sources, cfg)
     print(f"balanced: {balance_note}")
     for message in split_warnings:
         warn(message)

@@ -30,15 +30,13 @@ import os
 import sys
 
 from deepfake_detect import arguments, settings
-from deepfake_detect.training import distribute
-from deepfake_detect.training import export
-from deepfake_detect.training import runs
-from deepfake_detect.training.cache import choose_cache_dir, remove_cache
-from deepfake_detect.training.loop import set_training_seed, train_model
-from deepfake_detect.training.split_files import SplitFolderError, count_files, list_splits
 from deepfake_detect.jobs.console import Timer
 from deepfake_detect.models.network import WeightsError
+from deepfake_detect.training import distribute, export, runs
+from deepfake_detect.training.cache import choose_cache_dir, remove_cache
+from deepfake_detect.training.loop import set_training_seed, train_model
 from deepfake_detect.training.model_card import metrics_table
+from deepfake_detect.training.split_files import SplitFolderError, count_files, list_splits
 
 # The settings printed first, as this run resolved them.
 SHOWN_SETTINGS = ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS",
@@ -82,13 +80,6 @@ def print_plan(cfg, devices, files_by_split, run_dir, resuming):
     print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
 
 
-def child_command(argv, name):
-    """The command line a multi-machine run's supervisor trains with: this script, the same flags,
-    the run name made explicit, and no --overwrite (the supervisor already did it, once)."""
-    argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--overwrite"]
-    return [sys.executable, os.path.abspath(__file__), *argv, "--name", name]
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.export:
@@ -98,15 +89,11 @@ def main(argv=None):
         settings.check_training_settings(cfg)
         tf_config = os.environ.get("TF_CONFIG")
         machines, chief = distribute.cluster_size(tf_config), distribute.is_chief(tf_config)
-        if machines > 1 and not (args.name or cfg.RUN_NAME):
-            raise runs.RunError("a multi-machine run needs --name (the same on every machine), so that a "
-                                "restarted machine finds its backup")
-        name = args.name or cfg.RUN_NAME or runs.default_run_name()
+        name = runs.choose_run_name(args.name, cfg, machines)
         files_by_split = list_splits(cfg.SPLIT_DIR)
-        if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
-            # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
+        if distribute.needs_supervisor(tf_config):  # training runs in a child process it supervises
             runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
-            return distribute.supervise(child_command(argv, name), tf_config, cfg.CLUSTER_TIMEOUT_S)
+            return distribute.supervise_script(__file__, argv, name, tf_config, cfg.CLUSTER_TIMEOUT_S)
         run_dir, resuming = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
     except (settings.ConfigError, SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -124,7 +111,7 @@ def main(argv=None):
     try:
         if not runs.is_trained(run_dir):
             digest = train_model(cfg, strategy, run_dir, files_by_split, cache_dir,
-                                          writes_run=chief, cluster_formed=distribute.formed_mark())
+                                 writes_run=chief, cluster_formed=distribute.formed_mark())
             print(f"trained weights: digest {digest}")
             runs.mark_trained(cfg, run_dir)
         if not chief:  # the chief scores the test split alone

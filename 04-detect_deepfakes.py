@@ -40,21 +40,16 @@ Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from deepfake_detect import arguments, settings
-from deepfake_detect.training.calibration import run_temperature
-from deepfake_detect.models.predictors import is_exported
 from deepfake_detect.inference import records
-from deepfake_detect.inference.annotate import annotation_path, write_annotations
-from deepfake_detect.inference.batch import score_inputs
-from deepfake_detect.media.kinds import ignored_note, list_inputs
+from deepfake_detect.inference.batch import score_and_show
 from deepfake_detect.inference.results import SCORED
 from deepfake_detect.inference.scoring import Scorer, find_run_model
-from deepfake_detect.models.predictors import ModelError
-from deepfake_detect.inference.table import name_width_of, result_lines, table_header
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.jobs.console import Timer, warn
+from deepfake_detect.media.kinds import ignored_note, list_inputs
+from deepfake_detect.models.predictors import ModelError, is_exported
+from deepfake_detect.training.calibration import run_temperature
 
 
 def parse_args(argv=None):
@@ -104,20 +99,7 @@ def detect_files(args, cfg, scorer, model_path):
     elif args.explain and scorer is not None:
         scorer.explain_faces([])  # builds and traces Grad-CAM before the first input, not during it
     timer = Timer()
-    name_width = name_width_of(files)
-    tqdm.write(table_header(name_width))
-    results, used_names = [], set()
-    bar = tqdm(total=len(files), desc="stage 04 inputs", unit="input", dynamic_ncols=True)
-    try:
-        for result in score_inputs(files, cfg, scorer, model_path, bool(args.annotate), args.explain):
-            results.append(result)
-            tqdm.write("\n".join(result_lines(result, name_width, args.details)))
-            if args.annotate and result.status == SCORED:
-                write_annotations(result, annotation_path(args.annotate, result, used_names), cfg, args.explain)
-            result.frames_bgr = None  # frees the frames as soon as they are drawn
-            bar.update(1)
-    finally:
-        bar.close()
+    results = score_and_show(files, cfg, scorer, model_path, args.annotate, args.explain, args.details)
     calibration = run_temperature(model_path, cfg)[1]
     print(score_meaning(cfg))
     print(calibration)

@@ -58,26 +58,16 @@ from datetime import datetime
 
 from deepfake_detect import arguments, settings
 from deepfake_detect.evaluation.extract import DatasetError, extract_datasets, load_datasets
-from deepfake_detect.evaluation.inputs import plan_robustness, resolve_runs
+from deepfake_detect.evaluation.inputs import describe_datasets, plan_robustness, resolve_runs
 from deepfake_detect.evaluation.outputs import build_metrics_document, summary_lines, write_outputs
 from deepfake_detect.evaluation.perturb import TYPE_NAMES
 from deepfake_detect.evaluation.scores import score_runs
-from deepfake_detect.models.predictors import ModelError
 from deepfake_detect.jobs.console import Timer
+from deepfake_detect.models.predictors import ModelError
 
 SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE", "VIDEO_SCORE",
                   "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR", "DATASET_COMPRESSION",
                   "SPLIT_LISTS_DIR", "EVAL_KEEP_SEEN"]
-
-
-def comma_list(text):
-    """'noise, blur' -> ['noise', 'blur']."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def describe_datasets(datasets):
-    """'ffpp (FaceForensics++ (c23), test split), sample (DFDC (metadata.json), all videos)' for the settings line."""
-    return ", ".join(f"{d.name} ({d.layout}, {f'{d.split} split' if d.split else 'all videos'})" for d in datasets)
 
 
 def parse_args(argv=None):
@@ -94,9 +84,9 @@ def parse_args(argv=None):
     arguments.add_ray_argument(parser)
     parser.add_argument("--robustness", action="store_true",
                         help="also run the robustness sweep (DeeperForensics-1.0 perturbations x levels)")
-    parser.add_argument("--robustness-types", type=comma_list, default=None, metavar="TYPE,...",
+    parser.add_argument("--robustness-types", type=arguments.comma_list, default=None, metavar="TYPE,...",
                         help="perturbation types to sweep (default: config ROBUSTNESS_TYPES, None = all seven)")
-    parser.add_argument("--robustness-levels", type=comma_list, default=None, metavar="N,...",
+    parser.add_argument("--robustness-levels", type=arguments.comma_list, default=None, metavar="N,...",
                         help="levels 1-5 to sweep (default: config ROBUSTNESS_LEVELS)")
     args = parser.parse_args(argv)
     if (args.robustness_types is not None or args.robustness_levels is not None) and not args.robustness:

@@ -18,6 +18,11 @@ def parse_shard(text):
     return part, count
 
 
+def comma_list(text):
+    """'noise, blur' -> ['noise', 'blur']."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def add_config_argument(parser):
     """Add --config PATH to an argparse parser."""
     parser.add_argument("--config", type=Path, default=None,

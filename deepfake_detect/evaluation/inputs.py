@@ -39,3 +39,7 @@ def run_label(model_path):
     model_path = Path(model_path)
     return model_path.parent.name if model_path.name == MODEL_FILE else model_path.stem
 
+
+def describe_datasets(datasets):
+    """'ffpp (FaceForensics++ (c23), test split), sample (DFDC (metadata.json), all videos)' for the settings line."""
+    return ", ".join(f"{d.name} ({d.layout}, {f'{d.split} split' if d.split else 'all videos'})" for d in datasets)

@@ -43,6 +43,15 @@ def default_run_name():
     return datetime.now().strftime("%Y-%m-%d_%H%M%S")
 
 
+def choose_run_name(name, cfg, machines):
+    """--name, else RUN_NAME, else a timestamp. Raises RunError for a multi-machine run without
+    a name: each machine must find its own backup when restarted."""
+    if machines > 1 and not (name or cfg.RUN_NAME):
+        raise RunError("a multi-machine run needs --name (the same on every machine), so that a "
+                       "restarted machine finds its backup")
+    return name or cfg.RUN_NAME or default_run_name()
+
+
 def run_state(run_dir):
     """'new', 'finished' (metrics.json written), 'unfinished' (a run folder without it) or
     'foreign' (a non-empty folder that no run of this script made)."""
