@@ -1,5 +1,4 @@
-"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training/pipeline.py, epoch_end.py, runs.py, metrics.py, plots.py,
-model_card.py, model.py).
+"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training/, metrics.py, plots.py, models/network.py).
 
     .venv/bin/pytest tests/test_03_train.py
 

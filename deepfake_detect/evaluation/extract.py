@@ -2,7 +2,7 @@
 
 Frames and faces go through exactly the training stages' code and settings: frames by
 frames.iter_kept_frames (FRAMES_PER_SECOND, RESIZE_RULES, as stage 00), faces by MTCNN as the
-original ran it (mtcnn_detector), kept and cropped by inference.scoring.find_face_crops
+original ran it (faces/mtcnn), kept and cropped by inference.scoring.find_face_crops (faces/crops' one crop loop)
 (keep_faces, crop_face with FACE_MARGIN, as stage 01a and stage 04). The crops are cached, so
 every further model scored on the same dataset costs only its own time (evaluation/scores.py):
 
@@ -290,7 +290,7 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
 
     Videos already in the cache folder for these settings (and perturbation) are not touched.
     One job per video through jobs.pool.run_jobs, so any engine it offers applies here too.
-    `workers`: processes (default MTCNN_WORKERS, else mtcnn_detector.count_detector_workers's
+    `workers`: processes (default MTCNN_WORKERS, else faces.mtcnn.count_detector_workers's
     one per CORES_PER_DETECTOR cores).
     `progress=False`: no progress bar (the robustness sweep shows one over its points).
     """

@@ -291,7 +291,7 @@ class SeenVideos:
 
 def find_run_folder(model_path):
     """The run folder a model comes from: the parent of <run>/model.keras; for an export
-    (export.py), the run folder holding its export/ folder, else the parent of the model its
+    (training/export.py), the run folder holding its export/ folder, else the parent of the model its
     sidecar JSON names ("source_model"); else None."""
     from deepfake_detect.inference.scoring import MODEL_FILE
 
@@ -323,7 +323,7 @@ def read_seen_videos(model_path):
 
 def flag_seen(videos, seen):
     """The names of the `videos` (dataset.Video) the run saw: in its train/val split by name, or
-    sharing a source group with a video that was (split.py's source_group on both sides)."""
+    sharing a source group with a video that was (datasets/split.py's source_group on both sides)."""
     if seen is None:
         return set()
     return {v.name for v in videos if v.name in seen.videos or source_group(v) in seen.groups}

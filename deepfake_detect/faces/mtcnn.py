@@ -46,7 +46,7 @@ def load_worker_detector():
 
 
 def count_detector_workers(requested, cfg):
-    """Detector processes to run: `requested` (--workers), else MTCNN_WORKERS, else one per
+    """MTCNN processes to run: `requested` (--workers), else MTCNN_WORKERS, else one per
     CORES_PER_DETECTOR cores (at least one)."""
     return requested or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
 

@@ -13,7 +13,7 @@ and each person's fake segments found (segments.py). A whole video or image gets
 also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default), "confident" (the
 DFDC winner's rule, see confident_score), "person_max" or "segment" (verdicts.judge_faces). Verdict: FAKE when that score is below THRESHOLD.
 With CALIBRATE and a run's calibration.json, face scores are temperature-scaled first
-(calibration.py); the raw scores stay in `p_real_raw`.
+(training/calibration.py); the raw scores stay in `p_real_raw`.
 An input with no face, or that cannot be read, gets a status saying so and no score at all.
 """
 
@@ -46,7 +46,7 @@ def find_run_model(runs_dir, run=None):
     if run:
         candidate = Path(run)
         if candidate.is_file() or is_exported(candidate):
-            return candidate  # a .keras or .tflite file, or a SavedModel folder (export.py)
+            return candidate  # a .keras or .tflite file, or a SavedModel folder (training/export.py)
         for folder in (candidate, runs_dir / str(run)):
             if (folder / MODEL_FILE).is_file():
                 return folder / MODEL_FILE
