@@ -53,7 +53,7 @@ stage 02 output. Ends with a table and a summary:
 import sys
 from pathlib import Path
 
-from deepfake_detect import settings
+from deepfake_detect import arguments, settings
 from deepfake_detect.datasets import split
 from deepfake_detect.datasets.discovery import detect_layout
 from deepfake_detect.jobs.console import Timer, summarize, warn
@@ -61,7 +61,7 @@ from deepfake_detect.jobs.outcome import SKIPPED
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("--replace", action="store_true",
                         help="delete and rebuild PREPARED_DIR and SPLIT_DIR if they are not empty")
     parser.add_argument("--split-lists", type=Path, default=None, metavar="FOLDER",
@@ -104,8 +104,7 @@ def main(argv=None):
             "both classes are needed to build a training set (or TRAIN_FAKES = 'self_blended', which needs real only)"
         print(f"error: no {missing} face crops in {cfg.FACES_DIR}: {needs}", file=sys.stderr)
         return 1
-    official = listing.split_sources if split.has_official_split(crops) else {}
-    crops, assignment, balance_note, split_warnings = split.split_for_training(crops, official, cfg)
+    crops, assignment, balance_note, split_warnings, official = split.decide_splits(crops, listing.split_sources, cfg)
     print(f"balanced: {balance_note}")
     for message in split_warnings:
         warn(message)

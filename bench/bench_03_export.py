@@ -57,7 +57,7 @@ def main(argv=None):
     import numpy as np
 
     from deepfake_detect.training import export
-    from deepfake_detect.inference.scoring import PREDICT_BATCH, load_predictor
+    from deepfake_detect.models.predictors import load_predictor, PREDICT_BATCH
     from deepfake_detect.models.network import build_model, prepare_faces
     from test_03_export import parity_crops, spread_model
 

@@ -31,8 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.training import pipeline as training  # noqa: E402
+from deepfake_detect import arguments, settings  # noqa: E402
+from deepfake_detect.training.pipeline import batch_dataset, decode_dataset, fill_cache  # noqa: E402
+from deepfake_detect.training.split_files import list_split  # noqa: E402
 
 
 def write_crops(folder, count):
@@ -82,11 +83,11 @@ def bench_image_data_generator(split_dir, cfg, epochs):
 
 def bench_ours(split_dir, cfg, epochs):
     """(first epoch images/s including decode, best later epoch images/s, the dataset)."""
-    files = training.list_split(split_dir, "train")
+    files = list_split(split_dir, "train")
     start = time.perf_counter()
-    decoded = training.decode_dataset(files, cfg.INPUT_SIZE)
-    training.fill_cache(decoded, len(files), "decoding (once)")
-    dataset = training.batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
+    decoded = decode_dataset(files, cfg.INPUT_SIZE)
+    fill_cache(decoded, len(files), "decoding (once)")
+    dataset = batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
                                      augmentation=cfg.AUGMENTATION)
     for _ in dataset:
         pass
@@ -117,7 +118,7 @@ def bench_training(dataset, cfg, steps):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    settings.add_config_argument(parser)
+    arguments.add_config_argument(parser)
     parser.add_argument("--crops", type=int, default=1024, help="crops in the benchmark's train split")
     parser.add_argument("--epochs", type=int, default=3, help="passes per pipeline; the best is kept")
     parser.add_argument("--train-steps", type=int, default=24, help="timed training steps (0: skip)")

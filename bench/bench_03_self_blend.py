@@ -31,7 +31,8 @@ sys.path.insert(0, str(REPO))
 from deepfake_detect import settings  # noqa: E402
 from deepfake_detect.faces.crops import find_video_folders  # noqa: E402
 from deepfake_detect.models.network import CLASS_NAMES  # noqa: E402
-from deepfake_detect.training import pipeline  # noqa: E402
+from deepfake_detect.training import pipeline, self_blend  # noqa: E402
+from deepfake_detect.training.split_files import video_of  # noqa: E402
 
 REAL = CLASS_NAMES.index("real")
 
@@ -80,9 +81,9 @@ def main(argv=None):
 
     decoded = pipeline.decode_dataset(files, cfg.INPUT_SIZE)
     pipeline.fill_cache(decoded, len(files), "decoding (once, not timed)")
-    outlines, sources = pipeline.self_blend.crop_outlines(files, cfg.FACES_DIR, cfg.FACE_MARGIN, cfg.INPUT_SIZE,
-                                                          pipeline.video_of)
-    print(pipeline.self_blend.describe_sources(sources))
+    outlines, sources = self_blend.crop_outlines(files, cfg.FACES_DIR, cfg.FACE_MARGIN, cfg.INPUT_SIZE,
+                                                          video_of)
+    print(self_blend.describe_sources(sources))
     rates = compare({"plain": pipeline.batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
                                                      augmentation=augmentation),
                      "blended": pipeline.blended_train_batches(decoded, outlines, len(files), cfg)}, args.epochs)

@@ -92,7 +92,7 @@ def main(argv=None):
     import matplotlib.pyplot  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
-    from deepfake_detect.faces import mtcnn as mtcnn_detector
+    from deepfake_detect.faces import mtcnn
 
     stage05 = importlib.import_module("05-evaluate_model")
     with tempfile.TemporaryDirectory() as folder:
@@ -107,7 +107,7 @@ def main(argv=None):
                 config = root / f"cfg{repeat}.py"
                 config.write_text(f"RUNS_DIR = Path({str(root / 'runs')!r})\nEVALS_DIR = Path({str(root / 'evals')!r})\n"
                                   f"OUTPUT_DIR = Path({str(cache)!r})\nMTCNN_WORKERS = 1\n")
-                mtcnn_detector._detector = None  # every first model loads MTCNN, as a new process would
+                mtcnn._detector = None  # every first model loads MTCNN, as a new process would
                 first, first_line = time_stage(stage05, config, "A", f"dfdc={dataset}", f"first{repeat}")
                 second, second_line = time_stage(stage05, config, "B", f"dfdc={dataset}", f"second{repeat}")
                 print(f"{title}, repeat {repeat + 1}: first model {first:6.2f} s ({first_line}); "

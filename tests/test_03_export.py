@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from deepfake_detect.training import export
-from deepfake_detect.inference.scoring import KerasPredictor, Scorer, load_predictor
+from deepfake_detect.inference.scoring import Scorer
+from deepfake_detect.models.predictors import KerasPredictor, load_predictor
 from deepfake_detect.models.network import prepare_faces
 from conftest import write_config
 from test_04_detect import TEST_INPUT_SIZE, build_test_model, write_media

@@ -24,7 +24,8 @@ from deepfake_detect.faces.landmarks import format_points
 from deepfake_detect.files import write_png
 from deepfake_detect.sample import LANDMARKS, portrait_images, swap_face
 from deepfake_detect.settings import load_config
-from deepfake_detect.training import pipeline
+from deepfake_detect.training.batches import load_split
+from deepfake_detect.training.split_files import SplitFolderError, list_splits
 
 stage03 = importlib.import_module("03-train_cnn")
 INPUT_SIZE = 64
@@ -99,25 +100,25 @@ def test_val_fakes_are_made_once_and_the_same_on_every_load(small_split):
     """A resumed run (or another machine) loads val again, its files maybe listed in another order:
     each crop gets the same fake, so val loss compares across epochs and resumes."""
     cfg = blended_config(small_split)
-    files = pipeline.list_splits(cfg.SPLIT_DIR, cfg.TRAIN_FAKES)["val"]
-    first, labelled = pipeline.load_split(files, cfg, "val")
+    files = list_splits(cfg.SPLIT_DIR, cfg.TRAIN_FAKES)["val"]
+    first, labelled = load_split(files, cfg, "val")
     images, labels = images_and_labels(first)
     assert labels.tolist() == [1, 0] * len(files) and [label for _, label in labelled] == labels.tolist()
     again_images, _ = images_and_labels(first)                         # the next epoch
     np.testing.assert_array_equal(again_images, images)
-    reordered, _ = pipeline.load_split(files[::-1], cfg, "val")        # a fresh load, files reversed
+    reordered, _ = load_split(files[::-1], cfg, "val")        # a fresh load, files reversed
     resumed = images_and_labels(reordered)[0].reshape(len(files), 2, INPUT_SIZE, INPUT_SIZE, 3)[::-1]
     np.testing.assert_array_equal(resumed.reshape(images.shape), images)
     reals, fakes = images[0::2], images[1::2]
     assert all(not np.array_equal(real, fake) for real, fake in zip(reals, fakes))
-    other_seed, _ = pipeline.load_split(files, blended_config(small_split, TRAINING_SEED=1), "val")
+    other_seed, _ = load_split(files, blended_config(small_split, TRAINING_SEED=1), "val")
     assert not np.array_equal(images_and_labels(other_seed)[0], images)
 
 
 def test_train_fakes_are_made_afresh_every_epoch(small_split):
     cfg = blended_config(small_split)
-    files = pipeline.list_splits(cfg.SPLIT_DIR, cfg.TRAIN_FAKES)["train"]
-    dataset, readable = pipeline.load_split(files, cfg, "train")
+    files = list_splits(cfg.SPLIT_DIR, cfg.TRAIN_FAKES)["train"]
+    dataset, readable = load_split(files, cfg, "train")
     epochs = [images_and_labels(dataset) for _ in range(2)]
     for images, labels in epochs:
         assert len(images) == 2 * len(readable) and labels.sum() == len(readable)
@@ -131,5 +132,5 @@ def test_a_split_without_real_train_crops_is_refused(tmp_path):
     for split, class_name in (("train", "fake"), ("val", "real"), ("test", "real")):
         (tmp_path / "split" / split / class_name).mkdir(parents=True)
         write_png(tmp_path / "split" / split / class_name / "v-000-00.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(pipeline.SplitFolderError, match="no real crops"):
-        pipeline.list_splits(tmp_path / "split", "self_blended")
+    with pytest.raises(SplitFolderError, match="no real crops"):
+        list_splits(tmp_path / "split", "self_blended")

@@ -22,7 +22,8 @@ import pytest
 from deepfake_detect.media.kinds import SNIFF_BYTES, sniff_media_kind
 from deepfake_detect.inference.records import SCHEMA_VERSION
 from deepfake_detect.inference.results import IMAGE, VIDEO
-from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
+from deepfake_detect.inference.scoring import Scorer, find_run_model
+from deepfake_detect.models.predictors import ModelError
 from deepfake_detect.inference.verdicts import combine_face_scores, confident_score, score_meaning, verdict_of
 from deepfake_detect.faces.crops import crop_face, keep_faces
 from deepfake_detect.media.frames import resize_frame
@@ -409,7 +410,7 @@ def test_confident_rule_from_the_settings(workspace, scorer, tmp_path):
 def test_a_detector_failure_stays_in_its_own_row(workspace, scorer, tmp_path, monkeypatch):
     """A frame the detector raises on, or reports as unsearchable, fails only its own input;
     the inputs after it still get their own frames (the reading thread stays in step)."""
-    from deepfake_detect.faces.crops import FrameDetectionError
+    from deepfake_detect.faces.detector import FrameDetectionError
 
     media = workspace["media"]
     cfg = load_config(write_config(tmp_path / "one.py", RUNS_DIR=workspace["root"] / "runs", MTCNN_BATCH_SIZE=1))

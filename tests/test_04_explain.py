@@ -18,7 +18,8 @@ import pytest
 from deepfake_detect.inference import explain
 from deepfake_detect.inference import timeline
 from deepfake_detect.inference.scoring import Scorer
-from deepfake_detect.faces.crops import Face, expand_box
+from deepfake_detect.faces.crops import expand_box
+from deepfake_detect.faces.detector import Face
 from deepfake_detect.settings import load_config
 from conftest import write_config
 from test_03_export import build_spread_model, parity_crops

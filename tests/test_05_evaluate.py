@@ -1,5 +1,5 @@
 """Stage 05 (05-evaluate_model.py, deepfake_detect/evaluation/, metrics.py,
-calibration.py) on the built-in sample and the two real DFDC clips.
+training/calibration.py) on the built-in sample and the two real DFDC clips.
 
     .venv/bin/pytest tests/test_05_evaluate.py
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import write_config, write_video_frames
-from deepfake_detect.faces.crops import INDEX_FILE, Face, expand_box, read_index
+from deepfake_detect.faces.crops import INDEX_FILE, expand_box, read_index
+from deepfake_detect.faces.detector import Face
 from deepfake_detect.faces.landmarks import (ellipse_outline, face_outline, fallback_outline, format_points,
                                              parse_points, read_row_landmarks)
 from deepfake_detect.sample import LANDMARKS, portrait_images

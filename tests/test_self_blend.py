@@ -19,7 +19,7 @@ from deepfake_detect.faces.landmarks import (face_outline, fallback_outline, for
 from deepfake_detect.files import write_png
 from deepfake_detect.models.network import CLASS_NAMES
 from deepfake_detect.sample import LANDMARKS, portrait_images
-from deepfake_detect.training.pipeline import video_of
+from deepfake_detect.training.split_files import video_of
 from deepfake_detect.training.self_blend import (blend_each, crop_outlines, hull_mask, mix_batch, name_seed,
                                                  pair_batch, self_blend)
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepfake_detect import settings
+from deepfake_detect.datasets.common import SPLITS
 from deepfake_detect.datasets.discovery import LABELS, read_dataset, source_group  # noqa: F401 (source_group: re-exported)
 from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_csv
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import SKIPPED, Outcome
 
-SPLITS = ("train", "val", "test")
 CROP_SUFFIX = ".png"
 SPLIT_CSV = "split.csv"
 SPLIT_CSV_COLUMNS = ("file", "split", "class", "video", "group")
@@ -312,28 +312,6 @@ def drop_training_fakes(crops, assignment):
                   f"{dropped:,} dataset fake crops of the train and val groups left out, test keeps its fakes")
 
 
-def split_for_training(crops, official, cfg):
-    """Steps 2 and 3 as TRAIN_FAKES asks: balance and split (official lists first, when given).
-    Returns (kept crops, {crop name: split}, the balance sentence, warnings)."""
-    self_blended = cfg.TRAIN_FAKES == "self_blended"
-    if official:
-        crops, assignment, warnings = assign_official_splits(crops, official, cfg)
-        if self_blended:
-            crops, note = drop_training_fakes(crops, assignment)
-        else:
-            crops, note, more = balance_per_split(crops, assignment, cfg.SPLIT_SEED)
-            warnings += more
-    elif self_blended:
-        assignment, warnings = assign_splits(crops, cfg)
-        crops, note = drop_training_fakes(crops, assignment)
-    else:
-        crops, note = balance_classes(crops, cfg.SPLIT_SEED)
-        assignment, warnings = assign_splits(crops, cfg)
-    if self_blended:  # train and val need no dataset fakes
-        warnings = [w for w in warnings if not any(w.startswith(f"the {s} split has no FAKE") for s in ("train", "val"))]
-    return crops, assignment, note, warnings
-
-
 def describe_fakes(cfg, rows):
     """The summary's line on what the fakes will be in stage 03 (TRAIN_FAKES)."""
     test_fakes = len({r["video"] for r in rows if r["split"] == "test" and r["class"] == "fake"})
@@ -512,3 +490,30 @@ def build_outputs(crops, assignment, cfg, placer):
         shutil.rmtree(split_dir, ignore_errors=True)
         raise
     return rows
+
+
+def decide_splits(crops, split_sources, cfg):
+    """Stage 02's decision: the dataset's official split when these crops' videos have one
+    (split_sources; then real and fake are balanced within each split), else real and fake
+    balanced first, then split by SPLIT_RATIOS and SPLIT_MODE.
+    Returns (crops, assignment, balance note, warnings, the official split used or {}).
+    With TRAIN_FAKES = "self_blended", nothing is balanced: the split is made the same way, then
+    train and val keep their real crops only (drop_training_fakes)."""
+    official = split_sources if has_official_split(crops) else {}
+    self_blended = cfg.TRAIN_FAKES == "self_blended"
+    if official:
+        crops, assignment, warnings = assign_official_splits(crops, official, cfg)
+        if self_blended:
+            crops, balance_note = drop_training_fakes(crops, assignment)
+        else:
+            crops, balance_note, balance_warnings = balance_per_split(crops, assignment, cfg.SPLIT_SEED)
+            warnings += balance_warnings
+    elif self_blended:
+        assignment, warnings = assign_splits(crops, cfg)
+        crops, balance_note = drop_training_fakes(crops, assignment)
+    else:
+        crops, balance_note = balance_classes(crops, cfg.SPLIT_SEED)
+        assignment, warnings = assign_splits(crops, cfg)
+    if self_blended:  # train and val need no dataset fakes
+        warnings = [w for w in warnings if not any(w.startswith(f"the {s} split has no FAKE") for s in ("train", "val"))]
+    return crops, assignment, balance_note, warnings, official

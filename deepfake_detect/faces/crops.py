@@ -1,16 +1,15 @@
-"""Face crops from frames: the keep rule, the 30% margin, file names and the per-video index.
+"""Face crops from frames: the keep rule, the 30% margin, the one crop loop, file names and the per-video index.
 
-Shared by stage 01a (MTCNN), stage 01b (Azure) and detection, so all three crop alike. A
-detector is any callable taking a list of RGB frames (H, W, 3 uint8) and returning, for each
-frame, a list of Face, or a FrameDetectionError when that one frame could not be searched.
+Shared by stage 01a (MTCNN), stage 01b (Azure), detection (04) and stage 05, so all crop alike
+(crop_kept_faces). The face detectors are FaceDetectors (faces/detector.py).
 """
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
+from deepfake_detect.faces.detector import FrameDetectionError
 from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder, read_image,
                                    start_partial_folder, write_csv, write_png)
 from deepfake_detect.faces.landmarks import LANDMARK_COLUMNS, face_landmarks, finder_for, index_columns, to_crop
@@ -21,24 +20,6 @@ INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which
 INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence", *LANDMARK_COLUMNS)
 # MTCNN's smallest network looks at 12x12 windows; smaller frames cannot hold a face.
 MIN_FRAME_SIDE = 12
-
-
-@dataclass(frozen=True)
-class Face:
-    """A detected face: box (x, y, width, height) in frame pixels; confidence None if unknown;
-    keypoints: the detector's own landmarks ((x, y), ...) in frame pixels, when it gives some (MTCNN's five)."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    confidence: float | None = None
-    keypoints: tuple | None = None
-
-
-class FrameDetectionError(Exception):
-    """Returned (not raised) by a detector in place of one frame's faces: that frame could not be
-    searched (e.g. a cloud service rejected the image). Unlike "no face", it is not an answer."""
 
 
 def keep_faces(faces, min_confidence):
@@ -67,6 +48,32 @@ def crop_face(frame, face, margin):
     height, width = frame.shape[:2]
     x1, y1, x2, y2 = expand_box(face, margin, width, height)
     return frame[y1:y2, x1:x2]
+
+
+def crop_kept_faces(detect, frames_rgb, cfg):
+    """The one crop loop of stages 01, 04 and 05: for each RGB frame, [(Face, crop)] of the faces
+    `detect` (a FaceDetector) found, kept by keep_faces (MULTI_FACE_MIN_CONFIDENCE) and cropped
+    with FACE_MARGIN; a box entirely outside the frame gives no crop and is left out. In place of
+    a frame's list: the FrameDetectionError the detector returned when it could not search it."""
+    if not frames_rgb:
+        return []
+    results = []
+    for frame, found in zip(frames_rgb, detect(frames_rgb)):
+        if isinstance(found, FrameDetectionError):
+            results.append(found)
+            continue
+        kept = keep_faces(found, cfg.MULTI_FACE_MIN_CONFIDENCE)
+        crops = [(face, crop_face(frame, face, cfg.FACE_MARGIN)) for face in kept]
+        results.append([(face, crop) for face, crop in crops if crop.size])
+    return results
+
+
+def crop_landmarks(finder, frame_rgb, face, margin):
+    """(model, points in the crop's pixels) of one kept face (faces/landmarks.py), or (None, None)."""
+    model, points = face_landmarks(finder, frame_rgb, face)
+    if points is None:
+        return None, None
+    return model, to_crop(points, expand_box(face, margin, frame_rgb.shape[1], frame_rgb.shape[0])[:2])
 
 
 def face_file_name(frame_file, face_number):
@@ -162,26 +169,16 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
                     counts["unreadable_frames"] += 1
                     if on_problem:
                         on_problem(f"{path}: {error}")
-            if not batch_images:
-                continue
-            for path, image, faces in zip(batch_files, batch_images, detect(batch_images)):
-                if isinstance(faces, FrameDetectionError):
+            for path, image, kept in zip(batch_files, batch_images, crop_kept_faces(detect, batch_images, cfg)):
+                if isinstance(kept, FrameDetectionError):
                     failed_frames += 1
                     if on_problem:
-                        on_problem(f"{path}: {faces}")
+                        on_problem(f"{path}: {kept}")
                     continue
-                kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
-                saved, marks = [], []
-                for face in kept:
-                    crop = crop_face(image, face, cfg.FACE_MARGIN)
-                    if crop.size == 0:
-                        continue  # a box entirely outside the frame
-                    write_png(partial / face_file_name(path, len(saved)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                    saved.append(face)
-                    model, points = face_landmarks(finder, image, face)
-                    origin = expand_box(face, cfg.FACE_MARGIN, image.shape[1], image.shape[0])[:2]
-                    marks.append((model, None if points is None else to_crop(points, origin)))
-                rows += index_rows(path, saved, marks)
+                for number, (_, crop) in enumerate(kept):
+                    write_png(partial / face_file_name(path, number), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                saved = [face for face, _ in kept]
+                rows += index_rows(path, saved, [crop_landmarks(finder, image, face, cfg.FACE_MARGIN) for face in saved])
                 counts["frames"] += 1
                 counts["faces"] += len(saved)
                 counts["frames_without_face"] += not saved

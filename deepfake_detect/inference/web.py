@@ -45,7 +45,7 @@ from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from deepfake_detect.media.frames import BudgetError
+from deepfake_detect.media.budget import BudgetError
 from deepfake_detect.media.kinds import SNIFF_BYTES, sniff_media_kind
 from deepfake_detect.inference.results import IMAGE, SCORED
 from deepfake_detect.inference.verdicts import score_meaning
