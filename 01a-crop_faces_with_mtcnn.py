@@ -8,7 +8,8 @@ Every face MTCNN finds is kept when its frame has fewer than two detections, or 
 confidence is above MULTI_FACE_MIN_CONFIDENCE (0.95); the box grows by FACE_MARGIN (30%) of
 its width and height on each side, clipped to the frame, as in the original. NN counts a
 frame's kept faces 00, 01, ... Each video's faces.csv lists every kept face (frame, face
-number, box, confidence) and every frame in which none was found.
+number, box, confidence, and its landmarks in crop pixels: dlib's LANDMARK_MODEL, else MTCNN's
+five keypoints; docs/00-02-preprocessing.md#landmarks) and every frame in which none was found.
 
 MTCNN runs as in the original (mtcnn 0.1's steps, see deepfake_detect/faces/mtcnn.py). Each worker
 process loads it once and sends it MTCNN_BATCH_SIZE frames at a time; videos run in parallel,

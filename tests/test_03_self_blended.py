@@ -25,7 +25,7 @@ from deepfake_detect.files import write_png
 from deepfake_detect.sample import LANDMARKS, portrait_images, swap_face
 from deepfake_detect.settings import load_config
 from deepfake_detect.training.batches import load_split
-from deepfake_detect.training.split_files import SplitFolderError, list_splits
+from deepfake_detect.training.split_files import SplitFolderError, list_split, list_splits
 
 stage03 = importlib.import_module("03-train_cnn")
 INPUT_SIZE = 64
@@ -134,3 +134,64 @@ def test_a_split_without_real_train_crops_is_refused(tmp_path):
         write_png(tmp_path / "split" / split / class_name / "v-000-00.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(SplitFolderError, match="no real crops"):
         list_splits(tmp_path / "split", "self_blended")
+
+
+# ------------------------------------------------------------------ a short training, real crops only
+
+# configs/sample_self_blended.py's recipe at the smallest size that still learns: from random
+# weights, "strong" blends, 64 px, a dozen epochs of a few steps; no early stop (val loss jumps
+# while BatchNorm's averages catch up).
+TRAINING = dict(WEIGHTS=None, BATCH_SIZE=8, EPOCHS=12, EARLY_STOPPING_PATIENCE=12, LEARNING_RATE=1e-3,
+                BATCHNORM_MOMENTUM=0.9, SELF_BLEND_RECIPE="strong")
+MIN_TEST_AUC = 0.75
+
+
+@pytest.fixture(scope="module")
+def trained_on_reals(tmp_path_factory):
+    """The run folder of a short self-blended training on the sample's portraits (real crops only)."""
+    root = tmp_path_factory.mktemp("sbi-train")
+    write_sample_split(root, {"train": 6, "val": 2, "test": 3})
+    config = write_config(root / "train.py", SPLIT_DIR=root / "split", FACES_DIR=root / "faces",
+                          RUNS_DIR=root / "runs", RUN_NAME="sbi", TRAIN_FAKES="self_blended",
+                          INPUT_SIZE=INPUT_SIZE, TRAINING_SEED=0, AUGMENT=False, **TRAINING)
+    assert stage03.main(["--config", str(config)]) == 0
+    return root / "runs" / "sbi"
+
+
+def test_training_on_real_crops_only_tells_held_out_swaps_from_real_takes(trained_on_reals):
+    """Never shown a face swap, the model scores the held-out swapped takes below the real ones."""
+    metrics = json.loads((trained_on_reals / "metrics.json").read_text())
+    assert metrics["video"]["count"] == 2 * 2 * 3
+    assert metrics["video"]["roc_auc"] >= MIN_TEST_AUC, metrics["video"]
+    assert metrics["train_fakes"] == "self_blended"
+    card = (trained_on_reals / "MODEL_CARD.md").read_text()
+    assert "Fakes trained on: self-blended images (TRAIN_FAKES = 'self_blended')" in card
+
+
+def test_both_mixes_self_blended_fakes_into_the_datasets(small_split):
+    """TRAIN_FAKES = "both": train batches keep the dataset's labels, with SELF_BLENDED_SHARE of
+    their fakes replaced by blends; val keeps the dataset's own crops."""
+    test_files = list_split(small_split / "split", "test")           # the only split with real fakes here
+    cfg = blended_config(small_split, TRAIN_FAKES="both", SELF_BLENDED_SHARE=1.0)
+    dataset, readable = load_split(test_files, cfg, "train")
+    images, labels = images_and_labels(dataset)
+    assert sorted(labels.tolist()) == sorted(float(label) for _, label in readable)
+    plain, _ = load_split(test_files, blended_config(small_split, TRAIN_FAKES="dataset"), "test")
+    originals = {x.tobytes() for x in images_and_labels(plain)[0]}
+    fakes = [x for x, y in zip(images, labels) if y == 0]
+    assert not any(x.tobytes() in originals for x in fakes)        # share 1.0: every fake replaced
+    val, _ = load_split(test_files, cfg, "val")
+    assert {x.tobytes() for x in images_and_labels(val)[0]} == originals
+
+
+def test_stage_05_says_which_fakes_a_run_was_trained_on(tmp_path):
+    from deepfake_detect.evaluation.scores import read_training_fakes
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"not read here")
+    assert read_training_fakes(run / "model.keras").startswith("fakes trained on: unknown")
+    (run / "settings-03.json").write_text(json.dumps({"TRAIN_FAKES": "self_blended"}))
+    assert read_training_fakes(run / "model.keras").startswith("trained on self-blended images")
+    (run / "settings-03.json").write_text(json.dumps({"BACKBONE": "EfficientNetB0"}))   # before TRAIN_FAKES
+    assert read_training_fakes(run / "model.keras") == "trained on the dataset's own fakes (TRAIN_FAKES = 'dataset', the original's way)"
