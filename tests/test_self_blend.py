@@ -20,7 +20,7 @@ from deepfake_detect.files import write_png
 from deepfake_detect.models.network import CLASS_NAMES
 from deepfake_detect.sample import LANDMARKS, portrait_images
 from deepfake_detect.training.split_files import video_of
-from deepfake_detect.training.self_blend import (blend_each, crop_outlines, hull_mask, mix_batch, name_seed,
+from deepfake_detect.training.self_blend import (blend_each, crop_outlines, fill_mask, mix_batch, name_seed,
                                                  pair_batch, self_blend)
 
 REAL, FAKE = CLASS_NAMES.index("real"), CLASS_NAMES.index("fake")
@@ -102,8 +102,9 @@ def test_real_crops_blend_inside_their_face(name):
         assert mask[border].max() < 0.05, f"seed {seed}: the mask reaches the crop's border"
         covered = [mask[int(y), int(x)] > 0 for x, y in points]
         assert sum(covered) >= 4, f"seed {seed}: the mask misses the face's landmarks"
-    # a hull drawn from the outline alone holds every landmark
-    assert all(hull_mask(crop.shape, outline)[int(y), int(x)] for x, y in points)
+    # the hull of the outline alone holds every landmark
+    hull = fill_mask(crop.shape, cv2.convexHull(outline).reshape(-1, 2))
+    assert all(hull[int(y), int(x)] for x, y in points)
 
 
 def test_val_fakes_depend_on_the_crop_and_seed_not_the_batch():

@@ -5,6 +5,8 @@ Labels are the original's flow_from_directory ones: folder `fake` = 0, `real` = 
 so the network outputs P(pristine). Crops are decoded and resized once, by the same
 `resize_face` that `prepare_faces` uses at detection time, and kept in memory as uint8; every
 epoch then only shuffles, batches, scales to [0, 1] and (training only) warps each image once.
+With TRAIN_FAKES, train (and val) batches get self-blended fakes of their real crops
+(training/self_blend.py) in tf.numpy_function calls: blended_train_batches, blended_val_batches.
 """
 
 import math
@@ -212,9 +214,6 @@ def finish_batches(dataset, training, augmentation=None):
 
 
 # ------------------------------------------------------------------ self-blended fakes (TRAIN_FAKES)
-
-TRAIN_FAKES_MODES = ("dataset", "self_blended", "both")
-
 
 def blends(cfg, split):
     """Whether this split's fakes are (partly) self-blended: train and val with "self_blended",

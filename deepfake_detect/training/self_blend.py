@@ -1,14 +1,16 @@
 """Self-blended images (Shiohara and Yamasaki, CVPR 2022): a fake made from one real crop, by blending
-a slightly altered copy of it into itself inside a deformed, blurred mask of the face (issue 25).
+a slightly altered copy of it into itself inside a deformed, blurred mask of the face (issue 25);
+the faces' outlines for a split's crops (from stage 01's landmarks in faces.csv); and the NumPy
+batch functions stage 03's tf.data pipeline calls (training/pipeline.py).
 
 The recipe follows the paper's official code (SelfBlendedImages, src/utils/sbi.py and blend.py):
-one of the two copies (source or target, at even odds) gets a colour change (RGB shift with p=0.3,
-hue/saturation/value, brightness and contrast) and then either a down-and-up scale or a sharpening;
-the source and the mask move together by a small affine (scale 0.95-1.05, shift up to 3% across
-and 1.5% down), the mask is deformed elastically, eroded by a blur-and-threshold, blurred again and
-blended at a ratio drawn from (0.25, 0.5, 0.75, 1, 1, 1). Only the pixels under the blurred mask
-change. Everything runs on the decoded uint8 crop, with OpenCV, from one numpy Generator, so the
-same seed gives the same blend.
+a copy of the crop gets a colour change (RGB shift with p=0.3, brightness and contrast) and then
+either a down-and-up scale or a sharpening; it moves with the mask by a small affine (scale
+0.95-1.05, shift up to 3% across and 1.5% down); the mask, the convex hull of the landmarks, is
+deformed elastically, eroded by a blur-and-threshold, blurred again, and the copy is blended in at
+a ratio drawn from (0.25, 0.5, 0.75, 1, 1, 1). Only the pixels under the blurred mask change.
+Everything runs on the decoded uint8 crop, with OpenCV, from one numpy Generator, so the same seed
+gives the same blend.
 """
 
 import hashlib
@@ -25,10 +27,9 @@ from deepfake_detect.models.network import CLASS_NAMES
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 # SELF_BLEND_RECIPE: "paper" follows the paper; "strong" always blends fully (ratio 1) a copy
-# down-scaled by 4 (then colour-changed): cruder fakes that a network trained from random weights
+# down-scaled by 2 (then colour-changed): cruder fakes that a network trained from random weights
 # learns within a few hundred steps, where the paper's subtler ones keep it at chance (docs/03-train.md).
-RECIPES = ("paper", "strong")
-STRONG_RATIOS, STRONG_SOFTENING = (1.0,), 4
+STRONG_RATIOS, STRONG_SOFTENING = (1.0,), 2
 # The paper works on 380-px crops: it blurs the mask at a working size drawn from 192-256 px with
 # kernels of 5-25 px and a second sigma of 5-45 px. Here every one of those is scaled by
 # (crop size / PAPER_SIZE), so the blend looks alike at any INPUT_SIZE and costs little at 64-128 px.
@@ -37,22 +38,13 @@ MASK_WORK_SIZES = (192, 257)
 BLUR_KERNELS = range(5, 26, 2)
 SECOND_BLUR_SIGMAS = (5, 46)
 SHIFT_ACROSS, SHIFT_DOWN, SCALE = 0.03, 0.015, (0.95, 1 / 0.95)
-# Elastic deformation of the mask: albumentations' ElasticTransform(alpha=50, sigma=7) on 380 px,
-# a smooth random field of that strength, drawn on a coarse grid and resized (far cheaper).
+# Elastic deformation of the mask: albumentations' ElasticTransform(alpha=50, sigma=7) on 380 px
+# (elastic_outline reproduces its wobble on the mask's edge).
 ELASTIC_ALPHA, ELASTIC_SIGMA = 50.0, 7.0
 RGB_SHIFT, RGB_SHIFT_ODDS, BRIGHTNESS, CONTRAST = 20, 0.3, 0.1, 0.1
 
 
 # ------------------------------------------------------------------ the mask
-
-def hull_mask(shape, outline):
-    """float32 (H, W) mask: 1 inside the convex hull of the outline's points, 0 outside."""
-    mask = np.zeros(shape[:2], np.uint8)
-    points = np.round(np.asarray(outline, np.float32)).astype(np.int32)
-    if len(points) >= 3:
-        cv2.fillConvexPoly(mask, cv2.convexHull(points), 1)
-    return mask.astype(np.float32)
-
 
 def elastic_outline(outline, crop_size, rng):
     """The outline's convex hull with an elastically deformed edge: ElasticTransform(alpha=50,
@@ -133,7 +125,7 @@ def change_sharpness(image, rng):
 
 def alter(image, rng, recipe="paper"):
     """The paper's source transform: a colour change, then a scale-softening or a sharpening;
-    "strong": a down-scaling by 4 and back, then a colour change."""
+    "strong": a down-scaling by 2 and back, then a colour change."""
     if recipe == "strong":
         height, width = image.shape[:2]
         small = cv2.resize(image, (max(1, width // STRONG_SOFTENING), max(1, height // STRONG_SOFTENING)),
