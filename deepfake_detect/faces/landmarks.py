@@ -4,7 +4,7 @@ faces.csv in crop coordinates, and turned into the face outline that self-blendi
 A landmark set is (model, points): `model` names where the points come from ("dlib68", "dlib5",
 "mtcnn5", "azure27"), `points` is an (N, 2) float array of x, y. The outline of a face is the
 polygon whose convex hull self_blend fills: the 68 points themselves, or for five points an ellipse
-from brows to chin built around the eyes (five points alone span only the inner face).
+from forehead to chin built around the eyes (five points alone span only the inner face).
 """
 
 import numpy as np
@@ -19,8 +19,9 @@ LANDMARK_COLUMNS = ("landmark_model", "landmarks")
 # Five-point models: (indexes of the first eye's points, of the second eye's) per model.
 EYE_POINTS = {"dlib5": ((0, 1), (2, 3)), "mtcnn5": ((0,), (1,)), "azure27": ((0,), (1,))}
 # The face ellipse around two eye centres, in eye distances: half-width, half-height, and how far
-# below the eyes its centre lies (brows ~0.5 above the eyes, chin ~1.6 below, cheeks ~1.0 out).
-ELLIPSE_HALF_WIDTH, ELLIPSE_HALF_HEIGHT, ELLIPSE_DROP = 1.0, 1.05, 0.55
+# below the eyes its centre lies: from the forehead (~1.0 above the eyes, as the paper's 81-point
+# hull reaches) to the chin (~1.6 below), cheeks ~1.05 out.
+ELLIPSE_HALF_WIDTH, ELLIPSE_HALF_HEIGHT, ELLIPSE_DROP = 1.05, 1.3, 0.3
 OUTLINE_POINTS = 24  # points on a five-point face's ellipse
 MAX_OUTLINE_POINTS = 68  # outlines are padded with NaN to this many rows inside the input pipeline
 
@@ -121,7 +122,7 @@ def eye_centres(model, points):
 
 
 def ellipse_outline(eye_a, eye_b, count=OUTLINE_POINTS):
-    """(count, 2) points on the brows-to-chin ellipse of a face whose eyes are at eye_a and eye_b."""
+    """(count, 2) points on the forehead-to-chin ellipse of a face whose eyes are at eye_a and eye_b."""
     eye_a, eye_b = np.asarray(eye_a, np.float64), np.asarray(eye_b, np.float64)
     if eye_a[0] > eye_b[0]:
         eye_a, eye_b = eye_b, eye_a
@@ -137,7 +138,7 @@ def ellipse_outline(eye_a, eye_b, count=OUTLINE_POINTS):
 
 def face_outline(model, points):
     """The polygon (K, 2) around the face that self-blending masks: 68 points as they are (their
-    hull runs along the jaw and brows), five points as the ellipse around their eyes."""
+    hull runs along the jaw and brows), five points as the forehead-to-chin ellipse around their eyes."""
     points = np.asarray(points, np.float32)
     if model in EYE_POINTS and len(points) >= 2:
         return ellipse_outline(*eye_centres(model, points))
