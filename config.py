@@ -129,9 +129,9 @@ TRAINING_SEED = None            # a whole number fixes the initial weights and t
 TRAIN_FAKES = "dataset"
 SELF_BLENDED_SHARE = 0.5        # "both": the share of each training batch's fakes that are self-blended
 # How the self-blended fakes are made: "paper" (Shiohara & Yamasaki's recipe: blend ratios 0.25-1, a
-# colour change then a softening or a sharpening); "strong": always a full blend of a copy down-scaled
-# by 2, cruder fakes that a network from random weights (WEIGHTS = None, the sample) learns in minutes
-# where the paper's kept it at chance for 500 steps. Start from "imagenet" weights with "paper".
+# colour change then a softening or a sharpening); "strong": always a full blend of a copy softened
+# by 2 or sharpened hard, cruder fakes that a network from random weights (WEIGHTS = None, the sample)
+# learns in minutes where the paper's kept it at chance for 500 steps. With "imagenet" weights: "paper".
 SELF_BLEND_RECIPE = "paper"
 MIXED_PRECISION = True          # on GPUs only; float32 output layer either way
 # Decoded crops (INPUT_SIZE^2 x 3 bytes each: 49 KB at 128 px) are cached once, then read every epoch:

@@ -27,9 +27,10 @@ from deepfake_detect.models.network import CLASS_NAMES
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 # SELF_BLEND_RECIPE: "paper" follows the paper; "strong" always blends fully (ratio 1) a copy
-# down-scaled by 2 (then colour-changed): cruder fakes that a network trained from random weights
-# learns within a few hundred steps, where the paper's subtler ones keep it at chance (docs/03-train.md).
-STRONG_RATIOS, STRONG_SOFTENING = (1.0,), 2
+# colour-changed and then down-scaled by 2 or sharpened hard (alpha 0.5-1): cruder fakes that a
+# network trained from random weights learns within a few hundred steps, where the paper's subtler
+# ones keep it at chance (docs/03-train.md).
+STRONG_RATIOS, STRONG_SOFTENING, STRONG_SHARPENING = (1.0,), 2, (0.5, 1.0)
 # The paper works on 380-px crops: it blurs the mask at a working size drawn from 192-256 px with
 # kernels of 5-25 px and a second sigma of 5-45 px. Here every one of those is scaled by
 # (crop size / PAPER_SIZE), so the blend looks alike at any INPUT_SIZE and costs little at 64-128 px.
@@ -109,29 +110,33 @@ def change_colour(image, rng):
     return cv2.LUT(image, table.reshape(256, 1, 3))
 
 
-def change_sharpness(image, rng):
-    """Either down-scale by 2 or 4 and back (a softer copy) or sharpen (alpha 0.2-0.5), at even odds."""
+def soften(image, factor):
+    """The image down-scaled by `factor` and back: a softer copy."""
     height, width = image.shape[:2]
-    if rng.random() < 0.5:
-        factor = 2 if rng.random() < 0.5 else 4
-        small = cv2.resize(image, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_LINEAR)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    alpha, lightness = rng.uniform(0.2, 0.5), rng.uniform(0.5, 1.0)
+    small = cv2.resize(image, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def sharpen(image, alpha, lightness):
+    """albumentations' Sharpen: the image blended at `alpha` with its 3x3 Laplacian sharpening."""
     kernel = np.array([[-1, -1, -1], [-1, 8 + lightness, -1], [-1, -1, -1]], np.float32)
     identity = np.zeros((3, 3), np.float32)
     identity[1, 1] = 1
     return cv2.filter2D(image, -1, (1 - alpha) * identity + alpha * kernel)  # saturates to 0-255
 
 
+def change_sharpness(image, rng, recipe="paper"):
+    """At even odds, soften (paper: by 2 or 4; strong: by 2) or sharpen (paper: alpha 0.2-0.5;
+    strong: 0.5-1), so the face ends up softer or sharper than around it."""
+    if rng.random() < 0.5:
+        return soften(image, STRONG_SOFTENING if recipe == "strong" else 2 if rng.random() < 0.5 else 4)
+    alpha = rng.uniform(*STRONG_SHARPENING) if recipe == "strong" else rng.uniform(0.2, 0.5)
+    return sharpen(image, alpha, rng.uniform(0.5, 1.0))
+
+
 def alter(image, rng, recipe="paper"):
-    """The paper's source transform: a colour change, then a scale-softening or a sharpening;
-    "strong": a down-scaling by 2 and back, then a colour change."""
-    if recipe == "strong":
-        height, width = image.shape[:2]
-        small = cv2.resize(image, (max(1, width // STRONG_SOFTENING), max(1, height // STRONG_SOFTENING)),
-                           interpolation=cv2.INTER_LINEAR)
-        return change_colour(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), rng)
-    return change_sharpness(change_colour(image, rng), rng)
+    """The paper's source transform: a colour change, then a softening or a sharpening."""
+    return change_sharpness(change_colour(image, rng), rng, recipe)
 
 
 def shift_and_scale(height, width, rng):
