@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from deepfake_detect import settings  # noqa: E402
+from deepfake_detect import arguments, settings  # noqa: E402
 from deepfake_detect.faces.crops import find_video_folders  # noqa: E402
 from deepfake_detect.models.network import CLASS_NAMES  # noqa: E402
 from deepfake_detect.training import pipeline, self_blend  # noqa: E402
@@ -66,7 +66,7 @@ def compare(datasets, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    settings.add_config_argument(parser)
+    arguments.add_config_argument(parser)
     parser.add_argument("--faces", type=Path, default=Path("data/sample/faces"), help="a stage 01 faces folder")
     parser.add_argument("--crops", type=int, default=2048, help="real crops per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="timed passes per pipeline; the best is kept")

@@ -42,6 +42,7 @@ SHIFT_ACROSS, SHIFT_DOWN, SCALE = 0.03, 0.015, (0.95, 1 / 0.95)
 # Elastic deformation of the mask: albumentations' ElasticTransform(alpha=50, sigma=7) on 380 px
 # (elastic_outline reproduces its wobble on the mask's edge).
 ELASTIC_ALPHA, ELASTIC_SIGMA = 50.0, 7.0
+MIN_ELASTIC_SPREAD = 0.5  # px: a smaller wobble of the mask's edge is lost in its blurs
 RGB_SHIFT, RGB_SHIFT_ODDS, BRIGHTNESS, CONTRAST = 20, 0.3, 0.1, 0.1
 
 
@@ -51,11 +52,15 @@ def elastic_outline(outline, crop_size, rng):
     """The outline's convex hull with an elastically deformed edge: ElasticTransform(alpha=50,
     sigma=7) moves the mask's pixels by a smooth random field whose spread is about 1.2 px per
     380 px with a correlation length of sigma, so the hull's edge is resampled to one point per
-    sigma and each point moved by that spread: the same wobble, for ~1/10 of the cost of a remap."""
+    sigma and each point moved by that spread: the same wobble, for ~1/10 of the cost of a remap.
+    Below MIN_ELASTIC_SPREAD (crops under ~160 px, where the blurs wash out a sub-pixel wobble) the
+    hull is returned as it is."""
     hull = cv2.convexHull(np.asarray(outline, np.float32)).reshape(-1, 2)
     scale = crop_size / PAPER_SIZE
     sigma = max(ELASTIC_SIGMA * scale, 1.0)
     spread = 0.577 / (2 * np.sqrt(np.pi) * ELASTIC_SIGMA) * ELASTIC_ALPHA * scale
+    if spread < MIN_ELASTIC_SPREAD:
+        return hull
     closed = np.vstack([hull, hull[:1]])
     along = np.concatenate([[0], np.cumsum(np.hypot(*np.diff(closed, axis=0).T))])
     steps = np.linspace(0, along[-1], max(8, int(along[-1] / sigma)), endpoint=False)
@@ -88,13 +93,13 @@ def blend_mask(outline, height, width, rng):
     edge = elastic_outline(outline, max(height, width), rng)
     mask = fill_mask(work_size[::-1], edge * np.array([work_size[0] / width, work_size[1] / height], np.float32))
     blurred = cv2.GaussianBlur(mask, (first, first), 0)
-    if blurred.max() <= 0:
+    peak = float(blurred.max())
+    if peak <= 0:
         return np.zeros((height, width), np.float32)
-    blurred = np.where(blurred >= blurred.max(), 1.0, 0.0).astype(np.float32)
-    blurred = cv2.GaussianBlur(blurred, (second, second), sigma)
-    if blurred.max() > 0:
-        blurred = blurred / blurred.max()
-    return cv2.resize(blurred, (width, height)).astype(np.float32)
+    _, core = cv2.threshold(blurred, peak * (1 - 1e-6), 1.0, cv2.THRESH_BINARY)   # fully covered pixels only
+    blurred = cv2.GaussianBlur(core, (second, second), sigma)
+    peak = float(blurred.max())
+    return cv2.resize(blurred * (1 / peak) if peak > 0 else blurred, (width, height))
 
 
 # ------------------------------------------------------------------ the altered copy
