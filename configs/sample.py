@@ -25,3 +25,7 @@ TRAINING_SEED = 0               # the same model on every machine (up to float r
 # on a 2-core CPU (at 128 px stage 03 alone took 297 s on an idle machine; at 64 px 130 s, with
 # test video AUC 1.00). Real datasets keep 128 (config.py) or more.
 INPUT_SIZE = 64
+# MTCNN's own five keypoints as the faces' landmarks (faces.csv): they cost nothing, so make demo's
+# stage 01a takes no longer than before; the self-blended sample (configs/sample_self_blended.py)
+# draws its masks from them. dlib's 5-point model (config.py's default) adds ~1-7 ms per face.
+LANDMARK_MODEL = None
