@@ -43,6 +43,9 @@ SHIFT_ACROSS, SHIFT_DOWN, SCALE = 0.03, 0.015, (0.95, 1 / 0.95)
 # (elastic_outline reproduces its wobble on the mask's edge).
 ELASTIC_ALPHA, ELASTIC_SIGMA = 50.0, 7.0
 MIN_ELASTIC_SPREAD = 0.5  # px: a smaller wobble of the mask's edge is lost in its blurs
+# The affine moves a point by at most 3% (shift) + 2.6% (5% scale, half the crop away): the altered
+# copy is cut this share of the crop wider than the mask's box on each side.
+SOURCE_PAD = 0.1
 RGB_SHIFT, RGB_SHIFT_ODDS, BRIGHTNESS, CONTRAST = 20, 0.3, 0.1, 0.1
 
 
@@ -169,15 +172,18 @@ def self_blend(image, outline, rng, recipe="paper"):
     still ends up lighter or darker, softer or sharper than its surroundings.)
     """
     height, width = image.shape[:2]
-    altered = alter(image, rng, recipe)
     ratios = STRONG_RATIOS if recipe == "strong" else BLEND_RATIOS
     matrix = shift_and_scale(height, width, rng)
     mask = blend_mask(move_points(outline, matrix), height, width, rng) * ratios[rng.integers(len(ratios))]
-    # Only the mask's bounding box is warped and blended: the rest of the fake is the crop itself.
+    # Only the mask's bounding box is warped and blended (the rest of the fake is the crop itself),
+    # and only the part of the crop that the small affine can bring there is altered.
     x, y, box_width, box_height = cv2.boundingRect((mask > 0).astype(np.uint8))
     fake = image.copy()
     if box_width and box_height:
-        matrix[:, 2] -= (x, y)
+        pad = int(SOURCE_PAD * max(height, width)) + 2
+        left, top = max(0, x - pad), max(0, y - pad)
+        altered = alter(image[top:min(height, y + box_height + pad), left:min(width, x + box_width + pad)], rng, recipe)
+        matrix[:, 2] += matrix[:, :2] @ np.array([left, top], np.float64) - (x, y)
         source = cv2.warpAffine(altered, matrix, (box_width, box_height), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REFLECT)
         box = (slice(y, y + box_height), slice(x, x + box_width))
