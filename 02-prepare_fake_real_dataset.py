@@ -26,6 +26,10 @@
    balanced within each split. The summary then says which list gave which split
    ("official split: test from .../test.json (...)"); see docs/datasets-ffpp.md and
    docs/datasets-celeb-df.md.
+4. TRAIN_FAKES = "self_blended" (stage 03 makes the training fakes from real crops): real videos
+   alone are enough; nothing is balanced; after the split, train and val keep their real crops
+   only and test keeps its real and fake videos. The summary's "fakes:" line says what the
+   fakes will be.
 
 Files are hard links to the crops (os.link), so the two output sets cost almost no disk even for
 a million crops; where the filesystem refuses links (another drive, FAT/exFAT), they are copied.
@@ -43,6 +47,7 @@ stage 02 output. Ends with a table and a summary:
     stage 02 finished in 0.1 s: 20 videos (20 done)
       crops: 120
       balanced: the classes are equal already: 60 crops each
+      fakes: the dataset's own in every split (TRAIN_FAKES = 'dataset')
       leak check: 0 of 10 source groups span two or more splits
       files: 240 hard links
       split list: data/sample/split_dataset/split.csv
