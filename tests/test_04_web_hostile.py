@@ -492,7 +492,7 @@ def test_a_page_served_on_ipv6_loopback_answers(workspace):
         foreign = requests.get(url + "/", headers={"Host": "evil.example"}, timeout=30)
     finally:
         server.shutdown()
-        server.server_close()
+        thread.join(timeout=10)
     assert page.status_code == 200 and 'id="upload"' in page.text
     assert upload.status_code == 200 and upload.json()["input"] == "h.jpg"
     assert foreign.status_code == 421
@@ -542,12 +542,13 @@ def pool_page(workspace):
     thread.start()
     yield {"pool": pool, "url": f"http://127.0.0.1:{server.server_port}", "model": model}
     server.shutdown()
-    server.server_close()
+    thread.join(timeout=10)
     pool.close()
 
 
-def pool_worker_pids(pool):
-    return sorted(worker.process.pid for worker in pool.live if worker.process.is_alive())
+def pool_worker_pids():
+    """The pool's worker processes: this test process's spawned children (from /proc)."""
+    return sorted(worker_pids(os.getpid()))
 
 
 def wait_for_health(url, up, seconds=600):
@@ -563,7 +564,7 @@ def wait_for_health(url, up, seconds=600):
 
 def test_workers_are_spawned_without_secrets(pool_page):
     pool = pool_page["pool"]
-    [pid] = pool_worker_pids(pool)
+    [pid] = pool_worker_pids()
     environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")  # what the process was started with
     names = {entry.split(b"=", 1)[0].decode() for entry in environment if entry}
     assert not names & set(POOL_SECRETS)
@@ -575,7 +576,7 @@ def test_workers_are_spawned_without_secrets(pool_page):
 
 def test_the_memory_watchdog_replaces_a_real_worker_and_its_upload_gets_a_sentence(pool_page, workspace):
     pool, url = pool_page["pool"], pool_page["url"]
-    before = pool_worker_pids(pool)
+    before = pool_worker_pids()
     answer = requests.post(url + "/api/detect", files={"file": ("hopper.jpg", workspace["media"]["hopper.jpg"].read_bytes())},
                            timeout=300)
     assert answer.status_code == 500, answer.text
@@ -584,7 +585,7 @@ def test_the_memory_watchdog_replaces_a_real_worker_and_its_upload_gets_a_senten
     one_sentence(error)
     assert not Path(f"/proc/{before[0]}").exists() or "Z" in Path(f"/proc/{before[0]}/stat").read_text().split()[2]
     health = wait_for_health(url, 1)  # its replacement loaded the model
-    assert health.status_code == 200 and pool_worker_pids(pool) != before
+    assert health.status_code == 200 and pool_worker_pids() != before
 
 
 def test_a_worker_that_cannot_start_is_retried_and_healthz_says_so(pool_page, workspace, caplog):
