@@ -1,8 +1,8 @@
 """Facial landmarks: found once in stage 01 (dlib's predictors, else MTCNN's five keypoints), kept in
 faces.csv in crop coordinates, and turned into the face outline that self-blending masks (issue 25).
 
-A landmark set is (model, points): `model` names where the points come from ("dlib68", "dlib5",
-"mtcnn5", "azure27"), `points` is an (N, 2) float array of x, y. The outline of a face is the
+A landmark set is (model, points): `model` names where the points come from ("dlib68", "dlib5" or
+"mtcnn5"), `points` is an (N, 2) float array of x, y. The outline of a face is the
 polygon whose convex hull self_blend fills: the 68 points themselves, or for five points an ellipse
 from forehead to chin built around the eyes (five points alone span only the inner face).
 """
@@ -17,7 +17,7 @@ LANDMARK_MODELS = (*DLIB_MODELS, None)
 # faces.csv columns that hold a face's landmarks (older faces.csv files have neither).
 LANDMARK_COLUMNS = ("landmark_model", "landmarks")
 # Five-point models: (indexes of the first eye's points, of the second eye's) per model.
-EYE_POINTS = {"dlib5": ((0, 1), (2, 3)), "mtcnn5": ((0,), (1,)), "azure27": ((0,), (1,))}
+EYE_POINTS = {"dlib5": ((0, 1), (2, 3)), "mtcnn5": ((0,), (1,))}
 # The face ellipse around two eye centres, in eye distances: half-width, half-height, and how far
 # below the eyes its centre lies: from the forehead (~1.0 above the eyes, as the paper's 81-point
 # hull reaches) to the chin (~1.6 below), cheeks ~1.05 out.
