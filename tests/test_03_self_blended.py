@@ -145,7 +145,7 @@ TRAINING = dict(WEIGHTS=None, BATCH_SIZE=8, EPOCHS=12, EARLY_STOPPING_PATIENCE=1
                 BATCHNORM_MOMENTUM=0.9, SELF_BLEND_RECIPE="strong")
 # Measured (TRAINING_SEED 0, 2-core CPU): video AUC 0.67, crop AUC 0.66 on 6 swapped and 6 real
 # held-out takes; the mean P(real) of the swapped takes below the real takes'. The self-blended
-# model tells the sample's swaps apart only partly (docs/sample.md: 0.61-0.81 for the full sample),
+# model tells the sample's swaps apart only partly after so few steps (docs/sample.md: 0.61-0.92 for the full sample),
 # so the bar is "above chance", not the 0.9 the issue aimed at.
 MIN_TEST_AUC = 0.6
 
