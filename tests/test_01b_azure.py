@@ -601,3 +601,19 @@ def test_usable_endpoints_and_keys():
         "https://myface.cognitiveservices.azure.com"
     assert check_endpoint("http://localhost:5000", "FACE_ENDPOINT") == "http://localhost:5000"  # Azure's container
     assert check_key(f"  {KEY}\n", "FACE_APIKEY") == KEY
+
+
+def test_a_failed_video_lets_the_others_finish_then_exits_1(tmp_path, portraits_bgr, fake_azure, azure_env,
+                                                           capsys):
+    import socket
+
+    write_video_frames(tmp_path / "frames", "a", [portraits_bgr["astronaut"]])
+    write_video_frames(tmp_path / "frames", "b", [portraits_bgr["hopper"]])
+    # A file where b's partial folder would be built: its mkdir fails (a fault, not a bad input).
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / f".b{PARTIAL_MARK}{socket.gethostname()}-{os.getpid()}").write_bytes(b"")
+
+    assert stage01b.main(["--config", str(write_config(tmp_path))]) == 1
+    out = capsys.readouterr().out
+    assert "(1 done, 1 failed)" in out and "exit status 1" in out
+    assert finished_videos(tmp_path / "faces") == ["a"]

@@ -15,6 +15,9 @@ import importlib
 import json
 import math
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -449,7 +452,9 @@ def test_a_killed_extraction_resumes_without_half_written_videos(evaluated, work
     name = dataset.videos[0].name
     before = extract.read_video_record(folder, name)
     shutil.rmtree(folder / name)  # as if the run was killed while this video was being extracted
-    stale = folder / f".{name}.partial-99999"
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])  # a process of this host that has ended
+    killed.wait()
+    stale = folder / f".{name}.partial-{socket.gethostname()}-{killed.pid}"
     stale.mkdir()
     (stale / "half.png").write_bytes(b"\x89PNG half")
     extraction = extract.extract_faces(dataset, cfg)

@@ -324,7 +324,10 @@ def test_actors_fit_each_node_and_follow_the_gpus():
 def test_a_retry_clears_the_partial_folder_of_the_attempt_that_died(tmp_path):
     from deepfake_detect.files import finish_partial_folder, start_partial_folder
 
-    dead = tmp_path / f".clip{PARTIAL_MARK}othermachine-4242"
+    # A Ray retry on the same host after the attempt's process died (pid gone): provably stale.
+    attempt = subprocess.Popen([sys.executable, "-c", "pass"])
+    attempt.wait()
+    dead = tmp_path / f".clip{PARTIAL_MARK}{socket.gethostname()}-{attempt.pid}"
     dead.mkdir()
     (dead / "clip-000.png").write_bytes(b"half")
     partial = start_partial_folder(tmp_path / "clip")

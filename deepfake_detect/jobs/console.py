@@ -32,6 +32,10 @@ def summarize(stage, outcomes, seconds, output_dir, unit="videos", extra=None):
     lines += [f"  {o.status}: {o.name}: {o.reason}" for o in problems[:10]]
     if len(problems) > 10:
         lines.append(f"  ... and {len(problems) - 10:,} more, each printed above")
+    failed = statuses[FAILED]
+    if failed:
+        lines.append(f"  {failed:,} {unit} failed (a fault, not a bad input): exit status 1; "
+                     "a rerun retries them")
     lines.append(f"  output: {output_dir}")
     text = "\n".join(lines)
     print(text)
