@@ -515,3 +515,30 @@ def test_a_run_evaluated_on_its_own_training_videos_reports_the_overlap_and_leav
     marked = pd.read_csv(workspace["root"] / "evals" / "overlap-kept" / "per_video.csv")
     assert set(marked.loc[marked["seen"], "video"]) == flagged and len(marked) == len(videos)
     assert "scored all the same, marked seen in per_video.csv" in capsys.readouterr().out
+
+
+def test_stage05_verdicts_equal_stage04s_on_the_same_videos(evaluated, workspace):
+    """One verdict path (inference.verdicts): UNCERTAIN_MARGIN counts in per_video.csv as in stage 04.
+    A margin of 0.15 puts this untrained model's P(real) ~0.62 in the UNCERTAIN band."""
+    import contextlib
+    import io
+
+    from deepfake_detect.inference.scoring import Scorer
+    from deepfake_detect.mtcnn_detector import load_worker_detector
+
+    config = write_config(workspace["root"] / "margin.py", RUNS_DIR=workspace["runs"],
+                          EVALS_DIR=workspace["root"] / "evals", OUTPUT_DIR=workspace["root"] / "data",
+                          MTCNN_WORKERS=1, BOOTSTRAP_SAMPLES=20, UNCERTAIN_MARGIN=0.15)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert stage05.main(["--config", str(config), "--run", "plain", "--dataset",
+                             f"sample={workspace['videos']}", "--name", "verdicts"]) == 0
+    per_video = pd.read_csv(workspace["root"] / "evals" / "verdicts" / "per_video.csv")
+    scored = per_video[per_video["p_real"].notna()].set_index("video")
+    cfg = load_config(config)
+    scorer = Scorer(workspace["runs"] / "plain" / "model.keras", detector=load_worker_detector())
+    paths = {path.stem: path for path in workspace["videos"].glob("*.mp4")}
+    stage04 = {name: scorer.score_file(paths[name], cfg) for name in scored.index}
+    assert {name: result.verdict for name, result in stage04.items()} == scored["verdict"].to_dict()
+    for name, result in stage04.items():
+        assert result.p_real == pytest.approx(scored.loc[name, "p_real"], abs=1e-5)
+    assert "UNCERTAIN" in set(scored["verdict"]), "the margin should catch some of these scores"
