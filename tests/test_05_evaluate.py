@@ -14,6 +14,7 @@ and are skipped when DFDC_SAMPLE_DIR is unset.
 import importlib
 import json
 import math
+import os
 import shutil
 import socket
 import subprocess
@@ -542,3 +543,34 @@ def test_stage05_verdicts_equal_stage04s_on_the_same_videos(evaluated, workspace
     for name, result in stage04.items():
         assert result.p_real == pytest.approx(scored.loc[name, "p_real"], abs=1e-5)
     assert "UNCERTAIN" in set(scored["verdict"]), "the margin should catch some of these scores"
+
+
+def test_a_replaced_video_is_extracted_again_and_the_others_reused(workspace, tmp_path):
+    """The cache holds each video's size and modification time: a file replaced under the same
+    name (another take, as a re-download would) gets fresh crops; the untouched one is reused."""
+    cfg = workspace["cfg"]
+    takes = [path for path in sorted(workspace["videos"].glob("*.mp4")) if path.stem not in ("blank", "broken")]
+    real = [path for path in takes if workspace["metadata"].get(path.name, {}).get("label") == "REAL"]
+    fake = [path for path in takes if path.name in workspace["fakes"]]
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    shutil.copyfile(real[0], folder / "a.mp4")
+    shutil.copyfile(fake[0], folder / "b.mp4")
+    (folder / "metadata.json").write_text(json.dumps({"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE"}}))
+    cache = tmp_path / "cache"
+    first = extract.extract_faces(extract.load_dataset("ds", folder, cfg), cfg, cache_root=cache, workers=1)
+    assert first.extracted == 2
+    before = {name: extract.read_video_record(first.cache_dir, name) for name in ("a", "b")}
+
+    shutil.copyfile(real[1], folder / "a.tmp")
+    os.replace(folder / "a.tmp", folder / "a.mp4")  # replaced whole, under the same name
+    second = extract.extract_faces(extract.load_dataset("ds", folder, cfg), cfg, cache_root=cache, workers=1)
+    assert second.cache_dir == first.cache_dir and (second.extracted, second.reused) == (1, 1)
+    after = {name: extract.read_video_record(second.cache_dir, name) for name in ("a", "b")}
+    assert after["b"] == before["b"]
+    fresh = extract.extract_faces(extract.load_dataset("ds", folder, cfg), cfg, cache_root=tmp_path / "fresh",
+                                  workers=1)
+    assert after["a"] == extract.read_video_record(fresh.cache_dir, "a") != before["a"]
+    assert sorted(p.name for p in (second.cache_dir / "a").iterdir()) == sorted(
+        [extract.VIDEO_RECORD] + [face["file"] for face in after["a"]["faces"]])
+    assert not [p for p in second.cache_dir.iterdir() if p.name.startswith(".")]
