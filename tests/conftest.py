@@ -7,6 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+# pytest.ini's per-test limit is 600 s; a module that trains a model (or starts a Ray cluster)
+# gets this longer one: `pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)`.
+TRAINING_TIMEOUT_S = 1500
+
 
 def write_test_video(path, frame_count=50, fps=25.0, size=(320, 240), codec="mp4v"):
     """Write a short video whose frames differ (a moving square and the frame number); return path."""

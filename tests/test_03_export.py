@@ -22,8 +22,10 @@ import pytest
 from deepfake_detect import export
 from deepfake_detect.inference.scoring import KerasPredictor, Scorer, load_predictor
 from deepfake_detect.model import prepare_faces
-from conftest import write_config
+from conftest import TRAINING_TIMEOUT_S, write_config
 from test_04_detect import TEST_INPUT_SIZE, build_test_model, write_media
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 stage03 = importlib.import_module("03-train_cnn")
 stage04 = importlib.import_module("04-detect_deepfakes")

@@ -29,7 +29,9 @@ from deepfake_detect import callbacks, settings, training
 from deepfake_detect.metrics import evaluate_scores, log_loss, video_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.model import CLASS_NAMES, prepare_faces
-from tests.conftest import write_config
+from tests.conftest import TRAINING_TIMEOUT_S, write_config
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_DIR / "03-train_cnn.py"

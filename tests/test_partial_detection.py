@@ -25,7 +25,9 @@ from deepfake_detect.inference.verdicts import verdict_of
 from deepfake_detect.metrics import temporal_iou
 from deepfake_detect.sample import make_partial_sample, make_sample
 from deepfake_detect.settings import load_config
-from tests.conftest import write_config
+from tests.conftest import TRAINING_TIMEOUT_S, write_config
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CONFIG = ROOT / "configs" / "sample.py"
