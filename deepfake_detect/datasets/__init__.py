@@ -1,4 +1,4 @@
-"""The dataset layouts, one module each; deepfake_detect.dataset.read_dataset picks the one a folder has.
+"""The dataset layouts, one module each; deepfake_detect.datasets.discovery.read_dataset picks the one a folder has.
 
     common.py    Video (one video, its label, original, method, official split) and Listing
     dfdc.py      DFDC: metadata.json, parts, the public test set's labels.csv, the preview's dataset.json

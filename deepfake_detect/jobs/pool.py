@@ -18,7 +18,7 @@ def plan_shard(items, output_dir, part, count, clean_partials=False):
     (with `clean_partials`, those of every other machine too: --clean-partials), and returns
     (items to do, Outcomes of the items already done), printing one line with the counts.
     """
-    from deepfake_detect.dataset import select_shard
+    from deepfake_detect.datasets.discovery import select_shard
     from deepfake_detect.files import completed_names, remove_stale_partials
 
     items = select_shard(items, part, count)
