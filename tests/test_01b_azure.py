@@ -396,7 +396,8 @@ def test_refused_frame_is_reported_and_its_video_left_for_a_rerun(tmp_path, port
     fake_azure.refused_portrait = "hopper"
     config = write_config(tmp_path)
 
-    assert stage01b.main(["--config", str(config)]) == 0   # "good" was cropped
+    # "good" was cropped; "mixed" failed (left for a rerun), so the exit status says so
+    assert stage01b.main(["--config", str(config)]) == 1
 
     assert len(fake_azure.requests) == 5                     # the 400 was not retried, the frames after it went on
     assert finished_videos(tmp_path / "faces") == ["good"]   # "mixed" is not recorded as done
@@ -405,6 +406,7 @@ def test_refused_frame_is_reported_and_its_video_left_for_a_rerun(tmp_path, port
     assert "mixed-001.png: Azure Face service refused the image: HTTP 400 InvalidImage" in captured.err
     assert "mixed: 1 of 3 frames could not be searched" in captured.err
     assert "failed_frames: 1" in captured.out and "1 frames refused" in captured.out
+    assert "1 videos failed and not done (skipped bad inputs aside): exit status 1" in captured.out
 
     fake_azure.refused_portrait = None
     assert stage01b.main(["--config", str(config)]) == 0

@@ -178,7 +178,7 @@ def test_stage_00_finishes_the_rest_then_exits_1_when_a_video_failed(tmp_path, c
     assert stage00.main(["--config", str(config), "--workers", "1"]) == 1
     out = capsys.readouterr().out
     assert "(2 done, 1 skipped, 1 failed)" in out
-    assert "1 videos failed (a fault, not a bad input): exit status 1" in out
+    assert "1 videos failed and not done (skipped bad inputs aside): exit status 1" in out
     assert sorted(p.name for p in (tmp_path / "out" / "frames").iterdir() if not p.name.startswith(".")) == [
         "clip0", "clip2", "settings-00.json"]
 

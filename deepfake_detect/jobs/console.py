@@ -34,7 +34,8 @@ def summarize(stage, outcomes, seconds, output_dir, unit="videos", extra=None):
         lines.append(f"  ... and {len(problems) - 10:,} more, each printed above")
     failed = statuses[FAILED]
     if failed:
-        lines.append(f"  {failed:,} {unit} failed (a fault, not a bad input): exit status 1; "
+        # Unlike a skipped bad input, a failed item is not done: a scheduler or `&&` must see it.
+        lines.append(f"  {failed:,} {unit} failed and not done (skipped bad inputs aside): exit status 1; "
                      "a rerun retries them")
     lines.append(f"  output: {output_dir}")
     text = "\n".join(lines)

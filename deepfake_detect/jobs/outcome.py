@@ -29,8 +29,8 @@ def run_job(job, item, cfg):
 
 
 def exit_status(outcomes):
-    """1 when a video failed (a fault, not a bad input: a scheduler or `&&` must see it) or when
-    nothing could be processed; 0 otherwise (skipped bad inputs alone do not make it 1)."""
+    """1 when an item failed (it is not done and a rerun retries it: a scheduler or `&&` must see
+    that) or when nothing could be processed; 0 otherwise (skipped bad inputs alone do not make it 1)."""
     if not outcomes:
         return 0
     if any(o.status == FAILED for o in outcomes):
