@@ -180,10 +180,10 @@ class EpochLog:
             self.best, self.best_epoch = row["val_loss"], epoch
             if self.writes_run:
                 save_best_model(self.backup_dir, epoch, model)
+        if self.writes_run:  # before the commit, as before: a resume never lacks an epoch's scalars
+            self.write_scalars(epoch, row, learning_rate)
         save_backup(self.backup_dir, epoch, model, optimizer, self.rows)  # its record last: the commit
         self.publish(new_best=improved)
-        if self.writes_run:
-            self.write_scalars(epoch, row, learning_rate)
         if not math.isfinite(row["loss"]):
             return "NaN loss"
         if self.best_epoch is not None and epoch - self.best_epoch >= self.patience:
