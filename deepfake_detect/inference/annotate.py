@@ -63,9 +63,13 @@ def result_frames(result, cfg):
     if result.frames_bgr is not None:
         yield from sorted(result.frames_bgr.items())
         return
+    from deepfake_detect.media.budget import VideoError
     from deepfake_detect.media.reading import iter_media_frames
 
-    yield from iter_media_frames(result.path, result.kind, cfg)
+    try:
+        yield from iter_media_frames(result.path, result.kind, cfg)
+    except VideoError:
+        return  # where scoring's read stopped too (its reason says "stopped early")
 
 
 def write_annotated(result, out_path, threshold, frames_per_second=1, frames=None):
