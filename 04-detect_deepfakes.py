@@ -8,6 +8,7 @@
     python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page (waitress)
     WEB_TOKEN=... python 04-detect_deepfakes.py --serve --host 0.0.0.0    # beyond loopback: a token, or --no-auth
     python 04-detect_deepfakes.py folder/ --ray [ADDRESS]     # scored by Ray actors on a cluster
+    python 04-detect_deepfakes.py --live 0 [--jsonl -] [--record out.mp4]   # a camera, URL or file, live (docs/live.md)
 
 Frames, faces and input scaling are exactly those of stages 00, 01a and 03 (shared code):
 FRAMES_PER_SECOND frames per second, resized by RESIZE_RULES (images too, as one frame), MTCNN
@@ -54,6 +55,7 @@ from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
 from deepfake_detect.inference.table import name_width_of, result_lines, table_header
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.jobs.console import Timer, warn
+from deepfake_detect.live.command import add_live_arguments, run_live
 
 
 def parse_args(argv=None):
@@ -77,11 +79,14 @@ def parse_args(argv=None):
     parser.add_argument("--debug", action="store_true",
                         help="serve with werkzeug's development server instead of waitress")
     settings.add_ray_argument(parser)
+    add_live_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.serve and not args.inputs:
-        parser.error("give videos, images or folders to score, or --serve for the web page")
+    if not args.serve and not args.inputs and not args.live:
+        parser.error("give videos, images or folders to score, --live SOURCE, or --serve for the web page")
     if args.serve and args.inputs:
         parser.error("--serve scores what is uploaded to the page: give it no files")
+    if args.live and (args.inputs or args.serve):
+        parser.error("--live checks one source: give it no files and no --serve")
     return args
 
 
@@ -146,10 +151,12 @@ def main(argv=None, scorer=None):
                                                    "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE"])
                   + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
             # Ray's actors and the web page's worker processes load their own
-            scorer = None if cfg.RAY_ADDRESS or args.serve else Scorer(model_path)
+            scorer = None if (cfg.RAY_ADDRESS and not args.live) or args.serve else Scorer(model_path)
     except (settings.ConfigError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.live:
+        return run_live(args, cfg, scorer)
     if args.serve:
         from deepfake_detect.inference.web import serve
 

@@ -13,6 +13,7 @@ video, see the verdict, the score and every face crop with its score.
     GET  /api/jobs/ID  {"state": "running", "frames_read", "frames_expected"} while it is scored,
                        then {"state": "done", "status": HTTP status, "result" or "error"}
     GET  /jobs/ID      the page with that job's result (where the page's script goes when done)
+    GET  /live         the live view: a camera or a shared window, scored as it plays (live/web.py)
 
 With WEB_TOKEN set, /api/ needs `Authorization: Bearer <token>` (401 without); web_security.py
 adds the security headers to every answer. The page's own script (inline, allowed by its
@@ -50,6 +51,7 @@ from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
 from deepfake_detect.inference.results import IMAGE, SCORED
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.inference.web_security import exposure_problem, install_guard, is_loopback, shown_name
+from deepfake_detect.live.web import live_blueprint
 from deepfake_detect.inference.web_workers import (LOG, MAX_CROPS_SHOWN, SCORING_FAILED, InProcessRunner,
                                                    UploadError, WorkerPool, new_task)
 from deepfake_detect.media_budget import check_image_budget
@@ -213,6 +215,7 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
                                max_crops=MAX_CROPS_SHOWN, max_seconds=cfg.WEB_MAX_VIDEO_SECONDS, **values), status
 
     install_guard(app, token, page, allowed_hosts)
+    app.register_blueprint(live_blueprint(runner, cfg))  # /live and /api/live/ (live/web.py)
 
     def wants_json():
         return request.path.startswith("/api/")

@@ -1,0 +1,52 @@
+"""04-detect_deepfakes.py --live SOURCE [--jsonl PATH|-] [--record PATH]: a live source checked
+until it ends or Ctrl+C, with the terminal's live lines, JSON lines and the annotated video."""
+
+import sys
+
+from deepfake_detect.live.events import Summary
+from deepfake_detect.live.output import JsonLines, Recorder, Terminal
+from deepfake_detect.live.source import SourceError
+from deepfake_detect.live.stream import LiveStream
+
+
+def add_live_arguments(parser):
+    """--live, --jsonl and --record on stage 04's parser."""
+    parser.add_argument("--live", metavar="SOURCE",
+                        help="check a live source until it ends or Ctrl+C: a camera index (0), a device path, "
+                             "an RTSP/HTTP/UDP URL, or a video file played at its own speed")
+    parser.add_argument("--jsonl", metavar="PATH", help="with --live: one JSON object per line to PATH (- for stdout)")
+    parser.add_argument("--record", metavar="PATH", help="with --live: write the annotated stream to this mp4")
+
+
+def run_live(args, cfg, scorer):
+    """Check args.live with a loaded Scorer; return the exit status (0, or 2 when the source
+    cannot be opened)."""
+    terminal = Terminal(sys.stderr if args.jsonl == "-" else sys.stdout)
+    outputs = [terminal] + ([JsonLines(args.jsonl)] if args.jsonl else [])
+    recorder = Recorder(args.record, cfg) if args.record else None
+    stream = LiveStream(args.live, scorer, cfg, on_frame=recorder.add if recorder else None)
+    try:
+        stream.open()
+    except SourceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    terminal.print_lines([f"live: checking {args.live} (Ctrl+C ends it with a summary)"])
+    summary = None
+    try:
+        for event in stream:
+            for output in outputs:
+                output.show(event)
+            summary = event if isinstance(event, Summary) else summary
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if summary is None:
+            summary = stream.summary()
+            for output in outputs:
+                output.show(summary)
+        for output in outputs:
+            output.close()
+        written = recorder.close() if recorder else None
+    if written:
+        print(f"  recorded: {written}", file=terminal.handle)
+    return 0

@@ -1,0 +1,109 @@
+"""One live frame's faces: found by the face detector or followed from the last boxes, cropped and
+scored exactly as stage 04 does for a file (RESIZE_RULES, keep_faces, FACE_MARGIN, the model's
+input scaling, the run's calibration).
+
+Following: between two detections (LIVE_DETECT_EVERY) the faces are cropped again at the boxes
+the detector last found. In a call or in front of a camera a face moves little in a fifth of a
+second, and MTCNN costs about ten times what the model does for one face, so this is what lets a
+2-core CPU score most frames; the next detection corrects any drift.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from deepfake_detect.calibration import apply_temperature
+from deepfake_detect.faces import MIN_FRAME_SIDE, Face, crop_face, keep_faces
+from deepfake_detect.frames import resize_factor, resize_frame
+from deepfake_detect.model import prepare_faces
+
+# Live frames hold one or a few faces: a fixed batch this small is traced once and costs a
+# quarter of stage 04's PREDICT_BATCH (16) for a single face.
+LIVE_PREDICT_BATCH = 4
+
+
+@dataclass
+class LiveFace:
+    """A face of one live frame: its box (x, y, width, height) in the frame as given, P(real)
+    (calibrated when the run has a temperature and CALIBRATE), the network's own P(real), and
+    whether the detector found it in this frame (False: followed from the last boxes)."""
+
+    box: tuple
+    p_real: float
+    p_real_raw: float
+    detected: bool = True
+    person: int | None = None
+
+    @property
+    def p_fake(self):
+        return 1.0 - self.p_real
+
+
+def predict_live(predictor, crops_rgb, input_size):
+    """Raw P(real) per RGB crop, in fixed chunks of LIVE_PREDICT_BATCH (padded)."""
+    batch = prepare_faces(crops_rgb, input_size)
+    padded = np.zeros((LIVE_PREDICT_BATCH, input_size, input_size, 3), np.float32)
+    scores = []
+    for start in range(0, len(batch), LIVE_PREDICT_BATCH):
+        chunk = batch[start:start + LIVE_PREDICT_BATCH]
+        padded[:] = 0
+        padded[:len(chunk)] = chunk
+        scores += [float(p) for p in np.asarray(predictor.predict(padded)).reshape(-1)[:len(chunk)]]
+    return scores
+
+
+def warm_up(scorer):
+    """Trace the model at the live batch shape now, so the first frame is not a second late."""
+    predict_live(scorer.predictor, [np.zeros((scorer.input_size, scorer.input_size, 3), np.uint8)],
+                 scorer.input_size)
+
+
+def score_frame(scorer, frame_bgr, cfg, boxes=None):
+    """[LiveFace] of one BGR frame: faces found by `scorer.detector` when `boxes` is None, else
+    cropped at `boxes` (the last detection's, in this frame's coordinates). The frame is resized
+    by RESIZE_RULES first, as stage 04 resizes a video's frames; boxes come back in the frame's own
+    coordinates."""
+    factor = resize_factor(frame_bgr.shape[1], cfg.RESIZE_RULES)
+    frame_bgr = resize_frame(frame_bgr, cfg.RESIZE_RULES)
+    if min(frame_bgr.shape[:2]) < MIN_FRAME_SIDE:
+        return []
+    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    if boxes is None:
+        faces = keep_faces(scorer.detector([rgb])[0], cfg.MULTI_FACE_MIN_CONFIDENCE)
+    else:
+        faces = [Face(*(round(v * factor) for v in box)) for box in boxes]
+    kept, crops = [], []
+    for face in faces:
+        crop = crop_face(rgb, face, cfg.FACE_MARGIN)
+        if crop.size:
+            kept.append(face)
+            crops.append(crop)
+    if not crops:
+        return []
+    raw = predict_live(scorer.predictor, crops, scorer.input_size)
+    calibrated = apply_temperature(raw, scorer.temperature if cfg.CALIBRATE else None)
+    return [LiveFace(tuple(round(v / factor) for v in (face.x, face.y, face.width, face.height)),
+                     float(p_real), p_raw, boxes is None)
+            for face, p_raw, p_real in zip(kept, raw, calibrated)]
+
+
+LIVE_FRAME = "live-frame"  # the kind of a web worker task holding one JPEG frame of the page's live view
+
+
+def frame_task(jpeg, boxes=None):
+    """A web worker task (web_workers.py) scoring one JPEG frame in memory: never written to disk.
+    `boxes`: the faces to follow, None to run the detector."""
+    return {"kind": LIVE_FRAME, "name": "a live frame", "jpeg": bytes(jpeg), "boxes": boxes}
+
+
+def score_frame_task(scorer, task, cfg):
+    """The answer to a frame_task: {"faces": [{"box", "p_real", "p_real_raw", "detected"}]}, or
+    None when the bytes do not decode as an image."""
+    image = cv2.imdecode(np.frombuffer(task["jpeg"], np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    faces = score_frame(scorer, image, cfg, task["boxes"])
+    return {"faces": [{"box": list(face.box), "p_real": face.p_real, "p_real_raw": face.p_real_raw,
+                       "detected": face.detected} for face in faces],
+            "width": int(image.shape[1]), "height": int(image.shape[0])}
