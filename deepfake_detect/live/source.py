@@ -112,7 +112,8 @@ class LatestFrameReader:
         """An opened capture, retried with backoff for reconnect_seconds unless the source is a
         file; None when it cannot be opened within that time (or the reader is stopped)."""
         capture = open_capture(self.source)
-        if capture is not None or self.kind == "file":
+        missing_device = isinstance(self.source, str) and self.source.startswith("/dev/") and not Path(self.source).exists()
+        if capture is not None or self.kind == "file" or (first and missing_device):
             return capture
         deadline, backoff = self.clock() + self.reconnect_seconds, FIRST_BACKOFF_S
         while capture is None and self.clock() < deadline and not self._stop.is_set():
