@@ -71,8 +71,9 @@ class Alert:
 
 @dataclass
 class Summary:
-    """The whole run: frames read = scored + dropped, its length, every person (PersonScore-like
-    dicts) and every fake segment (inference.results.Segment), and why it ended."""
+    """The whole run: frames read = scored + dropped (+ failed), its length in stream seconds (the
+    newest frame's time), every person (PersonScore-like dicts) and every fake segment
+    (inference.results.Segment), and why it ended."""
 
     frames_read: int
     frames_scored: int
@@ -84,10 +85,12 @@ class Summary:
     reconnects: int = 0
     frames_failed: int = 0           # taken but not scored (an error while scoring; read = scored + dropped + failed)
     latency_ms: dict | None = None   # {"p50": ..., "p95": ...} from capture to result, over every scored frame
+    wall_seconds: float = 0.0        # from opening the source to the summary (reconnect attempts included)
 
     def as_dict(self):
         return {"type": "summary", "frames_read": self.frames_read, "frames_scored": self.frames_scored,
                 "frames_dropped": self.frames_dropped, "seconds": rounded(self.seconds, 2),
+                "wall_seconds": rounded(self.wall_seconds, 2),
                 "persons": self.persons,
                 "segments": [{**asdict(s), "start": rounded(s.start, 2), "end": rounded(s.end, 2),
                               "p_fake": rounded(s.p_fake)} for s in self.segments],

@@ -44,7 +44,7 @@ def status_line(update):
 
 def summary_lines(summary):
     """The summary as printed at the end."""
-    lines = [f"live check finished after {summary.seconds:,.1f} s ({summary.end_reason}): frames read "
+    lines = [f"live check finished: {summary.seconds:,.1f} s of stream in {summary.wall_seconds:,.1f} s ({summary.end_reason}); frames read "
              f"{summary.frames_read:,}, scored {summary.frames_scored:,}, dropped {summary.frames_dropped:,}"
              + (f", failed {summary.frames_failed:,}" if summary.frames_failed else "")
              + (f"; latency p50 {summary.latency_ms['p50']:,.0f} ms, p95 {summary.latency_ms['p95']:,.0f} ms"

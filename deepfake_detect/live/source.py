@@ -94,11 +94,13 @@ class LatestFrameReader:
         self.frames_read = self.frames_dropped = self.reconnects = 0
         self.end_reason = None
         self.started = None
+        self.last_frame_time = 0.0  # stream seconds of the newest frame read
         self._slot, self._taken = None, True
         self._ended = False
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._capture, self._thread = None, None
+        self._origin, self._last_time = None, 0.0   # network streams: timestamp of time 0, last time given
 
     def start(self):
         self._capture = self._open(first=True)
@@ -138,7 +140,7 @@ class LatestFrameReader:
                 now = self.clock()
                 if self.started is None:
                     self.started = now
-                stream_time = self.frames_read / pace if pace else now - self.started
+                stream_time = self.frames_read / pace if pace else self._stream_time(capture, now)
                 if pace:  # a file plays at its own speed: wait until this frame is due
                     self._stop.wait(max(0.0, self.started + stream_time - now))
                     now = self.clock()
@@ -150,6 +152,20 @@ class LatestFrameReader:
                 self._ended = True
                 self.end_reason = self.end_reason or ("stopped" if self._stop.is_set() else "the source ended")
                 self._changed.notify_all()
+
+    def _stream_time(self, capture, now):
+        """Seconds since the stream began: by the stream's own timestamps when it has them (a
+        network stream: OpenCV delivers its first seconds in a burst after probing them, so the
+        clock would squeeze them), else by the clock. After a reconnect the timestamps restart, so
+        they are re-anchored to the clock."""
+        position = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        clock_time = now - self.started
+        if self.kind != "network" or not position > 0:
+            return clock_time
+        if self._origin is None or position - self._origin < self._last_time:
+            self._origin = position - (clock_time if self._origin is not None else 0.0)
+        self._last_time = position - self._origin
+        return self._last_time
 
     def _file_pace(self):
         """Frames per second at which a file is played (its own rate; 25 when it has none)."""
@@ -172,6 +188,7 @@ class LatestFrameReader:
                 self.frames_dropped += 1
             self._slot, self._taken = frame, False
             self.frames_read += 1
+            self.last_frame_time = frame.time
             self._changed.notify_all()
 
     def latest(self, timeout=None):

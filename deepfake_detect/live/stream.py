@@ -95,8 +95,9 @@ class LiveStream:
             latencies = np.asarray(self.latencies) if self.latencies else None
             self._summary = Summary(
                 self.reader.frames_read, self.session.frames_scored, self.reader.frames_dropped,
-                self.clock() - self.started if self.started else 0.0, persons, segments,
+                self.reader.last_frame_time, persons, segments,
                 self.reader.end_reason or "stopped", self.reader.reconnects, self.frames_failed,
                 None if latencies is None else {"p50": round(float(np.percentile(latencies, 50)), 1),
-                                                "p95": round(float(np.percentile(latencies, 95)), 1)})
+                                                "p95": round(float(np.percentile(latencies, 95)), 1)},
+                self.clock() - self.started if self.started else 0.0)
         return self._summary
