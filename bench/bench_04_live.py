@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -90,7 +91,8 @@ def stream_events(scorer, cfg, url, on_event=None):
 
 
 def swap_run(scorer, cfg, video, swap):
-    """Figures of one spliced take streamed once."""
+    """Figures of one spliced take streamed once (the stream is known to end: no reconnecting)."""
+    cfg = types.SimpleNamespace(**{**vars(cfg), "LIVE_RECONNECT_SECONDS": 0.5})
     process, url = serve(video)
     try:
         events, summary, connected = stream_events(scorer, cfg, url)
@@ -124,6 +126,7 @@ def long_run(scorer, cfg, video, minutes):
         while not stop.wait(MEMORY_EVERY_S):
             memory.append((round(time.monotonic() - started), resident_mb(os.getpid())))
 
+    cfg = types.SimpleNamespace(**{**vars(cfg), "LIVE_RECONNECT_SECONDS": 0.5})
     process, url = serve(video, seconds=minutes * 60)
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

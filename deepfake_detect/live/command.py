@@ -1,6 +1,7 @@
 """04-detect_deepfakes.py --live SOURCE [--jsonl PATH|-] [--record PATH]: a live source checked
 until it ends or Ctrl+C, with the terminal's live lines, JSON lines and the annotated video."""
 
+import os
 import sys
 
 from deepfake_detect.live.events import Summary
@@ -18,12 +19,22 @@ def add_live_arguments(parser):
     parser.add_argument("--record", metavar="PATH", help="with --live: write the annotated stream to this mp4")
 
 
+def quiet_video_backend():
+    """Keep OpenCV's and FFmpeg's own messages (a warning per refused reconnect attempt) off the
+    terminal: the summary says how many attempts failed and why the run ended."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg first opens
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def run_live(args, cfg, scorer):
     """Check args.live with a loaded Scorer; return the exit status (0, or 2 when the source
     cannot be opened)."""
     terminal = Terminal(sys.stderr if args.jsonl == "-" else sys.stdout)
     outputs = [terminal] + ([JsonLines(args.jsonl)] if args.jsonl else [])
     recorder = Recorder(args.record, cfg) if args.record else None
+    quiet_video_backend()
     stream = LiveStream(args.live, scorer, cfg, on_frame=recorder.add if recorder else None)
     try:
         stream.open()

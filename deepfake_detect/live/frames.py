@@ -59,33 +59,42 @@ def warm_up(scorer):
                  scorer.input_size)
 
 
-def score_frame(scorer, frame_bgr, cfg, boxes=None):
-    """[LiveFace] of one BGR frame: faces found by `scorer.detector` when `boxes` is None, else
-    cropped at `boxes` (the last detection's, in this frame's coordinates). The frame is resized
-    by RESIZE_RULES first, as stage 04 resizes a video's frames; boxes come back in the frame's own
-    coordinates."""
+def find_boxes(scorer, frame_bgr, cfg):
+    """The boxes (x, y, width, height), in the frame's own coordinates, of the faces
+    `scorer.detector` finds and keep_faces keeps in the frame resized by RESIZE_RULES."""
     factor = resize_factor(frame_bgr.shape[1], cfg.RESIZE_RULES)
-    frame_bgr = resize_frame(frame_bgr, cfg.RESIZE_RULES)
-    if min(frame_bgr.shape[:2]) < MIN_FRAME_SIDE:
+    resized = resize_frame(frame_bgr, cfg.RESIZE_RULES)
+    if min(resized.shape[:2]) < MIN_FRAME_SIDE:
         return []
-    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-    if boxes is None:
-        faces = keep_faces(scorer.detector([rgb])[0], cfg.MULTI_FACE_MIN_CONFIDENCE)
-    else:
-        faces = [Face(*(round(v * factor) for v in box)) for box in boxes]
+    faces = keep_faces(scorer.detector([cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)])[0], cfg.MULTI_FACE_MIN_CONFIDENCE)
+    return [tuple(round(v / factor) for v in (face.x, face.y, face.width, face.height)) for face in faces]
+
+
+def score_boxes(scorer, frame_bgr, cfg, boxes, detected=False):
+    """[LiveFace] of the faces at `boxes` (frame coordinates) of one BGR frame, cropped from the
+    frame resized by RESIZE_RULES, as stage 04 crops a video's frames; `detected`: the boxes were
+    found in this very frame."""
+    factor = resize_factor(frame_bgr.shape[1], cfg.RESIZE_RULES)
+    rgb = cv2.cvtColor(resize_frame(frame_bgr, cfg.RESIZE_RULES), cv2.COLOR_BGR2RGB)
     kept, crops = [], []
-    for face in faces:
-        crop = crop_face(rgb, face, cfg.FACE_MARGIN)
+    for box in boxes:
+        crop = crop_face(rgb, Face(*(round(v * factor) for v in box)), cfg.FACE_MARGIN)
         if crop.size:
-            kept.append(face)
+            kept.append(tuple(int(v) for v in box))
             crops.append(crop)
     if not crops:
         return []
     raw = predict_live(scorer.predictor, crops, scorer.input_size)
     calibrated = apply_temperature(raw, scorer.temperature if cfg.CALIBRATE else None)
-    return [LiveFace(tuple(round(v / factor) for v in (face.x, face.y, face.width, face.height)),
-                     float(p_real), p_raw, boxes is None)
-            for face, p_raw, p_real in zip(kept, raw, calibrated)]
+    return [LiveFace(box, float(p_real), p_raw, detected) for box, p_raw, p_real in zip(kept, raw, calibrated)]
+
+
+def score_frame(scorer, frame_bgr, cfg, boxes=None):
+    """[LiveFace] of one BGR frame: its faces found by the detector when `boxes` is None, else
+    those at `boxes` (the last detection's, followed)."""
+    if boxes is None:
+        return score_boxes(scorer, frame_bgr, cfg, find_boxes(scorer, frame_bgr, cfg), detected=True)
+    return score_boxes(scorer, frame_bgr, cfg, boxes)
 
 
 LIVE_FRAME = "live-frame"  # the kind of a web worker task holding one JPEG frame of the page's live view

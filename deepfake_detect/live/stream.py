@@ -4,10 +4,10 @@
     stream = LiveStream(source, scorer, cfg).open()    # SourceError: one sentence
     for event in stream: ...                            # Update / Alert ..., then the Summary
 
-Each turn takes the newest frame (source.py), scores its faces (frames.py: the detector every
-LIVE_DETECT_EVERY frames, the last boxes in between), gives them to the session (session.py) and
-yields its Alerts, and an Update when LIVE_UPDATE_SECONDS have passed. When the source ends the
-Summary comes last; a caller that stops early (Ctrl+C) asks `summary()` itself.
+Each turn takes the newest frame (source.py), scores its faces at the newest boxes (frames.py; the
+detector runs beside the loop every LIVE_DETECT_EVERY frames: detection.py), gives them to the
+session (session.py) and yields its Alerts, and an Update when LIVE_UPDATE_SECONDS have passed.
+When the source ends the Summary comes last; a caller that stops early (Ctrl+C) asks `summary()`.
 """
 
 import sys
@@ -17,7 +17,8 @@ from collections import deque
 import numpy as np
 
 from deepfake_detect.live.events import Summary
-from deepfake_detect.live.frames import score_frame, warm_up
+from deepfake_detect.live.detection import BackgroundDetector
+from deepfake_detect.live.frames import find_boxes, score_boxes, warm_up
 from deepfake_detect.live.session import LiveSession
 from deepfake_detect.live.source import LatestFrameReader, parse_source
 
@@ -59,23 +60,22 @@ class LiveStream:
 
     def _events(self):
         boxes, since_detection, last_update = None, 0, None
+        detector = BackgroundDetector(self.scorer, self.cfg)
         while True:
             frame = self.reader.latest(timeout=0.5)
             if frame is None:
                 if self.reader.ended:
                     return
                 continue
-            detect = boxes is None or since_detection + 1 >= self.cfg.LIVE_DETECT_EVERY
             try:
-                faces = score_frame(self.scorer, frame.image, self.cfg, None if detect else boxes)
+                boxes, since_detection = self._boxes(detector, frame, boxes, since_detection)
+                faces = score_boxes(self.scorer, frame.image, self.cfg, boxes) if boxes else []
             except Exception as error:  # noqa: BLE001 - one bad frame must not end a live check
                 self.frames_failed += 1
                 if self.frames_failed == 1:
                     print(f"warning: a frame could not be scored ({type(error).__name__}: {error}); "
                           f"going on", file=sys.stderr)
                 continue
-            since_detection = 0 if detect else since_detection + 1
-            boxes = [face.box for face in faces] or None  # no face: look again on the next frame
             alerts = self.session.add(frame.time, faces)
             latency_ms = (self.clock() - frame.captured) * 1000
             self.latencies.append(latency_ms)
@@ -86,6 +86,19 @@ class LiveStream:
                 last_update = frame.time
                 yield self.session.update(frame.time, latency_ms,
                                           (self.reader.frames_read, self.reader.frames_dropped))
+
+    def _boxes(self, detector, frame, boxes, since_detection):
+        """(boxes to score this frame at, frames since a detection was started): the first frame
+        is searched here; later, a detection is started in the background every
+        LIVE_DETECT_EVERY frames and its boxes are used once it is done (detection.py)."""
+        if boxes is None:
+            return find_boxes(self.scorer, frame.image, self.cfg), 0
+        found = detector.take()
+        boxes = boxes if found is None else found
+        since_detection += 1
+        if since_detection >= self.cfg.LIVE_DETECT_EVERY and detector.submit(frame.image):
+            since_detection = 0
+        return boxes, since_detection
 
     def summary(self):
         """The Summary (made once: later calls return the same)."""
