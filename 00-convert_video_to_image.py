@@ -19,43 +19,15 @@ Ends with a summary such as:
 
 import sys
 
-from deepfake_detect import settings
-from deepfake_detect.dataset import read_dataset
-from deepfake_detect.files import discard_partial_folder, finish_partial_folder, start_partial_folder, write_png
-from deepfake_detect.frames import VideoError, frame_file_name, iter_kept_frames
+from deepfake_detect import arguments, settings
+from deepfake_detect.datasets.discovery import read_dataset
 from deepfake_detect.jobs.console import Timer, summarize, warn
-from deepfake_detect.jobs.outcome import ALREADY_DONE, SKIPPED, Outcome, exit_status
+from deepfake_detect.jobs.outcome import exit_status
 from deepfake_detect.jobs.pool import plan_shard, run_jobs
-
-# A header that promises many more frames than could be decoded means a truncated file.
-TRUNCATION_WARNING_RATIO = 0.9
-
-
-def convert_video(video, cfg):
-    """Write the kept frames of one video to FRAMES_DIR/<video>/; return its Outcome."""
-    final_dir = cfg.FRAMES_DIR / video.name
-    if final_dir.is_dir():
-        return Outcome(video.name, ALREADY_DONE)
-    partial = start_partial_folder(final_dir)
-    stats = {}
-    try:
-        kept = 0
-        for _, frame in iter_kept_frames(video.path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND, stats):
-            write_png(partial / frame_file_name(video.name, kept), frame)
-            kept += 1
-    except VideoError as error:
-        discard_partial_folder(partial)
-        return Outcome(video.name, SKIPPED, str(error))
-    finish_partial_folder(partial, final_dir)
-    outcome = Outcome(video.name, counts={"frames": kept})
-    announced, decoded = stats.get("announced", 0), stats.get("decoded", 0)
-    if announced and decoded < announced * TRUNCATION_WARNING_RATIO:
-        outcome.reason = f"truncated? decoded {decoded} of the {announced} frames its header announces"
-    return outcome
-
+from deepfake_detect.media.convert import convert_video
 
 def parse_args(argv=None):
-    parser = settings.new_per_video_parser(
+    parser = arguments.new_per_video_parser(
         __doc__, workers_help="worker processes (default: config WORKERS, else one per CPU core)")
     return parser.parse_args(argv)
 
@@ -63,7 +35,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg, part, count = settings.load_sharded_config(args)
+        cfg, part, count = arguments.load_sharded_config(args)
         listing = read_dataset(cfg)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -10,7 +10,7 @@ its width and height on each side, clipped to the frame, as in the original. NN 
 frame's kept faces 00, 01, ... Each video's faces.csv lists every kept face (frame, face
 number, box, confidence) and every frame in which none was found.
 
-MTCNN runs as in the original (mtcnn 0.1's steps, see mtcnn_detector.py). Each worker
+MTCNN runs as in the original (mtcnn 0.1's steps, see deepfake_detect/faces/mtcnn.py). Each worker
 process loads it once and sends it MTCNN_BATCH_SIZE frames at a time; videos run in parallel,
 one per worker (default: one worker per 4 cores; each pays ~3 s to start TensorFlow and
 already uses several cores, so on 2 cores one worker is fastest). With --ray (or RAY_ADDRESS)
@@ -26,33 +26,17 @@ Ends with a summary such as:
 
 import sys
 
-from deepfake_detect import settings
-from deepfake_detect.faces import crop_faces_of_video, find_video_folders
+from deepfake_detect import arguments, settings
+from deepfake_detect.faces.crops import find_video_folders
+from deepfake_detect.faces.mtcnn import (count_detector_threads, count_detector_workers, crop_video_with_mtcnn,
+                                         start_detector_worker)
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import DONE, exit_status
 from deepfake_detect.jobs.pool import plan_shard, run_jobs
-from deepfake_detect.mtcnn_detector import (count_detector_threads, count_detector_workers, load_worker_detector,
-                                            start_detector_worker)
-
-
-def crop_video(frames_dir, cfg):
-    """Crop the faces of one video's frames into FACES_DIR/<video>/; return its Outcome.
-
-    Frames that cannot be used are named in the Outcome's reason, one per line, so the main
-    process can print them without breaking the progress bar.
-    """
-    problems = []
-    outcome = crop_faces_of_video(frames_dir, cfg.FACES_DIR, load_worker_detector(), cfg,
-                                  batch_size=cfg.MTCNN_BATCH_SIZE, on_problem=problems.append)
-    if outcome.status == DONE and problems:
-        outcome.reason = "\n".join(problems)
-    elif problems:  # skipped or failed: the reason, and the first frame's problem as an example
-        outcome.reason += f" (e.g. {problems[0]})"
-    return outcome
 
 
 def parse_args(argv=None):
-    parser = settings.new_per_video_parser(
+    parser = arguments.new_per_video_parser(
         __doc__, workers_help="worker processes, each with its own MTCNN (default: config MTCNN_WORKERS, "
                               "else one per 4 CPU cores); 1 runs in this process")
     return parser.parse_args(argv)
@@ -61,7 +45,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg, part, count = settings.load_sharded_config(args)
+        cfg, part, count = arguments.load_sharded_config(args)
         folders = find_video_folders(cfg.FRAMES_DIR)
     except (settings.ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -81,7 +65,7 @@ def main(argv=None):
     threads = count_detector_threads(workers)
     if cfg.RAY_ADDRESS:  # each Ray actor has RAY_CPUS_PER_ACTOR CPUs of its machine to itself
         threads = max(1, int(cfg.RAY_CPUS_PER_ACTOR))
-    outcomes = run_jobs(crop_video, todo, cfg, workers, desc="stage 01a videos",
+    outcomes = run_jobs(crop_video_with_mtcnn, todo, cfg, workers, desc="stage 01a videos",
                         initializer=start_detector_worker, initargs=(threads,)) if todo else []
     for outcome in outcomes:
         if outcome.status == DONE and outcome.reason:

@@ -27,63 +27,15 @@ its index are written, so a rerun skips finished videos and redoes the rest. End
 
 import sys
 
-from tqdm import tqdm
-
-from deepfake_detect import settings
-from deepfake_detect.azure import AzureSetupError, AzureStopError, detector_from_config
-from deepfake_detect.faces import crop_faces_of_video, find_video_folders
-from deepfake_detect.jobs.console import Timer, summarize, warn
-from deepfake_detect.jobs.outcome import FAILED, SKIPPED, Outcome, exit_status
+from deepfake_detect import arguments, settings
+from deepfake_detect.faces.azure import AzureSetupError, crop_videos_with_azure, describe_requests, detector_from_config
+from deepfake_detect.faces.crops import find_video_folders
+from deepfake_detect.jobs.console import Timer, summarize
+from deepfake_detect.jobs.outcome import exit_status
 from deepfake_detect.jobs.pool import plan_shard
 
-# Stage 01a reads the same input folders: its function is used rather than copied.
-
-
-def crop_video(frames_dir, cfg, detector):
-    """Crop the faces of one video's frames into FACES_DIR/<video>/; return its Outcome.
-
-    Raises AzureStopError (nothing of this video is kept) when the service cannot be used.
-    """
-    # One frame at a time: the detector sends one request per frame anyway, and a stop loses less.
-    return crop_faces_of_video(frames_dir, cfg.FACES_DIR, detector, cfg, batch_size=1,
-                               on_problem=lambda message: warn(f"frame not searched: {message}"))
-
-
-def crop_videos(folders, cfg, detector):
-    """Crop each video in turn; return (Outcomes, the AzureStopError that stopped it or None)."""
-    outcomes = []
-    bar = tqdm(folders, desc="stage 01b videos", unit="video", dynamic_ncols=True)
-    try:
-        for folder in bar:
-            try:
-                outcome = crop_video(folder, cfg, detector)
-            except AzureStopError as error:
-                return outcomes, error
-            except Exception as error:  # noqa: BLE001 - one video's bug must not stop the others
-                outcome = Outcome(folder.name, FAILED, f"{type(error).__name__}: {error}")
-            if outcome.status in (SKIPPED, FAILED):
-                warn(f"{outcome.name}: {outcome.reason}")
-            outcomes.append(outcome)
-            bar.set_postfix(requests=detector.stats["requests"], retries=detector.stats["retries"],
-                            refresh=False)
-    finally:
-        bar.close()
-    return outcomes, None
-
-
-def describe_requests(detector):
-    """One summary line: what was asked of the service, and what it cost."""
-    stats = detector.stats
-    line = (f"{detector.service.title}: {stats['requests']:,} requests, {stats['frames_sent']:,} frames sent, "
-            f"{stats['retries']:,} retries, {stats['frames_rejected']:,} frames refused, "
-            f"{stats['frames_rescaled']:,} frames rescaled to the service's size limits")
-    if detector.rate_limit_wait_seconds >= 1:
-        line += f", {detector.rate_limit_wait_seconds:,.0f} s waiting for AZURE_CALLS_PER_MINUTE"
-    return line
-
-
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__, shard=True)
+    parser = arguments.new_parser(__doc__, shard=True)
     return parser.parse_args(argv)
 
 
@@ -91,7 +43,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = settings.load_config(args.config)
-        part, count = settings.parse_shard(args.shard)
+        part, count = arguments.parse_shard(args.shard)
+        settings.check_azure_settings(cfg)
         detector = detector_from_config(cfg)  # checks the endpoint and key; sends nothing
         folders = find_video_folders(cfg.FRAMES_DIR)
     except (settings.ConfigError, AzureSetupError, FileNotFoundError) as error:
@@ -117,7 +70,7 @@ def crop_all(cfg, detector, folders, part, count):
     todo, already = plan_shard(folders, cfg.FACES_DIR, part, count)
 
     timer = Timer()
-    outcomes, stop = crop_videos(todo, cfg, detector)
+    outcomes, stop = crop_videos_with_azure(todo, cfg, detector)
     settings.save_settings(cfg, cfg.FACES_DIR, "01b")
     extra = [describe_requests(detector)]
     if stop:

@@ -53,14 +53,15 @@ stage 02 output. Ends with a table and a summary:
 import sys
 from pathlib import Path
 
-from deepfake_detect import settings, split
-from deepfake_detect.dataset import detect_layout
+from deepfake_detect import arguments, settings
+from deepfake_detect.datasets import split
+from deepfake_detect.datasets.discovery import detect_layout
 from deepfake_detect.jobs.console import Timer, summarize, warn
 from deepfake_detect.jobs.outcome import SKIPPED
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("--replace", action="store_true",
                         help="delete and rebuild PREPARED_DIR and SPLIT_DIR if they are not empty")
     parser.add_argument("--split-lists", type=Path, default=None, metavar="FOLDER",
@@ -101,14 +102,7 @@ def main(argv=None):
         print(f"error: no {missing} face crops in {cfg.FACES_DIR}: both classes are needed to build "
               "a training set", file=sys.stderr)
         return 1
-    official = listing.split_sources if split.has_official_split(crops) else {}
-    if official:
-        crops, assignment, split_warnings = split.assign_official_splits(crops, official, cfg)
-        crops, balance_note, balance_warnings = split.balance_per_split(crops, assignment, cfg.SPLIT_SEED)
-        split_warnings += balance_warnings
-    else:
-        crops, balance_note = split.balance_classes(crops, cfg.SPLIT_SEED)
-        assignment, split_warnings = split.assign_splits(crops, cfg)
+    crops, assignment, balance_note, split_warnings, official = split.decide_splits(crops, listing.split_sources, cfg)
     print(f"balanced: {balance_note}")
     for message in split_warnings:
         warn(message)

@@ -3,7 +3,7 @@
     SPLIT_DIR/{train,val,test}/{real,fake}/*.png  ->  RUNS_DIR/<run name>/
 
     python 03-train_cnn.py [--config configs/my_dataset.py] [--name NAME] [--overwrite] [--cpu-devices N]
-    python 03-train_cnn.py --export RUN [--overwrite]   # RUNS_DIR/RUN/export/: SavedModel + TFLite (export.py)
+    python 03-train_cnn.py --export RUN [--overwrite]   # RUNS_DIR/RUN/export/: SavedModel + TFLite (training/export.py)
 
 The network (config BACKBONE, INPUT_SIZE, WEIGHTS) outputs P(pristine): labels are fake = 0,
 real = 1. Crops are decoded and resized once (as detection's prepare_faces does) and cached in
@@ -29,10 +29,14 @@ without --overwrite. Ends with a summary such as:
 import os
 import sys
 
-from deepfake_detect import distribute, export, runs, settings, training
+from deepfake_detect import arguments, settings
 from deepfake_detect.jobs.console import Timer
-from deepfake_detect.model import WeightsError
-from deepfake_detect.model_card import metrics_table
+from deepfake_detect.models.network import WeightsError
+from deepfake_detect.training import distribute, export, runs
+from deepfake_detect.training.cache import choose_cache_dir, remove_cache
+from deepfake_detect.training.loop import set_training_seed, train_model
+from deepfake_detect.training.model_card import metrics_table
+from deepfake_detect.training.split_files import SplitFolderError, count_files, list_splits
 
 # The settings printed first, as this run resolved them.
 SHOWN_SETTINGS = ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE", "EPOCHS",
@@ -40,7 +44,7 @@ SHOWN_SETTINGS = ["SPLIT_DIR", "BACKBONE", "WEIGHTS", "INPUT_SIZE", "BATCH_SIZE"
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("--name", default=None,
                         help="run folder under RUNS_DIR (default: config RUN_NAME, else a timestamp); "
                              "an interrupted run with this name resumes")
@@ -70,17 +74,10 @@ def export_main(args):
 def print_plan(cfg, devices, files_by_split, run_dir, resuming):
     """The resolved settings and devices, each split's crops and videos, and the run folder."""
     print(settings.describe_settings(cfg, SHOWN_SETTINGS) + f", devices: {devices}")
-    for split, by_class in training.count_files(files_by_split).items():
+    for split, by_class in count_files(files_by_split).items():
         print(f"{split}: " + ", ".join(f"{c['crops']:,} {class_name} crops from {c['videos']:,} videos"
                                        for class_name, c in by_class.items()))
     print(f"{'resuming the interrupted run' if resuming else 'run'}: {run_dir}")
-
-
-def child_command(argv, name):
-    """The command line a multi-machine run's supervisor trains with: this script, the same flags,
-    the run name made explicit, and no --overwrite (the supervisor already did it, once)."""
-    argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--overwrite"]
-    return [sys.executable, os.path.abspath(__file__), *argv, "--name", name]
 
 
 def main(argv=None):
@@ -89,44 +86,40 @@ def main(argv=None):
         return export_main(args)
     try:
         cfg = settings.load_config(args.config)
-        training.check_training_settings(cfg)
+        settings.check_training_settings(cfg)
         tf_config = os.environ.get("TF_CONFIG")
         machines, chief = distribute.cluster_size(tf_config), distribute.is_chief(tf_config)
-        if machines > 1 and not (args.name or cfg.RUN_NAME):
-            raise runs.RunError("a multi-machine run needs --name (the same on every machine), so that a "
-                                "restarted machine finds its backup")
-        name = args.name or cfg.RUN_NAME or runs.default_run_name()
-        files_by_split = training.list_splits(cfg.SPLIT_DIR)
-        if machines > 1 and not os.environ.get(distribute.CHILD_VARIABLE):
-            # Train in a child process that SIGTERM/Ctrl+C can stop at any point and a lost peer restarts.
+        name = runs.choose_run_name(args.name, cfg, machines)
+        files_by_split = list_splits(cfg.SPLIT_DIR)
+        if distribute.needs_supervisor(tf_config):  # training runs in a child process it supervises
             runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
-            return distribute.supervise(child_command(argv, name), tf_config, cfg.CLUSTER_TIMEOUT_S)
+            return distribute.supervise_script(__file__, argv, name, tf_config, cfg.CLUSTER_TIMEOUT_S)
         run_dir, resuming = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
-    except (settings.ConfigError, training.SplitFolderError, runs.RunError, distribute.ClusterError) as error:
+    except (settings.ConfigError, SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     timer = Timer()
     strategy, devices = distribute.choose_strategy(cfg.MIXED_PRECISION, args.cpu_devices)
-    training.set_training_seed(cfg.TRAINING_SEED)
+    set_training_seed(cfg.TRAINING_SEED)
     print_plan(cfg, devices, files_by_split, run_dir, resuming)
     settings.save_settings(cfg, run_dir, "03")
     if chief:
         runs.record_split(cfg, run_dir)
-    cache_dir = training.choose_cache_dir(cfg, files_by_split, run_dir)
+    cache_dir = choose_cache_dir(cfg, files_by_split, run_dir)
 
     try:
         if not runs.is_trained(run_dir):
-            digest = training.train_model(cfg, strategy, run_dir, files_by_split, cache_dir,
-                                          writes_run=chief, cluster_formed=distribute.formed_mark())
+            digest = train_model(cfg, strategy, run_dir, files_by_split, cache_dir,
+                                 writes_run=chief, cluster_formed=distribute.formed_mark())
             print(f"trained weights: digest {digest}")
             runs.mark_trained(cfg, run_dir)
         if not chief:  # the chief scores the test split alone
-            training.remove_cache(cache_dir)
+            remove_cache(cache_dir)
             return 0
         trained = runs.describe_training(cfg, run_dir)
         metrics = runs.score_test_split(cfg, run_dir, files_by_split, trained, cache_dir)
-    except (training.SplitFolderError, runs.RunError, WeightsError) as error:
+    except (SplitFolderError, runs.RunError, WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

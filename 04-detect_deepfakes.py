@@ -41,25 +41,21 @@ Exit status: 0 every input scored, 1 some not, 2 usage, settings or model error.
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from deepfake_detect import settings
-from deepfake_detect.calibration import run_temperature
-from deepfake_detect.export import is_exported
+from deepfake_detect import arguments, settings
 from deepfake_detect.inference import records
-from deepfake_detect.inference.annotate import annotation_path, write_annotations
-from deepfake_detect.inference.batch import score_inputs
-from deepfake_detect.inference.media import ignored_note, list_inputs
+from deepfake_detect.inference.batch import score_and_show
 from deepfake_detect.inference.results import SCORED
-from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
-from deepfake_detect.inference.table import name_width_of, result_lines, table_header
+from deepfake_detect.inference.scoring import Scorer, find_run_model
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.jobs.console import Timer, warn
-from deepfake_detect.live.command import add_live_arguments, run_live
+from deepfake_detect.live.command import parse_with_live, run_live
+from deepfake_detect.media.kinds import ignored_note, list_inputs
+from deepfake_detect.models.predictors import ModelError, is_exported
+from deepfake_detect.training.calibration import run_temperature
 
 
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("inputs", nargs="*", type=Path, help="video files, image files and folders")
     parser.add_argument("--run", default=None, metavar="PATH_OR_NAME",
                         help="run folder, run name in RUNS_DIR or a .keras file (default: newest run)")
@@ -78,15 +74,12 @@ def parse_args(argv=None):
                         help="serve beyond loopback without WEB_TOKEN: anyone on the network can use the page")
     parser.add_argument("--debug", action="store_true",
                         help="serve with werkzeug's development server instead of waitress")
-    settings.add_ray_argument(parser)
-    add_live_arguments(parser)
-    args = parser.parse_args(argv)
+    arguments.add_ray_argument(parser)
+    args = parse_with_live(parser, argv)
     if not args.serve and not args.inputs and not args.live:
         parser.error("give videos, images or folders to score, --live SOURCE, or --serve for the web page")
     if args.serve and args.inputs:
         parser.error("--serve scores what is uploaded to the page: give it no files")
-    if args.live and (args.inputs or args.serve):
-        parser.error("--live checks one source: give it no files and no --serve")
     return args
 
 
@@ -108,20 +101,7 @@ def detect_files(args, cfg, scorer, model_path):
     elif args.explain and scorer is not None:
         scorer.explain_faces([])  # builds and traces Grad-CAM before the first input, not during it
     timer = Timer()
-    name_width = name_width_of(files)
-    tqdm.write(table_header(name_width))
-    results, used_names = [], set()
-    bar = tqdm(total=len(files), desc="stage 04 inputs", unit="input", dynamic_ncols=True)
-    try:
-        for result in score_inputs(files, cfg, scorer, model_path, bool(args.annotate), args.explain):
-            results.append(result)
-            tqdm.write("\n".join(result_lines(result, name_width, args.details)))
-            if args.annotate and result.status == SCORED:
-                write_annotations(result, annotation_path(args.annotate, result, used_names), cfg, args.explain)
-            result.frames_bgr = None  # frees the frames as soon as they are drawn
-            bar.update(1)
-    finally:
-        bar.close()
+    results = score_and_show(files, cfg, scorer, model_path, args.annotate, args.explain, args.details)
     calibration = run_temperature(model_path, cfg)[1]
     print(score_meaning(cfg))
     print(calibration)
@@ -141,7 +121,7 @@ def main(argv=None, scorer=None):
     """`scorer`: an already loaded Scorer to reuse (tests load one for many runs)."""
     args = parse_args(argv)
     try:
-        cfg = settings.apply_ray_flag(settings.load_config(args.config), None if args.serve else args.ray)
+        cfg = arguments.apply_ray_flag(settings.load_config(args.config), None if args.serve else args.ray)
         if args.serve:
             cfg.RAY_ADDRESS = None  # the web page scores in its own process
         model_path = scorer.model_path if scorer else None

@@ -56,32 +56,22 @@ the face cache), scores.py (scores, metrics), outputs.py (the files, the summary
 import sys
 from datetime import datetime
 
-from deepfake_detect import settings
+from deepfake_detect import arguments, settings
 from deepfake_detect.evaluation.extract import DatasetError, extract_datasets, load_datasets
-from deepfake_detect.evaluation.inputs import check_evaluation_settings, plan_robustness, resolve_runs
+from deepfake_detect.evaluation.inputs import describe_datasets, plan_robustness, resolve_runs
 from deepfake_detect.evaluation.outputs import build_metrics_document, summary_lines, write_outputs
 from deepfake_detect.evaluation.perturb import TYPE_NAMES
 from deepfake_detect.evaluation.scores import score_runs
-from deepfake_detect.inference.scoring import ModelError
 from deepfake_detect.jobs.console import Timer
+from deepfake_detect.models.predictors import ModelError
 
 SHOWN_SETTINGS = ["FRAMES_PER_SECOND", "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE", "VIDEO_SCORE",
                   "THRESHOLD", "CALIBRATE", "BOOTSTRAP_SAMPLES", "EVALS_DIR", "EVAL_CACHE_DIR", "DATASET_COMPRESSION",
                   "SPLIT_LISTS_DIR", "EVAL_KEEP_SEEN"]
 
 
-def comma_list(text):
-    """'noise, blur' -> ['noise', 'blur']."""
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def describe_datasets(datasets):
-    """'ffpp (FaceForensics++ (c23), test split), sample (DFDC (metadata.json), all videos)' for the settings line."""
-    return ", ".join(f"{d.name} ({d.layout}, {f'{d.split} split' if d.split else 'all videos'})" for d in datasets)
-
-
 def parse_args(argv=None):
-    parser = settings.new_parser(__doc__)
+    parser = arguments.new_parser(__doc__)
     parser.add_argument("--run", action="append", default=[], metavar="PATH_OR_NAME",
                         help="run folder, run name in RUNS_DIR or .keras file; repeat for several "
                              "(default: the newest run)")
@@ -91,12 +81,12 @@ def parse_args(argv=None):
     parser.add_argument("--name", default=None, help="output folder under EVALS_DIR (default: a timestamp)")
     parser.add_argument("--workers", type=int, default=None,
                         help="face extraction processes (default: config MTCNN_WORKERS, else one per 4 cores)")
-    settings.add_ray_argument(parser)
+    arguments.add_ray_argument(parser)
     parser.add_argument("--robustness", action="store_true",
                         help="also run the robustness sweep (DeeperForensics-1.0 perturbations x levels)")
-    parser.add_argument("--robustness-types", type=comma_list, default=None, metavar="TYPE,...",
+    parser.add_argument("--robustness-types", type=arguments.comma_list, default=None, metavar="TYPE,...",
                         help="perturbation types to sweep (default: config ROBUSTNESS_TYPES, None = all seven)")
-    parser.add_argument("--robustness-levels", type=comma_list, default=None, metavar="N,...",
+    parser.add_argument("--robustness-levels", type=arguments.comma_list, default=None, metavar="N,...",
                         help="levels 1-5 to sweep (default: config ROBUSTNESS_LEVELS)")
     args = parser.parse_args(argv)
     if (args.robustness_types is not None or args.robustness_levels is not None) and not args.robustness:
@@ -113,8 +103,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = settings.apply_ray_flag(settings.load_config(args.config), args.ray)
-        check_evaluation_settings(cfg)
+        cfg = arguments.apply_ray_flag(settings.load_config(args.config), args.ray)
+        settings.check_evaluation_settings(cfg)
         plan, not_run = [], {}
         if args.robustness:
             plan, not_run = plan_robustness(cfg, args.robustness_types, args.robustness_levels)

@@ -53,7 +53,7 @@ RESIZE_RULES = (
 )
 WORKERS = None                  # parallel worker processes; None: one per CPU core
 # Decode budgets (stages 04 and 05, command line and web page), checked from the file's header
-# before anything is decoded, so a small file declaring a huge size costs nothing (media_budget.py).
+# before anything is decoded, so a small file declaring a huge size costs nothing (media/budget.py).
 # Images: 64 megapixels admits 8K (33 MP) and 50 MP camera photos (decoded: 192 MB of BGR); a
 # 108 MP phone photo needs 110_000_000. Videos: pixels per frame, 8K DCI (8192x4320) fits. None: no limit.
 MAX_IMAGE_PIXELS = 64_000_000

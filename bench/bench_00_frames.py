@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from deepfake_detect import settings  # noqa: E402
 from deepfake_detect.files import write_png  # noqa: E402
-from deepfake_detect.frames import frame_file_name, iter_kept_frames, resize_frame  # noqa: E402
+from deepfake_detect.media.frames import frame_file_name, iter_kept_frames, resize_frame  # noqa: E402
 
 
 def extract_naive(video, out_dir, rules):

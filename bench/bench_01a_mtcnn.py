@@ -29,9 +29,9 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 
 from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.faces import (crop_faces_of_video, list_frame_files,  # noqa: E402
+from deepfake_detect.faces.crops import (crop_faces_of_video, list_frame_files,  # noqa: E402
                                    load_frame_rgb)
-from deepfake_detect.mtcnn_detector import MtcnnDetector  # noqa: E402
+from deepfake_detect.faces.mtcnn import MtcnnFaceDetector  # noqa: E402
 
 
 def make_dfdc_frames(work_dir):
@@ -67,7 +67,7 @@ def write_config(path, **values):
 def run_naive(frames_root, faces_root, cfg):
     """The original's loop: a fresh MTCNN for every frame, each frame detected on its own."""
     def detect_with_new_mtcnn(images):
-        return MtcnnDetector()(images)
+        return MtcnnFaceDetector()(images)
 
     for video in sorted(p for p in frames_root.iterdir() if p.is_dir()):
         crop_faces_of_video(video, faces_root, detect_with_new_mtcnn, cfg, batch_size=1)
@@ -100,7 +100,7 @@ def main(argv=None):
               f"{os.cpu_count()} CPU cores")
         # Import TensorFlow and run MTCNN once outside the timings: both modes would pay it once.
         first_video = sorted(frames_root.iterdir())[0]
-        MtcnnDetector()([load_frame_rgb(list_frame_files(first_video)[0])])
+        MtcnnFaceDetector()([load_frame_rgb(list_frame_files(first_video)[0])])
 
         cfg = settings.load_config(write_config(work / "naive.py", FRAMES_DIR=frames_root,
                                                 FACES_DIR=work / "faces_naive"))

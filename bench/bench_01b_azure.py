@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.azure import KEY_HEADER, AzureFaceDetector  # noqa: E402
-from deepfake_detect.frames import iter_kept_frames  # noqa: E402
+from deepfake_detect.faces.azure import KEY_HEADER, AzureFaceDetector  # noqa: E402
+from deepfake_detect.media.frames import iter_kept_frames  # noqa: E402
 
 BENCH_KEY = "0123456789abcdef0123456789abcdef"  # only ever sent to 127.0.0.1
 

@@ -36,8 +36,8 @@ import splitfolders  # noqa: E402
 
 from conftest import write_config  # noqa: E402
 from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.dataset import discover_videos  # noqa: E402
-from deepfake_detect.split import (Crop, FilePlacer, assign_splits, balance_classes,  # noqa: E402
+from deepfake_detect.datasets.discovery import discover_videos  # noqa: E402
+from deepfake_detect.datasets.split import (Crop, FilePlacer, assign_splits, balance_classes,  # noqa: E402
                                    build_outputs, collect_crops, split_by_group)
 
 stage02 = importlib.import_module("02-prepare_fake_real_dataset")

@@ -35,13 +35,15 @@ import json, resource, sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 import numpy as np
-from deepfake_detect import settings, training
+from deepfake_detect import settings
+from deepfake_detect.training.batches import load_split
+from deepfake_detect.training.split_files import list_split
 cfg = settings.load_config()
-files = training.list_split({split_dir!r}, "train")
+files = list_split({split_dir!r}, "train")
 files = [files[i] for i in np.random.default_rng(0).permutation(len(files))]  # both classes in any prefix
 files = [files[i % len(files)] for i in range({count})]
 start = time.perf_counter()
-dataset, readable = training.load_split(files, cfg, "train", Path({cache_dir!r}) if {cache_dir!r} else None)
+dataset, readable = load_split(files, cfg, "train", Path({cache_dir!r}) if {cache_dir!r} else None)
 load_seconds = time.perf_counter() - start
 steps = max(1, {timed} // cfg.BATCH_SIZE)
 start, seen = time.perf_counter(), 0
@@ -103,7 +105,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     write_crops(CROPS_DIR, DISTINCT_CROPS)
-    from deepfake_detect import settings, training
+    from deepfake_detect import settings
+    from deepfake_detect.training.cache import cache_bytes
 
     cfg = settings.load_config()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} "
@@ -124,7 +127,7 @@ def main(argv=None):
         finally:
             if cache_dir:
                 shutil.rmtree(cache_dir, ignore_errors=True)
-        size = training.cache_bytes(count, cfg.INPUT_SIZE)
+        size = cache_bytes(count, cfg.INPUT_SIZE)
         rate = measured["images_per_second"]
         print(f"| {count:,} | {size / 1e9:.2f} GB | {mode} | {measured['peak_rss'] / 1e9:.2f} GB | "
               f"{measured['load_seconds']:,.0f} s | {rate:,.0f} | {rate / original:.1f}x |", flush=True)

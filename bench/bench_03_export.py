@@ -56,9 +56,9 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    from deepfake_detect import export
-    from deepfake_detect.inference.scoring import PREDICT_BATCH, load_predictor
-    from deepfake_detect.model import build_model, prepare_faces
+    from deepfake_detect.training import export
+    from deepfake_detect.models.predictors import load_predictor, PREDICT_BATCH
+    from deepfake_detect.models.network import build_model, prepare_faces
     from test_03_export import parity_crops, spread_model
 
     stage03 = importlib.import_module("03-train_cnn")

@@ -11,7 +11,7 @@ scale to [0, 1] and apply config.AUGMENTATION (the original's settings), in batc
   - ImageDataGenerator.flow_from_directory (keras.src.legacy.preprocessing.image, still shipped by
     Keras 3 though no longer exported), one thread as the original's fit_generator used it:
     decodes every PNG and warps each image with scipy in every epoch.
-  - ours (deepfake_detect.training): decode and resize once into an in-memory cache, then per
+  - ours (deepfake_detect.training.pipeline): decode and resize once into an in-memory cache, then per
     epoch shuffle, batch and one bilinear affine warp (cv2.warpAffine) per image.
 
 Prints images/s of each (ours: first epoch including the decode, and later epochs), the ratio,
@@ -31,7 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from deepfake_detect import settings, training  # noqa: E402
+from deepfake_detect import arguments, settings  # noqa: E402
+from deepfake_detect.training.pipeline import batch_dataset, decode_dataset, fill_cache  # noqa: E402
+from deepfake_detect.training.split_files import list_split  # noqa: E402
 
 
 def write_crops(folder, count):
@@ -81,11 +83,11 @@ def bench_image_data_generator(split_dir, cfg, epochs):
 
 def bench_ours(split_dir, cfg, epochs):
     """(first epoch images/s including decode, best later epoch images/s, the dataset)."""
-    files = training.list_split(split_dir, "train")
+    files = list_split(split_dir, "train")
     start = time.perf_counter()
-    decoded = training.decode_dataset(files, cfg.INPUT_SIZE)
-    training.fill_cache(decoded, len(files), "decoding (once)")
-    dataset = training.batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
+    decoded = decode_dataset(files, cfg.INPUT_SIZE)
+    fill_cache(decoded, len(files), "decoding (once)")
+    dataset = batch_dataset(decoded, len(files), cfg.BATCH_SIZE, training=True,
                                      augmentation=cfg.AUGMENTATION)
     for _ in dataset:
         pass
@@ -102,7 +104,7 @@ def bench_training(dataset, cfg, steps):
     """Training images/s of BACKBONE at INPUT_SIZE on our pipeline, after a first tracing epoch."""
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     model = build_model(cfg.BACKBONE, cfg.INPUT_SIZE, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(cfg.LEARNING_RATE), loss="binary_crossentropy",
@@ -116,7 +118,7 @@ def bench_training(dataset, cfg, steps):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    settings.add_config_argument(parser)
+    arguments.add_config_argument(parser)
     parser.add_argument("--crops", type=int, default=1024, help="crops in the benchmark's train split")
     parser.add_argument("--epochs", type=int, default=3, help="passes per pipeline; the best is kept")
     parser.add_argument("--train-steps", type=int, default=24, help="timed training steps (0: skip)")

@@ -36,7 +36,7 @@ WARM_PASSES = 2  # the warm runs score the clips this many times in one call, li
 
 def build_model(path):
     """Build and save an untrained EfficientNet-B0 at INPUT_SIZE px in a fresh process."""
-    code = ("import keras; from deepfake_detect.model import build_model; keras.utils.set_random_seed(0); "
+    code = ("import keras; from deepfake_detect.models.network import build_model; keras.utils.set_random_seed(0); "
             f"build_model(input_size={INPUT_SIZE}, weights=None).save({str(path)!r})")
     path.parent.mkdir(parents=True)
     subprocess.run([sys.executable, "-c", code], cwd=REPO_DIR, check=True, capture_output=True,
@@ -61,8 +61,8 @@ def time_parts(clips, cfg, scorer):
     """Seconds per clip of decoding, MTCNN and the model, each alone, one after the other."""
     import cv2
 
-    from deepfake_detect.faces import crop_face, keep_faces
-    from deepfake_detect.frames import iter_kept_frames
+    from deepfake_detect.faces.crops import crop_face, keep_faces
+    from deepfake_detect.media.frames import iter_kept_frames
 
     decode = detect = model = 0.0
     for clip in clips:

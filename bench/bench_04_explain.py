@@ -33,8 +33,9 @@ def main(argv=None):
 
     import keras
 
-    from deepfake_detect.inference.scoring import PREDICT_BATCH, Scorer
-    from deepfake_detect.model import build_model
+    from deepfake_detect.inference.scoring import Scorer
+    from deepfake_detect.models.predictors import PREDICT_BATCH
+    from deepfake_detect.models.network import build_model
     from test_03_export import parity_crops
 
     crops = parity_crops()

@@ -38,7 +38,7 @@ INPUT_SIZE = 128
 
 def build_models(runs_dir):
     """Save two untrained EfficientNet-B0s at INPUT_SIZE px as runs_dir/{A,B}/model.keras."""
-    code = ("import keras, sys; from pathlib import Path; from deepfake_detect.model import build_model\n"
+    code = ("import keras, sys; from pathlib import Path; from deepfake_detect.models.network import build_model\n"
             "for seed, name in enumerate('AB'):\n"
             "    keras.utils.set_random_seed(seed); (Path(sys.argv[1]) / name).mkdir(parents=True)\n"
             f"    build_model(input_size={INPUT_SIZE}, weights=None).save(Path(sys.argv[1]) / name / 'model.keras')\n")
@@ -92,7 +92,7 @@ def main(argv=None):
     import matplotlib.pyplot  # noqa: F401
     import sklearn.metrics  # noqa: F401
 
-    from deepfake_detect import mtcnn_detector
+    from deepfake_detect.faces import mtcnn
 
     stage05 = importlib.import_module("05-evaluate_model")
     with tempfile.TemporaryDirectory() as folder:
@@ -107,7 +107,7 @@ def main(argv=None):
                 config = root / f"cfg{repeat}.py"
                 config.write_text(f"RUNS_DIR = Path({str(root / 'runs')!r})\nEVALS_DIR = Path({str(root / 'evals')!r})\n"
                                   f"OUTPUT_DIR = Path({str(cache)!r})\nMTCNN_WORKERS = 1\n")
-                mtcnn_detector._detector = None  # every first model loads MTCNN, as a new process would
+                mtcnn._detector = None  # every first model loads MTCNN, as a new process would
                 first, first_line = time_stage(stage05, config, "A", f"dfdc={dataset}", f"first{repeat}")
                 second, second_line = time_stage(stage05, config, "B", f"dfdc={dataset}", f"second{repeat}")
                 print(f"{title}, repeat {repeat + 1}: first model {first:6.2f} s ({first_line}); "

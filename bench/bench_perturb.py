@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deepfake_detect import settings  # noqa: E402
-from deepfake_detect.frames import iter_kept_frames  # noqa: E402
-from deepfake_detect.evaluation.perturb import FRAME_TYPES, LEVELS, Perturbation, psnr  # noqa: E402
+from deepfake_detect.media.frames import iter_kept_frames  # noqa: E402
+from deepfake_detect.evaluation.perturb import FRAME_TYPES, SEVERITY_LEVELS, Perturbation, psnr  # noqa: E402
 
 
 def time_frame_type(kind, level, frame, repeat):
@@ -67,7 +67,7 @@ def main():
     size_mb = video.stat().st_size / 1e6
     print(f"video re-encode of {video.name} ({size_mb:.2f} MB, {len(clean)} kept frames), one run each:")
     with tempfile.TemporaryDirectory() as tmp:
-        for level in LEVELS:
+        for level in SEVERITY_LEVELS:
             perturbation = Perturbation("video", level)
             out_path = Path(tmp) / f"{video.stem}-{level}.mp4"
             start = time.perf_counter()

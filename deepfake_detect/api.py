@@ -38,7 +38,7 @@ class Detector:
         """A Detector for `model`: a run folder, a run name in RUNS_DIR, a model.keras, a
         SavedModel folder or a .tflite file, with the settings of config.py overridden by the
         file `config`. Loading takes seconds (TensorFlow, the model and MTCNN). Raises
-        scoring.ModelError when there is no usable model, settings.ConfigError for bad settings."""
+        models.predictors.ModelError when there is no usable model, settings.ConfigError for bad settings."""
         cfg = settings.load_config(config)
         return cls(Scorer(find_run_model(cfg.RUNS_DIR, model)), cfg)
 

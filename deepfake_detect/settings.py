@@ -1,10 +1,9 @@
-"""Load config.py (or a per-dataset override of it), check it, show it and record it.
+"""Load config.py (or a per-dataset override of it), check it (every check in one place), show it and record it.
 
 A config is a plain namespace of UPPERCASE settings: `cfg.FRAMES_DIR`, `cfg.INPUT_SIZE`, ...
 Functions receive it as an argument and read it when they run, so an override applies everywhere.
 """
 
-import argparse
 import difflib
 import json
 import os
@@ -180,6 +179,81 @@ def check_ray_settings(cfg):
         raise ConfigError("RAY_CPUS_PER_ACTOR must be > 0 and RAY_GPUS_PER_ACTOR >= 0")
 
 
+def check_training_settings(cfg):
+    """Raise ConfigError for stage 03 settings that cannot work."""
+    from deepfake_detect.models.network import BACKBONES
+    from deepfake_detect.training.cache import CACHE_MODES
+    from deepfake_detect.training.pipeline import check_augmentation
+
+    if cfg.BACKBONE not in BACKBONES:
+        raise ConfigError(f"BACKBONE = {cfg.BACKBONE!r}: choose one of {', '.join(BACKBONES)}")
+    for name in ("INPUT_SIZE", "BATCH_SIZE", "EPOCHS"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1")
+    if cfg.TRAINING_SEED is not None and not isinstance(cfg.TRAINING_SEED, int):
+        raise ConfigError("TRAINING_SEED must be None (unseeded) or a whole number")
+    if cfg.BATCHNORM_MOMENTUM is not None and not 0 <= cfg.BATCHNORM_MOMENTUM < 1:
+        raise ConfigError("BATCHNORM_MOMENTUM must be None (the backbone's own) or a number in [0, 1)")
+    if cfg.CACHE not in CACHE_MODES:
+        raise ConfigError(f"CACHE = {cfg.CACHE!r}: choose one of {', '.join(CACHE_MODES)}")
+    try:
+        check_augmentation(cfg.AUGMENTATION)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def check_evaluation_settings(cfg):
+    """Raise ConfigError for stage 05 settings that cannot work."""
+    for name in ("BOOTSTRAP_SAMPLES", "CALIBRATION_BINS"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1")
+    if not isinstance(cfg.CALIBRATE, bool):
+        raise ConfigError("CALIBRATE must be True (apply each run's temperature) or False (raw scores)")
+    if not isinstance(cfg.EVAL_KEEP_SEEN, bool):
+        raise ConfigError("EVAL_KEEP_SEEN must be False (leave out the videos a run trained or validated "
+                          "on) or True (score them too, marked)")
+    if isinstance(cfg.ROBUSTNESS_SEED, bool) or not isinstance(cfg.ROBUSTNESS_SEED, int):
+        raise ConfigError("ROBUSTNESS_SEED must be a whole number")
+    check_robustness_settings(cfg)
+
+
+def check_robustness_settings(cfg, types=None, levels=None):
+    """Raise ConfigError for a robustness sweep (the --robustness-* flags, else the ROBUSTNESS_*
+    settings) naming an unknown perturbation type or level (evaluation.perturb.check_sweep)."""
+    from deepfake_detect.evaluation.perturb import check_sweep
+
+    try:
+        check_sweep(cfg.ROBUSTNESS_TYPES if types is None else types,
+                    cfg.ROBUSTNESS_LEVELS if levels is None else levels)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"robustness sweep: {error} (ROBUSTNESS_TYPES, ROBUSTNESS_LEVELS or the "
+                          f"--robustness-* flags)") from None
+
+
+def check_azure_settings(cfg):
+    """Raise ConfigError for stage 01b's Azure settings that cannot work (AZURE_SERVICE itself is
+    one of CHOICES; the endpoint and key are checked by faces.azure.detector_from_config)."""
+    from deepfake_detect.faces.azure import DETECTION_MODELS
+
+    def is_number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if cfg.AZURE_SERVICE == "face" and cfg.AZURE_DETECTION_MODEL not in DETECTION_MODELS:
+        raise ConfigError(f"AZURE_DETECTION_MODEL = {cfg.AZURE_DETECTION_MODEL!r}: "
+                          f"choose one of {', '.join(DETECTION_MODELS)}")
+    if not is_number(cfg.AZURE_TIMEOUT_SECONDS) or cfg.AZURE_TIMEOUT_SECONDS <= 0:
+        raise ConfigError("AZURE_TIMEOUT_SECONDS must be a positive number of seconds")
+    if not isinstance(cfg.AZURE_MAX_RETRIES, int) or cfg.AZURE_MAX_RETRIES < 0:
+        raise ConfigError("AZURE_MAX_RETRIES must be a whole number >= 0")
+    if cfg.AZURE_CALLS_PER_MINUTE is not None and (not is_number(cfg.AZURE_CALLS_PER_MINUTE)
+                                                   or cfg.AZURE_CALLS_PER_MINUTE <= 0):
+        raise ConfigError("AZURE_CALLS_PER_MINUTE must be a positive number, or None for no limit")
+    if not is_number(cfg.AZURE_RETRY_BASE_SECONDS) or cfg.AZURE_RETRY_BASE_SECONDS < 0:
+        raise ConfigError("AZURE_RETRY_BASE_SECONDS must be a number of seconds >= 0")
+
+
 def check_ray_installed(cfg):
     """Raise ConfigError when RAY_ADDRESS asks for Ray but it is not installed (checked without importing it)."""
     import importlib.util
@@ -224,91 +298,6 @@ def save_settings(cfg, folder, stage):
     write_text_atomic(folder / f"settings-{stage}.json", text + "\n")
 
 
-def parse_shard(text):
-    """'2/4' -> (2, 4): this machine takes the 2nd of every 4 videos. Raises ConfigError."""
-    try:
-        part, count = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {text!r}: write K/N, e.g. 1/4 on the first of four machines") from None
-    if not 1 <= part <= count:
-        raise ConfigError(f"--shard {text!r}: K must be between 1 and N")
-    return part, count
-
-
-def add_config_argument(parser):
-    """Add --config PATH to an argparse parser."""
-    parser.add_argument("--config", type=Path, default=None,
-                        help="settings file (default: config.py); may hold only what differs")
-
-
-def add_shard_argument(parser):
-    """Add --shard K/N to an argparse parser."""
-    parser.add_argument("--shard", type=str, default="1/1", metavar="K/N",
-                        help="process only the K-th of every N videos, to split a dataset "
-                             "across N machines (1/3, 2/3, 3/3); default 1/1")
-
-
-def add_ray_argument(parser):
-    """Add --ray [ADDRESS] to the parser of a stage that runs its videos through jobs.pool.run_jobs."""
-    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                        help="run one task per video on a Ray cluster: ADDRESS (host:6379), else config "
-                             "RAY_ADDRESS / $RAY_ADDRESS, else 'auto' (the cluster `ray start` made here)")
-
-
-def apply_ray_flag(cfg, ray_flag):
-    """Fold --ray [ADDRESS] into cfg.RAY_ADDRESS, which picks the engine; returns cfg.
-
-    No flag: the setting stays (None unless config or $RAY_ADDRESS sets it). A bare --ray: the
-    setting if any, else "auto". Raises ConfigError when Ray is asked for but not installed.
-    """
-    if ray_flag is not None:
-        cfg.RAY_ADDRESS = ray_flag or cfg.RAY_ADDRESS or "auto"
-    check_ray_installed(cfg)
-    return cfg
-
-
-def load_sharded_config(args):
-    """(cfg, part, count) from the --config, --ray and --shard flags of a per-video stage (00, 01a)."""
-    cfg = apply_ray_flag(load_config(args.config), args.ray)
-    part, count = parse_shard(args.shard)
-    return cfg, part, count
-
-
 def describe_engine(cfg, workers):
     """'workers=N' for the local pool, or 'engine=Ray at ADDRESS'."""
     return f"engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else f"workers={workers}"
-
-
-class VerboseAction(argparse.Action):
-    """--verbose: sets DEEPFAKE_DETECT_VERBOSE=1 as it is parsed, so that devices.configure_tensorflow
-    (in this process and in the workers it starts) lets TensorFlow's start-up messages through."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        from deepfake_detect.devices import VERBOSE_VARIABLE
-
-        os.environ[VERBOSE_VARIABLE] = "1"
-        setattr(namespace, self.dest, True)
-
-
-def new_parser(doc, shard=False):
-    """A stage's argparse parser: the script's docstring as description, --config, --verbose,
-    and with `shard` also --shard K/N."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_argument(parser)
-    parser.add_argument("--verbose", action=VerboseAction,
-                        help="also show TensorFlow's own start-up messages (hidden by default)")
-    if shard:
-        add_shard_argument(parser)
-    return parser
-
-
-def new_per_video_parser(doc, workers_help):
-    """The parser of a stage that runs one job per video (00, 01a): --config, --verbose, --shard,
-    --workers (described by `workers_help`) and --ray."""
-    parser = new_parser(doc, shard=True)
-    parser.add_argument("--workers", type=int, default=None, help=workers_help)
-    add_ray_argument(parser)
-    return parser

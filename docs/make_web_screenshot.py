@@ -72,7 +72,7 @@ def main(argv=None):
     from deepfake_detect.inference import web
     from deepfake_detect.inference.scoring import Scorer
     from deepfake_detect.files import write_bytes_atomic
-    from deepfake_detect.model import build_model, prepare_faces
+    from deepfake_detect.models.network import build_model, prepare_faces
     from deepfake_detect.settings import load_config
     from test_03_export import parity_crops, spread_model
     from test_04_web import chromium_on

@@ -19,9 +19,10 @@ import pytest
 
 from conftest import folder_contents, write_config, write_test_video
 from deepfake_detect import settings
-from deepfake_detect.dataset import discover_videos, select_shard
+from deepfake_detect.datasets.discovery import discover_videos, select_shard
 from deepfake_detect.files import completed_names
-from deepfake_detect.frames import VideoError, frame_step, iter_kept_frames, resize_factor, resize_frame
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.media.frames import frame_step, iter_kept_frames, resize_factor, resize_frame
 
 stage00 = importlib.import_module("00-convert_video_to_image")
 REPO = Path(__file__).resolve().parent.parent

@@ -22,10 +22,10 @@ import pytest
 
 from conftest import folder_contents, write_video_frames
 from conftest import write_config as write_config_file
-from deepfake_detect.faces import (INDEX_FILE, Face, expand_box, keep_faces, load_frame_rgb,
-                                   read_index)
+from deepfake_detect.faces.crops import INDEX_FILE, expand_box, keep_faces, load_frame_rgb, read_index
+from deepfake_detect.faces.detector import Face
 from deepfake_detect.files import PARTIAL_MARK, write_png
-from deepfake_detect.mtcnn_detector import MtcnnDetector
+from deepfake_detect.faces.mtcnn import MtcnnFaceDetector
 from deepfake_detect.sample import portrait_images
 
 stage01a = importlib.import_module("01a-crop_faces_with_mtcnn")
@@ -48,7 +48,7 @@ def portraits_bgr():
 
 @pytest.fixture(scope="module")
 def detector():
-    return MtcnnDetector()
+    return MtcnnFaceDetector()
 
 
 def write_config(tmp_path, frames_dir, faces_dir, **extra):

@@ -30,10 +30,10 @@ import pytest
 
 from conftest import folder_contents, write_video_frames
 from conftest import write_config as write_config_file
-from deepfake_detect.azure import (AzureFaceDetector, AzureSetupError, AzureStopError, ImageLimits,
+from deepfake_detect.faces.azure import (AzureFaceDetector, AzureSetupError, AzureStopError, ImageLimits,
                                    ImageRejectedError, RateLimiter, check_endpoint, check_key,
                                    parse_retry_after)
-from deepfake_detect.faces import INDEX_FILE, read_index
+from deepfake_detect.faces.crops import INDEX_FILE, read_index
 from deepfake_detect.files import PARTIAL_MARK
 from deepfake_detect.sample import portrait_images
 

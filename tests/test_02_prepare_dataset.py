@@ -19,7 +19,7 @@ import pytest
 import splitfolders
 
 from conftest import write_config
-from deepfake_detect.split import Crop, FilePlacer, balance_classes, split_by_group
+from deepfake_detect.datasets.split import Crop, FilePlacer, balance_classes, split_by_group
 
 stage02 = importlib.import_module("02-prepare_fake_real_dataset")
 SEED = 1377

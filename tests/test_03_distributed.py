@@ -1,6 +1,6 @@
 """A multi-machine stage 03 never hangs silently: a malformed TF_CONFIG is refused in one line, a
 worker whose peer never comes up stops within CLUSTER_TIMEOUT_S naming it, and SIGTERM stops a
-worker while it waits (03-train_cnn.py; deepfake_detect/distribute.py).
+worker while it waits (03-train_cnn.py; deepfake_detect/training/distribute.py).
 
     .venv/bin/pytest tests/test_03_distributed.py
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_detect import distribute
+from deepfake_detect.training import distribute
 from tests.test_03_multi_worker import free_port, tf_config
 from tests.test_03_train import train_config, write_split_crops
 

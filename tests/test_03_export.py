@@ -19,9 +19,10 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import export
-from deepfake_detect.inference.scoring import KerasPredictor, Scorer, load_predictor
-from deepfake_detect.model import prepare_faces
+from deepfake_detect.training import export
+from deepfake_detect.inference.scoring import Scorer
+from deepfake_detect.models.predictors import KerasPredictor, load_predictor
+from deepfake_detect.models.network import prepare_faces
 from conftest import write_config
 from test_04_detect import TEST_INPUT_SIZE, build_test_model, write_media
 
@@ -60,7 +61,7 @@ def spread_model(model, batch):
 
 def build_spread_model(path, crops):
     """Save a tiny B0 whose P(real) spreads over `crops` at `path`."""
-    from deepfake_detect.model import load_model
+    from deepfake_detect.models.network import load_model
 
     build_test_model(path)
     model = spread_model(load_model(path), prepare_faces(crops, TEST_INPUT_SIZE))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_detect import callbacks
-from deepfake_detect.distribute import worker_share
+from deepfake_detect.training import epoch_end
+from deepfake_detect.training.distribute import worker_share
 from tests.test_03_train import check_tensorboard_logs, train_config, write_split_crops
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -67,13 +67,13 @@ def cluster_run(tmp_path_factory):
         # Each machine's backup: the chief's in the run folder, the other's beside it.
         backups = [run_dir / "backup", folder / "runs" / ".tiny.worker-1" / "backup"]
         deadline = time.monotonic() + 900
-        while not all(callbacks.backup_epoch(backup) for backup in backups) and chief.poll() is None \
+        while not all(epoch_end.backup_epoch(backup) for backup in backups) and chief.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(second.pid, signal.SIGKILL)  # in epoch 2; its training child dies with it
         second.wait()
-        assert all(callbacks.backup_epoch(backup) for backup in backups), logs[0].read_text()[-3000:]
-        killed_in = min(callbacks.backup_epoch(backup) for backup in backups) + 1
+        assert all(epoch_end.backup_epoch(backup) for backup in backups), logs[0].read_text()[-3000:]
+        killed_in = min(epoch_end.backup_epoch(backup) for backup in backups) + 1
         processes.append(start_worker(config, workers, 1, logs[2]))
         for process in (chief, processes[2]):
             process.wait(timeout=1200)
@@ -108,7 +108,7 @@ def test_chief_writes_the_run_and_both_workers_hold_one_model(cluster_run):
 def test_a_killed_worker_restarted_lets_the_run_finish_every_epoch_once(cluster_run):
     run_dir, _, outputs, _, killed_in = cluster_run
     assert killed_in == 2, "the worker was to be killed during epoch 2"
-    epochs = [row["epoch"] for row in callbacks.read_history(run_dir / "history.csv")]
+    epochs = [row["epoch"] for row in epoch_end.read_history(run_dir / "history.csv")]
     assert epochs == list(range(1, EPOCHS + 1))
     assert "the cluster lost a machine: restarting this worker" in outputs[0]
     assert f"Epoch {killed_in}/{EPOCHS}" in outputs[2] and "Epoch 1/" not in outputs[2]

@@ -1,5 +1,4 @@
-"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training.py, callbacks.py, runs.py, metrics.py, plots.py,
-model_card.py, model.py).
+"""Tests of stage 03 (03-train_cnn.py; deepfake_detect/training/, metrics.py, plots.py, models/network.py).
 
     .venv/bin/pytest tests/test_03_train.py
 
@@ -25,10 +24,15 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import callbacks, settings, training
+from deepfake_detect import settings
+from deepfake_detect.training import epoch_end
+from deepfake_detect.training.loop import build_training, make_steps
+from deepfake_detect.training.pipeline import (affine_matrices, augment_batch, batch_dataset, decode_dataset, fill_cache,
+                                                random_affine_matrices, warp_images)
+from deepfake_detect.training.split_files import count_files, list_split, list_splits, SplitFolderError, video_of
 from deepfake_detect.metrics import evaluate_scores, log_loss, video_scores
 from deepfake_detect.files import write_png
-from deepfake_detect.model import CLASS_NAMES, prepare_faces
+from deepfake_detect.models.network import CLASS_NAMES, prepare_faces
 from tests.conftest import write_config
 
 REPO_DIR = Path(__file__).resolve().parent.parent
@@ -73,7 +77,7 @@ def write_split_crops(split_dir, videos_per_class=None, crops_per_video=3, seed=
                     crop = np.clip(crop.astype(np.float32) + base_gain + rng.uniform(-5, 5), 0, 255)
                     bgr = cv2.cvtColor(crop.astype(np.uint8), cv2.COLOR_RGB2BGR)
                     write_png(folder / f"{video}-{frame:03d}-00.png", bgr)
-    return {split: training.list_split(split_dir, split) for split in videos_per_class}
+    return {split: list_split(split_dir, split) for split in videos_per_class}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +109,7 @@ def run_script(*args, timeout=900):  # a guard against a hang, not a speed test:
 def test_model_shape_and_parameter_count():
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -127,7 +131,7 @@ def test_model_shape_and_parameter_count():
 def test_batchnorm_momentum_setting_reaches_every_backbone_batchnorm():
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     def momenta(model):
         return {layer.momentum for layer in model.layers[0].layers
@@ -139,15 +143,15 @@ def test_batchnorm_momentum_setting_reaches_every_backbone_batchnorm():
 
 def test_labels_follow_flow_from_directory_fake_0_real_1(split_dir):
     assert CLASS_NAMES == ("fake", "real")
-    files = training.list_splits(split_dir)
+    files = list_splits(split_dir)
     for split, items in files.items():
         for path, label in items:
             assert path.parent.name == CLASS_NAMES[label]
-    counts = training.count_files(files)
+    counts = count_files(files)
     assert counts["train"] == {"fake": {"crops": 12, "videos": 4}, "real": {"crops": 12, "videos": 4}}
     assert counts["test"]["real"] == {"crops": 6, "videos": 2}
-    assert training.video_of("aabbccddee-007-01.png") == "aabbccddee"
-    assert training.video_of("my-video-name-012-00.png") == "my-video-name"
+    assert video_of("aabbccddee-007-01.png") == "aabbccddee"
+    assert video_of("my-video-name-012-00.png") == "my-video-name"
 
 
 def test_empty_or_one_class_split_is_a_clear_error(tmp_path, capsys):
@@ -155,8 +159,8 @@ def test_empty_or_one_class_split_is_a_clear_error(tmp_path, capsys):
     write_split_crops(tmp_path / "one_class", {"train": 1, "val": 1, "test": 1}, crops_per_video=1)
     for path in (tmp_path / "one_class" / "train" / "real").iterdir():
         path.unlink()
-    with pytest.raises(training.SplitFolderError, match=r"train has no real crops"):
-        training.list_splits(tmp_path / "one_class")
+    with pytest.raises(SplitFolderError, match=r"train has no real crops"):
+        list_splits(tmp_path / "one_class")
 
     write_split_crops(tmp_path / "empty", {"train": 1, "val": 1, "test": 1}, crops_per_video=1)
     for class_name in CLASS_NAMES:
@@ -208,10 +212,10 @@ def test_imagenet_weights_without_network_say_what_to_set(split_dir, tmp_path):
 # ------------------------------------------------------------------ input pipeline
 
 def test_pipeline_prepares_faces_exactly_as_detection_and_does_not_augment_val(split_dir):
-    files = training.list_split(split_dir, "val")
-    decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
-    assert training.fill_cache(decoded, len(files), "decoding val") == []
-    dataset = training.batch_dataset(decoded, len(files), batch_size=5, training=False,
+    files = list_split(split_dir, "val")
+    decoded = decode_dataset(files, TEST_INPUT_SIZE)
+    assert fill_cache(decoded, len(files), "decoding val") == []
+    dataset = batch_dataset(decoded, len(files), batch_size=5, training=False,
                                      augmentation={"rotation_range": 10, "horizontal_flip": True})
     first = np.concatenate([x.numpy() for x, _ in dataset])
     second = np.concatenate([x.numpy() for x, _ in dataset])
@@ -226,9 +230,9 @@ def test_unreadable_crop_is_named_and_left_out(tmp_path):
     files = write_split_crops(tmp_path, {"val": 1}, crops_per_video=2)["val"]
     broken = files[1][0]
     broken.write_bytes(b"not a png")
-    decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
-    assert training.fill_cache(decoded, len(files), "decoding val") == [1]
-    dataset = training.batch_dataset(decoded, len(files) - 1, batch_size=8, training=False)
+    decoded = decode_dataset(files, TEST_INPUT_SIZE)
+    assert fill_cache(decoded, len(files), "decoding val") == [1]
+    dataset = batch_dataset(decoded, len(files) - 1, batch_size=8, training=False)
     assert sum(len(y) for _, y in dataset) == len(files) - 1
 
 
@@ -237,16 +241,16 @@ def test_augmentation_keeps_shape_and_range_and_varies_per_image(split_dir):
 
     AUGMENTATION = settings.load_config().AUGMENTATION
 
-    files = training.list_split(split_dir, "train")
-    decoded = training.decode_dataset(files, TEST_INPUT_SIZE)
-    training.fill_cache(decoded, len(files), "decoding train")
+    files = list_split(split_dir, "train")
+    decoded = decode_dataset(files, TEST_INPUT_SIZE)
+    fill_cache(decoded, len(files), "decoding train")
     crops = np.stack([image.numpy() for image, _, _ in decoded])          # uint8, as cached
-    augmented = training.augment_batch(tf.constant(crops), AUGMENTATION).numpy()
+    augmented = augment_batch(tf.constant(crops), AUGMENTATION).numpy()
     assert augmented.shape == crops.shape and augmented.dtype == np.uint8
     changed = np.abs(augmented.astype(int) - crops).reshape(len(files), -1).mean(axis=1)
     assert (changed > 1).all(), "every training image must be warped"
 
-    trained = training.batch_dataset(decoded, len(files), 64, training=True, augmentation=AUGMENTATION)
+    trained = batch_dataset(decoded, len(files), 64, training=True, augmentation=AUGMENTATION)
     epoch1, labels1 = next(iter(trained))
     epoch2, labels2 = next(iter(trained))
     assert epoch1.shape == crops.shape and epoch1.dtype == tf.float32
@@ -258,20 +262,20 @@ def test_augmentation_keeps_shape_and_range_and_varies_per_image(split_dir):
     zero, one = tf.zeros((len(files),)), tf.ones((len(files),))
 
     def warp(shift_x=0.0, flip=0.0):
-        return training.warp_images(tf.constant(crops), training.affine_matrices(
+        return warp_images(tf.constant(crops), affine_matrices(
             zero, shift_x * one, zero, zero, one, one, flip * one, TEST_INPUT_SIZE, TEST_INPUT_SIZE)).numpy()
     np.testing.assert_array_equal(warp(), crops)
     np.testing.assert_array_equal(warp(flip=1.0), crops[:, :, ::-1])
     np.testing.assert_array_equal(warp(shift_x=3.0)[:, :, :-3], crops[:, :, 3:])
     # Random warps agree with TensorFlow's own projective warp (on float32) given the same
     # matrices, up to OpenCV's 1/32-pixel interpolation steps and rounding to whole levels.
-    matrices = training.random_affine_matrices(len(files), TEST_INPUT_SIZE, TEST_INPUT_SIZE, AUGMENTATION)
+    matrices = random_affine_matrices(len(files), TEST_INPUT_SIZE, TEST_INPUT_SIZE, AUGMENTATION)
     reference = tf.raw_ops.ImageProjectiveTransformV3(
         images=tf.cast(crops, tf.float32), transforms=tf.concat([tf.reshape(matrices, (-1, 6)),
                                                                  tf.zeros((len(files), 2))], 1),
         output_shape=[TEST_INPUT_SIZE, TEST_INPUT_SIZE], fill_value=0.0, interpolation="BILINEAR",
         fill_mode="NEAREST").numpy()
-    difference = np.abs(training.warp_images(tf.constant(crops), matrices).numpy() - reference)
+    difference = np.abs(warp_images(tf.constant(crops), matrices).numpy() - reference)
     assert difference.max() <= 4 and difference.mean() < 0.5
 
 
@@ -319,23 +323,23 @@ def test_epoch_log_after_a_resume_remembers_best_val_loss_and_patience(tmp_path)
     # Four epochs were logged before an interruption; the best val loss, 0.5, was in epoch 1.
     rows = [{"epoch": 1, "loss": 0.9, "val_loss": 0.5}, {"epoch": 2, "loss": 0.8, "val_loss": 0.6},
             {"epoch": 3, "loss": 0.7, "val_loss": 0.7}, {"epoch": 4, "loss": 0.6, "val_loss": 0.8}]
-    callbacks.write_history(tmp_path / "history.csv", rows)
+    epoch_end.write_history(tmp_path / "history.csv", rows)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
     # Resuming after epoch 3 (the logged epoch 4 was never backed up, so it is redone).
-    log = callbacks.EpochLog(tmp_path, tmp_path / "backup", patience=3, writes_run=True, start_epoch=3)
+    log = epoch_end.EpochLog(tmp_path, tmp_path / "backup", patience=3, writes_run=True, start_epoch=3)
     assert (log.best, log.best_epoch) == (0.5, 1)
     # Two epochs since the best when resuming, patience 3: one more epoch, then stop.
     assert log.end_epoch(4, {"loss": 0.6, "val_loss": 0.75, "accuracy": 0.5}, model, optimizer, 1e-3) == "early stopping"
-    history = callbacks.read_history(tmp_path / "history.csv")
+    history = epoch_end.read_history(tmp_path / "history.csv")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4] and history[-1]["val_loss"] == 0.75
     assert not (tmp_path / "model.keras").exists(), "not better than the best before the interruption"
-    assert callbacks.backup_epoch(tmp_path / "backup") == 4
+    assert epoch_end.backup_epoch(tmp_path / "backup") == 4
     # The backup gives back the weights and the optimizer's state; a NaN loss stops training.
     saved = model.get_weights()
     model.set_weights([np.zeros_like(w) for w in saved])
-    callbacks.restore_backup(tmp_path / "backup", 4, model, optimizer)
+    epoch_end.restore_backup(tmp_path / "backup", 4, model, optimizer)
     for restored, expected in zip(model.get_weights(), saved):
         np.testing.assert_array_equal(restored, expected)
     assert log.end_epoch(5, {"loss": float("nan"), "val_loss": 0.4}, model, optimizer, 1e-3) == "NaN loss"
@@ -355,8 +359,8 @@ def test_training_step_under_mixed_precision_scales_the_loss(tmp_path):
     strategy = tf.distribute.get_strategy()
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model, optimizer, metrics = training.build_training(cfg, strategy)
-        train_step, _, _ = training.make_steps(strategy, model, optimizer, metrics)
+        model, optimizer, metrics = build_training(cfg, strategy)
+        train_step, _, _ = make_steps(strategy, model, optimizer, metrics)
         before = [w.copy() for w in model.get_weights()]
         x = np.random.default_rng(0).uniform(0, 1, (8, TEST_INPUT_SIZE, TEST_INPUT_SIZE, 3)).astype(np.float32)
         train_step((tf.constant(x), tf.constant([0.0, 1.0] * 4)))
@@ -386,7 +390,7 @@ def check_tensorboard_logs(run_dir, epochs):
     """The run's logs hold loss, accuracy, AUC and learning rate per epoch, and the val ROC."""
     train, _ = read_events(run_dir / "logs" / "train")
     validation, images = read_events(run_dir / "logs" / "validation")
-    history = callbacks.read_history(run_dir / "history.csv")
+    history = epoch_end.read_history(run_dir / "history.csv")
     for tag in ("epoch_loss", "epoch_accuracy", "epoch_auc", "epoch_learning_rate"):
         assert sorted(train[tag]) == list(range(1, epochs + 1)), tag
     for tag in ("epoch_loss", "epoch_accuracy", "epoch_auc"):
@@ -434,7 +438,7 @@ def test_run_killed_mid_training_resumes_where_it_stopped(killed_and_resumed_run
     assert "resuming the interrupted run" in result.stdout
     # Keras numbers epochs from 1: the second run starts after the last one the first run backed up.
     assert f"Epoch {done_before + 1}/{RESUME_EPOCHS}" in result.stdout and "Epoch 1/" not in result.stdout
-    epochs = [row["epoch"] for row in callbacks.read_history(run_dir / "history.csv")]
+    epochs = [row["epoch"] for row in epoch_end.read_history(run_dir / "history.csv")]
     assert epochs == list(range(1, RESUME_EPOCHS + 1)), "every epoch logged once"
     assert not (run_dir / "backup").exists() and not list(run_dir.glob(".tmp-*"))
 
@@ -445,7 +449,7 @@ def test_resumed_run_mirrors_training_over_two_logical_cpus(killed_and_resumed_r
 
 
 def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
-    from deepfake_detect.model import load_model
+    from deepfake_detect.models.network import load_model
 
     run_dir, _, _, result = killed_and_resumed_run
     for name in ("model.keras", "history.csv", "predictions.csv", "metrics.json", "curves.png", "roc.png",
@@ -454,7 +458,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     assert (run_dir / "split.csv").read_bytes() == (split_dir / "split.csv").read_bytes()  # for stage 05's overlap check
     assert json.loads((run_dir / "settings-03.json").read_text())["INPUT_SIZE"] == TEST_INPUT_SIZE
 
-    test_files = training.list_split(split_dir, "test")
+    test_files = list_split(split_dir, "test")
     predictions = (run_dir / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "file,video,label,label_name,score" and len(predictions) == 1 + len(test_files)
     first = predictions[1].split(",")
@@ -466,7 +470,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
     assert metrics["frame"]["count"] == len(test_files) and metrics["video"]["count"] == 4
     assert set(metrics["frame"]) == {"count", "accuracy", "roc_auc", "log_loss", "confusion_matrix"}
     labels = [label for _, label in test_files]
-    videos = [training.video_of(path.name) for path, _ in test_files]
+    videos = [video_of(path.name) for path, _ in test_files]
     recomputed = evaluate_scores(videos, labels, scores)
     assert metrics["video"]["accuracy"] == recomputed["video"]["accuracy"]
     assert metrics["frame"]["log_loss"] == pytest.approx(recomputed["frame"]["log_loss"], abs=1e-5)
@@ -487,7 +491,7 @@ def test_training_run_writes_every_output(killed_and_resumed_run, split_dir):
 
 
 def test_training_run_fits_a_temperature_on_the_val_split(killed_and_resumed_run):
-    from deepfake_detect import calibration
+    from deepfake_detect.training import calibration
 
     run_dir, _, _, result = killed_and_resumed_run
     fitted = json.loads((run_dir / calibration.CALIBRATION_FILE).read_text())

@@ -19,14 +19,15 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
+from deepfake_detect.media.kinds import SNIFF_BYTES, sniff_media_kind
 from deepfake_detect.inference.records import SCHEMA_VERSION
 from deepfake_detect.inference.results import IMAGE, VIDEO
-from deepfake_detect.inference.scoring import ModelError, Scorer, find_run_model
+from deepfake_detect.inference.scoring import Scorer, find_run_model
+from deepfake_detect.models.predictors import ModelError
 from deepfake_detect.inference.verdicts import combine_face_scores, confident_score, score_meaning, verdict_of
-from deepfake_detect.faces import crop_face, keep_faces
-from deepfake_detect.frames import resize_frame
-from deepfake_detect.model import prepare_faces
+from deepfake_detect.faces.crops import crop_face, keep_faces
+from deepfake_detect.media.frames import resize_frame
+from deepfake_detect.models.network import prepare_faces
 from deepfake_detect.settings import load_config
 from conftest import write_config, write_test_video
 
@@ -42,7 +43,7 @@ def build_test_model(path, input_size=TEST_INPUT_SIZE, seed=MODEL_SEED):
     """Save a freshly built, untrained B0 model (fixed seed, no download) at `path`."""
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     keras.utils.set_random_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,7 +410,7 @@ def test_confident_rule_from_the_settings(workspace, scorer, tmp_path):
 def test_a_detector_failure_stays_in_its_own_row(workspace, scorer, tmp_path, monkeypatch):
     """A frame the detector raises on, or reports as unsearchable, fails only its own input;
     the inputs after it still get their own frames (the reading thread stays in step)."""
-    from deepfake_detect.faces import FrameDetectionError
+    from deepfake_detect.faces.detector import FrameDetectionError
 
     media = workspace["media"]
     cfg = load_config(write_config(tmp_path / "one.py", RUNS_DIR=workspace["root"] / "runs", MTCNN_BATCH_SIZE=1))

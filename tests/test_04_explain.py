@@ -18,7 +18,8 @@ import pytest
 from deepfake_detect.inference import explain
 from deepfake_detect.inference import timeline
 from deepfake_detect.inference.scoring import Scorer
-from deepfake_detect.faces import Face, expand_box
+from deepfake_detect.faces.crops import expand_box
+from deepfake_detect.faces.detector import Face
 from deepfake_detect.settings import load_config
 from conftest import write_config
 from test_03_export import build_spread_model, parity_crops
@@ -69,7 +70,7 @@ def test_last_conv_layer_is_found_by_structure(scorer):
 
 
 def test_grad_cam_on_the_largest_backbone():
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     model = build_model("EfficientNetB7", input_size=64, weights=None)
     cam = explain.GradCam(model, batch_size=2)

@@ -98,7 +98,13 @@ def check_counts(lines):
     updates = [e for e in events if e["type"] == "update"]
     assert updates and updates[-1]["frames_scored"] <= summary["frames_scored"]
     times = [u["time"] for u in updates]
-    assert times == sorted(times) and max(np.diff(times), default=0) <= 1.0  # at least once a second
+    assert times == sorted(times)
+    # At least once a second: an update comes with the first frame scored LIVE_UPDATE_SECONDS after
+    # the last one, so a longer gap only follows a single frame that took that long to score (a
+    # machine loaded by other jobs), never frames scored without an update.
+    for before, after in zip(updates, updates[1:]):
+        if after["time"] - before["time"] > 1.0:
+            assert after["frames_scored"] - before["frames_scored"] == 1, (before, after)
     for update in updates:
         assert update["latency_ms"] >= 0 and update["verdict"] in ("REAL", "FAKE", "UNCERTAIN", None)
     return summary, updates

@@ -372,8 +372,9 @@ def test_the_worker_watchdog_stops_a_worker_over_its_memory(workspace):
 
 def test_the_command_line_and_stage_05_refuse_over_budget_files_and_go_on(workspace):
     """Stage 04's reader (what the command line and Scorer use) and stage 05's frame reader."""
-    from deepfake_detect.frames import BudgetError, iter_kept_frames
-    from deepfake_detect.inference.reading import END_OF_INPUT, read_frames
+    from deepfake_detect.media.budget import BudgetError
+    from deepfake_detect.media.frames import iter_kept_frames
+    from deepfake_detect.media.reading import END_OF_INPUT, read_frames
     from deepfake_detect.inference.results import IMAGE, VIDEO
     from deepfake_detect.settings import load_config
 
@@ -423,8 +424,8 @@ def test_stage_05_caches_an_over_budget_video_as_unreadable_with_the_reason(work
 def test_image_sizes_come_from_headers_in_every_accepted_format(tmp_path):
     from PIL import Image
 
-    from deepfake_detect.frames import BudgetError
-    from deepfake_detect.media_budget import check_image_budget, image_size
+    from deepfake_detect.media.budget import BudgetError
+    from deepfake_detect.media.budget import check_image_budget, image_size
 
     image = np.zeros((37, 53, 3), np.uint8)
     for suffix in (".png", ".jpg", ".bmp", ".tif"):

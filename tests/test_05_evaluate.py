@@ -1,5 +1,5 @@
 """Stage 05 (05-evaluate_model.py, deepfake_detect/evaluation/, metrics.py,
-calibration.py) on the built-in sample and the two real DFDC clips.
+training/calibration.py) on the built-in sample and the two real DFDC clips.
 
     .venv/bin/pytest tests/test_05_evaluate.py
 
@@ -25,7 +25,8 @@ from sklearn.metrics import (average_precision_score, balanced_accuracy_score, c
                              roc_auc_score)
 
 from conftest import write_config, write_test_video
-from deepfake_detect import calibration, metrics
+from deepfake_detect import metrics
+from deepfake_detect.training import calibration
 from deepfake_detect.evaluation import extract
 from deepfake_detect.settings import load_config
 
@@ -40,7 +41,7 @@ def build_run(run_dir, seed, temperature=None):
     """An untrained B0 at INPUT_SIZE saved as run_dir/model.keras (+ calibration.json)."""
     import keras
 
-    from deepfake_detect.model import build_model
+    from deepfake_detect.models.network import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model(input_size=INPUT_SIZE, weights=None)
@@ -424,7 +425,7 @@ def test_real_dfdc_clips_one_class(workspace, dfdc_sample_dir, capsys):
 
 def test_stage04_reports_calibrated_scores_and_keeps_the_raw(evaluated, workspace):
     from deepfake_detect.inference.scoring import Scorer
-    from deepfake_detect.mtcnn_detector import load_worker_detector
+    from deepfake_detect.faces.mtcnn import load_worker_detector
     from deepfake_detect.sample import portrait_images
 
     cfg = workspace["cfg"]
@@ -465,7 +466,7 @@ def test_a_run_evaluated_on_its_own_training_videos_reports_the_overlap_and_leav
     (crops made directly): stage 03 will copy SPLIT_DIR/split.csv into the run folder."""
     from test_datasets import make_crops
 
-    from deepfake_detect.dataset import discover_videos, source_group
+    from deepfake_detect.datasets.discovery import discover_videos, source_group
 
     root = workspace["root"] / "overlap"
     cfg = load_config(workspace["config"])

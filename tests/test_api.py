@@ -131,3 +131,8 @@ def test_pip_install_gives_the_package_its_template_and_default_config(tmp_path)
     installed_at, config_name, input_size, has_template = done.stdout.split()
     assert Path(installed_at).resolve() == site.resolve()  # the installed copy, not this checkout
     assert (config_name, input_size, has_template) == ("config.py", "128", "True")
+    # Every subpackage (media/, faces/, models/, training/, ...) is in the wheel, with its modules.
+    packages = sorted(init.parent.name for init in (REPO / "deepfake_detect").glob("*/__init__.py"))
+    missing = [f"{name}/{module.name}" for name in packages for module in (REPO / "deepfake_detect" / name).glob("*.py")
+               if not (site / "deepfake_detect" / name / module.name).is_file()]
+    assert {"media", "faces", "models", "training", "datasets"} <= set(packages) and not missing, missing

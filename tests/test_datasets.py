@@ -14,7 +14,7 @@ import pytest
 
 from conftest import write_test_video
 from deepfake_detect import settings
-from deepfake_detect.dataset import detect_layout, discover_videos, read_dataset, source_group
+from deepfake_detect.datasets.discovery import detect_layout, discover_videos, read_dataset, source_group
 
 YOUTUBE = ("000", "001", "002", "003", "004", "005")
 PAIRS = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"], ["998", "999"]]}
@@ -315,7 +315,7 @@ def test_stage05_split_without_a_list_is_refused_with_the_reason(tmp_path, clip)
 
 
 def test_overlap_by_name_and_by_source_group(tmp_path):
-    from deepfake_detect.dataset import Video
+    from deepfake_detect.datasets.discovery import Video
     from deepfake_detect.evaluation.scores import flag_seen, read_seen_videos
 
     run = tmp_path / "run"

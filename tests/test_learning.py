@@ -26,10 +26,12 @@ import cv2
 import numpy as np
 import pytest
 
-from deepfake_detect import callbacks, training
+from deepfake_detect.training import epoch_end
+from deepfake_detect.training.pipeline import batch_dataset, decode_dataset, fill_cache
+from deepfake_detect.training.split_files import list_split
 from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.files import write_png
-from deepfake_detect.model import load_model, prepare_faces
+from deepfake_detect.models.network import load_model, prepare_faces
 from deepfake_detect.sample import LANDMARKS, portrait_images, swap_face
 from tests.conftest import write_config
 
@@ -123,10 +125,10 @@ def test_augmented_batches_keep_each_crop_with_its_label(tmp_path):
         folder.mkdir(parents=True)
         for index in range(24):
             write_png(folder / f"v{index}-000-00.png", np.full((40, 40, 3), level, np.uint8))
-    files = training.list_split(tmp_path, "train")
-    decoded = training.decode_dataset(files, INPUT_SIZE)
-    training.fill_cache(decoded, len(files), "decoding")
-    batches = training.batch_dataset(decoded, len(files), 8, training=True,
+    files = list_split(tmp_path, "train")
+    decoded = decode_dataset(files, INPUT_SIZE)
+    fill_cache(decoded, len(files), "decoding")
+    batches = batch_dataset(decoded, len(files), 8, training=True,
                                      augmentation=load_config().AUGMENTATION, seed=0)
     seen = 0
     for images, labels in batches:
@@ -139,10 +141,10 @@ def test_augmented_batches_keep_each_crop_with_its_label(tmp_path):
 def test_model_file_holds_the_epoch_with_the_best_val_loss(trained_run):
     """Recomputing the val loss with model.keras gives the best one history.csv logged."""
     run_dir, split_dir = trained_run
-    history = callbacks.read_history(run_dir / "history.csv")
-    best_loss, best_epoch = callbacks.best_of(history)
+    history = epoch_end.read_history(run_dir / "history.csv")
+    best_loss, best_epoch = epoch_end.best_of(history)
     assert len({round(row["val_loss"], 4) for row in history}) > 1, "val loss never changed"
-    files = training.list_split(split_dir, "val")
+    files = list_split(split_dir, "val")
     faces = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path, _ in files]
     scores = load_model(run_dir / "model.keras").predict(prepare_faces(faces, INPUT_SIZE), verbose=0).reshape(-1)
     labels = np.array([label for _, label in files], np.float64)

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from deepfake_detect.dataset import videos_from_metadata
-from deepfake_detect.evaluation.scores import VIDEO_COLUMNS, as_table, localization_of, parse_spans, periods_text
+from deepfake_detect.datasets.discovery import videos_from_metadata
+from deepfake_detect.evaluation.scores import PER_VIDEO_COLUMNS, as_table, localization_of, parse_spans, periods_text
 from deepfake_detect.metrics import localization_ap, localization_ar, localization_metrics, temporal_iou
 
 # Three videos: v1 swapped from 4 s to 10 s, v2 from 0 s to 5 s, v3 real. Predictions (start, end,
@@ -58,6 +58,6 @@ def test_fake_periods_from_metadata_to_the_localization_of_a_video_table(tmp_pat
     rows = [{"video": "a", "label": "FAKE", "p_real": 0.1, "segments": "1:3.5-9.5:0.900", "fake_periods": "4-10"},
             {"video": "b", "label": "FAKE", "p_real": 0.2, "segments": "2:0.0-3.0:0.800", "fake_periods": "0-5@2"},
             {"video": "c", "label": "REAL", "p_real": 0.9, "segments": "1:1.0-3.0:0.850", "fake_periods": None}]
-    found = localization_of(as_table(rows, VIDEO_COLUMNS))
+    found = localization_of(as_table(rows, PER_VIDEO_COLUMNS))
     assert found["videos"] == 3 and found["fake_periods"] == 2  # c: REAL, taken as known to have none
     assert found["ap_0.5"] == pytest.approx(0.5 + 0.5 * 2 / 3) and found["ap_0.75"] == pytest.approx(0.5)

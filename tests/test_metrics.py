@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from deepfake_detect import calibration, metrics
-from deepfake_detect.evaluation.scores import FACE_COLUMNS, VIDEO_COLUMNS, as_table
+from deepfake_detect import metrics
+from deepfake_detect.training import calibration
+from deepfake_detect.evaluation.scores import PER_FACE_COLUMNS, PER_VIDEO_COLUMNS, as_table
 from deepfake_detect.inference.verdicts import combine_face_scores
 from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.settings import load_config
@@ -58,7 +59,7 @@ def stage05_tables(videos, cfg):
     video_rows.append({"run": "run", "dataset": "shared", "video": "video_no_face", "label": "FAKE",
                        "method": "Deepfakes", "status": "no face", "frames": 20, "faces": 0, "p_real": None,
                        "p_real_raw": None, "verdict": "", "reason": "no face found in 20 frames"})
-    return as_table(video_rows, VIDEO_COLUMNS), as_table(face_rows, FACE_COLUMNS)
+    return as_table(video_rows, PER_VIDEO_COLUMNS), as_table(face_rows, PER_FACE_COLUMNS)
 
 
 def test_stage03_and_stage05_give_identical_metrics_for_the_same_scores():
@@ -124,8 +125,8 @@ def test_eer_and_ece_at_ties_and_edges():
 
 def test_importing_the_metrics_modules_loads_no_heavy_library():
     code = ("import sys\n"
-            "import deepfake_detect.metrics, deepfake_detect.calibration, deepfake_detect.plots\n"
-            "import deepfake_detect.model_card, deepfake_detect.evaluation.report\n"
+            "import deepfake_detect.metrics, deepfake_detect.training.calibration, deepfake_detect.plots\n"
+            "import deepfake_detect.training.model_card, deepfake_detect.evaluation.report\n"
             "print(sorted(m for m in ('tensorflow', 'keras', 'matplotlib', 'sklearn') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[1])

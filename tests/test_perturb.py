@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from deepfake_detect import settings
-from deepfake_detect.frames import VideoError
-from deepfake_detect.evaluation.perturb import (FRAME_TYPES, LEVELS, PERTURBATION_TYPES, CodecError, Perturbation, psnr)
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.evaluation.perturb import (FRAME_TYPES, SEVERITY_LEVELS, PERTURBATION_TYPES, CodecError, Perturbation, psnr)
 from deepfake_detect.sample import portrait_images
 
 
@@ -81,21 +81,21 @@ def test_level_0_returns_the_frame_unchanged(face_bgr, kind):
 
 @pytest.mark.parametrize("kind", FRAME_TYPES)
 def test_psnr_falls_with_each_level(face_bgr, kind):
-    values = [psnr(face_bgr, Perturbation(kind, level).apply(face_bgr, 0, "astronaut")) for level in LEVELS]
+    values = [psnr(face_bgr, Perturbation(kind, level).apply(face_bgr, 0, "astronaut")) for level in SEVERITY_LEVELS]
     assert all(earlier > later for earlier, later in zip(values, values[1:])), values
     assert values[0] < 45, values  # level 1 already changes the image visibly
 
 
 def test_psnr_falls_with_each_level_on_a_dfdc_frame(dfdc_sample_dir):
     # The frame stage 00 keeps first from a real DFDC clip (633x356), where the sweep applies them.
-    from deepfake_detect.frames import iter_kept_frames
+    from deepfake_detect.media.frames import iter_kept_frames
 
     frames = iter_kept_frames(dfdc_sample_dir / "videos" / "abqwwspghj.mp4", settings.load_config().RESIZE_RULES)
     _, frame = next(frames)
     frames.close()
     assert frame.shape == (356, 633, 3)
     for kind in FRAME_TYPES:
-        values = [psnr(frame, Perturbation(kind, level).apply(frame, 0, "abqwwspghj")) for level in LEVELS]
+        values = [psnr(frame, Perturbation(kind, level).apply(frame, 0, "abqwwspghj")) for level in SEVERITY_LEVELS]
         assert all(earlier > later for earlier, later in zip(values, values[1:])), (kind, values)
 
 
@@ -110,7 +110,7 @@ def test_video_reencode_psnr_falls_with_crf(tmp_path, face_bgr):
     source = write_portrait_video(tmp_path / "clip.mp4", face_bgr)
     clean_frames = read_frames(source)
     values = []
-    for level in LEVELS:
+    for level in SEVERITY_LEVELS:
         out = Perturbation("video", level).reencode(source, tmp_path / f"clip-{level}.mp4")
         frames = read_frames(out)
         assert len(frames) == len(clean_frames) and frames[0].shape == clean_frames[0].shape

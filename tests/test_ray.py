@@ -296,16 +296,16 @@ def test_a_worker_node_dying_mid_run_changes_nothing(cluster, sample_videos, loc
 # ------------------------------------------------------------------ without a cluster
 
 def test_ray_flag_picks_the_address_and_the_default_stays_local(tmp_path, monkeypatch):
-    from deepfake_detect import settings
+    from deepfake_detect import arguments, settings
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert settings.apply_ray_flag(settings.load_config(), None).RAY_ADDRESS is None
-    assert settings.apply_ray_flag(settings.load_config(), "").RAY_ADDRESS == "auto"
+    assert arguments.apply_ray_flag(settings.load_config(), None).RAY_ADDRESS is None
+    assert arguments.apply_ray_flag(settings.load_config(), "").RAY_ADDRESS == "auto"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")
-    assert settings.apply_ray_flag(settings.load_config(), None).RAY_ADDRESS == "10.0.0.9:6379"
-    assert settings.apply_ray_flag(settings.load_config(), "10.0.0.5:6379").RAY_ADDRESS == "10.0.0.5:6379"
+    assert arguments.apply_ray_flag(settings.load_config(), None).RAY_ADDRESS == "10.0.0.9:6379"
+    assert arguments.apply_ray_flag(settings.load_config(), "10.0.0.5:6379").RAY_ADDRESS == "10.0.0.5:6379"
     config = write_config(tmp_path / "cfg.py", RAY_ADDRESS="ray://head:10001")
-    cfg = settings.apply_ray_flag(settings.load_config(config), "")
+    cfg = arguments.apply_ray_flag(settings.load_config(config), "")
     assert cfg.RAY_ADDRESS == "ray://head:10001"
     assert settings.describe_engine(cfg, 4) == "engine=Ray at ray://head:10001"
     with pytest.raises(settings.ConfigError, match="RAY_MAX_RETRIES"):

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from deepfake_detect import demo, settings
-from deepfake_detect.frames import iter_kept_frames
-from deepfake_detect.mtcnn_detector import MtcnnDetector
+from deepfake_detect.media.frames import iter_kept_frames
+from deepfake_detect.faces.mtcnn import MtcnnFaceDetector
 from deepfake_detect.sample import LANDMARKS, face_mask, make_sample, portrait_images, swap_face
 
 
@@ -41,7 +41,7 @@ def test_mtcnn_finds_a_face_in_most_sample_frames(tmp_path):
     frames = [cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
               for video in sorted(tmp_path.glob("*.mp4")) for _, frame in iter_kept_frames(video, rules)]
     assert len(frames) == 8 * 3 and frames[0].shape == (300, 400, 3)
-    detections = MtcnnDetector()(frames)
+    detections = MtcnnFaceDetector()(frames)
     with_face = sum(1 for faces in detections if faces)
     assert with_face >= 0.9 * len(frames), f"MTCNN found faces in only {with_face} of {len(frames)} frames"
 
@@ -106,7 +106,7 @@ def test_demo_lists_the_held_out_videos_for_stage_04(tmp_path, capsys):
 
 
 def test_partial_sample_two_people_and_spliced_takes_with_their_fake_periods(tmp_path):
-    from deepfake_detect.faces import keep_faces
+    from deepfake_detect.faces.crops import keep_faces
     from deepfake_detect.sample import FPS, PARTIAL_SECONDS, SPLICES, make_partial_sample
 
     metadata = make_partial_sample(tmp_path, seconds=2)
@@ -117,7 +117,7 @@ def test_partial_sample_two_people_and_spliced_takes_with_their_fake_periods(tmp
     cfg = settings.load_config()
     _, frame = next(iter_kept_frames(tmp_path / "two-people-1.mp4", cfg.RESIZE_RULES))
     assert frame.shape == (300, 800, 3)
-    [faces] = MtcnnDetector()([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])
+    [faces] = MtcnnFaceDetector()([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)])
     kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
     assert sorted(face.x < 400 for face in kept) == [False, True]  # one face on each side, both kept
     # The spliced take is one take throughout: only at its cut does the face change as well.

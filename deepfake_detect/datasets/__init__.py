@@ -1,4 +1,7 @@
-"""The dataset layouts, one module each; deepfake_detect.dataset.read_dataset picks the one a folder has.
+"""Datasets: finding a dataset's videos and labels (discovery), one module per layout, and stage 02's split.
+
+    discovery.py read_dataset / discover_videos: picks the layout a folder has
+    split.py     stage 02's algorithm: a balanced real/fake set split leak-free into train/val/test
 
     common.py    Video (one video, its label, original, method, official split) and Listing
     dfdc.py      DFDC: metadata.json, parts, the public test set's labels.csv, the preview's dataset.json

@@ -2,11 +2,11 @@
 
 Frames and faces go through exactly the training stages' code and settings: frames by
 frames.iter_kept_frames (FRAMES_PER_SECOND, RESIZE_RULES, as stage 00), faces by MTCNN as the
-original ran it (mtcnn_detector), kept and cropped by inference.scoring.find_face_crops
+original ran it (faces/mtcnn), kept and cropped by inference.scoring.find_face_crops (faces/crops' one crop loop)
 (keep_faces, crop_face with FACE_MARGIN, as stage 01a and stage 04). The crops are cached, so
 every further model scored on the same dataset costs only its own time (evaluation/scores.py):
 
-    EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of cache_key()
+    EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of face_cache_key()
         key.json                                what the key was made of (folder, settings, detector, perturbation)
         <video>/faces.json                      status, frames read, reason, one entry per kept face
         <video>/<video>-<frame>-<NN>.png        the crops (BGR PNG, the size MTCNN's box gave)
@@ -30,16 +30,17 @@ from pathlib import Path
 
 import cv2
 
-from deepfake_detect.dataset import SPLITS, read_dataset
+from deepfake_detect.datasets.discovery import SPLITS, read_dataset
 from deepfake_detect.evaluation.perturb import Perturbation
 from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
-from deepfake_detect.frames import VideoError, iter_kept_frames
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.media.frames import iter_kept_frames
 from deepfake_detect.inference.results import NO_FACE, SCORED, UNREADABLE
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import ALREADY_DONE, DONE, FAILED, SKIPPED, Outcome
 from deepfake_detect.jobs.pool import run_jobs
-from deepfake_detect.mtcnn_detector import (count_detector_threads, count_detector_workers, load_worker_detector,
+from deepfake_detect.faces.mtcnn import (count_detector_threads, count_detector_workers, load_worker_detector,
                                             start_detector_worker)
 
 # The settings that decide which crops a video gives; all of them are in the cache key.
@@ -163,7 +164,7 @@ def load_datasets(cfg, arguments):
 
 # ------------------------------------------------------------------ the cache
 
-def cache_key(dataset, cfg, perturbation=None):
+def face_cache_key(dataset, cfg, perturbation=None):
     """What decides a dataset's crops: its folder, EXTRACTION_SETTINGS, the detector, the perturbation."""
     from importlib.metadata import version
 
@@ -184,7 +185,7 @@ def _plain(value):
 
 def cache_folder(dataset, cfg, cache_root=None, perturbation=None):
     """EVAL_CACHE_DIR/<dataset name>-<12 hex digits of the key>[-<perturbation tag>]."""
-    key = cache_key(dataset, cfg, perturbation)
+    key = face_cache_key(dataset, cfg, perturbation)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:12]
     tag = f"-{key['perturbation']}" if key["perturbation"] else ""
     return Path(cache_root or cfg.EVAL_CACHE_DIR) / f"{dataset.name}-{digest}{tag}"
@@ -289,14 +290,14 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
 
     Videos already in the cache folder for these settings (and perturbation) are not touched.
     One job per video through jobs.pool.run_jobs, so any engine it offers applies here too.
-    `workers`: processes (default MTCNN_WORKERS, else mtcnn_detector.count_detector_workers's
+    `workers`: processes (default MTCNN_WORKERS, else faces.mtcnn.count_detector_workers's
     one per CORES_PER_DETECTOR cores).
     `progress=False`: no progress bar (the robustness sweep shows one over its points).
     """
     folder = cache_folder(dataset, cfg, cache_root, perturbation)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "key.json").is_file():
-        write_text_atomic(folder / "key.json", json.dumps(cache_key(dataset, cfg, perturbation), indent=2) + "\n")
+        write_text_atomic(folder / "key.json", json.dumps(face_cache_key(dataset, cfg, perturbation), indent=2) + "\n")
     remove_stale_partials(folder)
     jobs = [ExtractionJob(video.name, video, folder, perturbation) for video in dataset.videos]
     todo = [job for job in jobs if not (folder / job.name).is_dir()]

@@ -1,7 +1,7 @@
 """Stage 05's output folder, EVALS_DIR/<name>/, and the summary it prints at the end.
 
     metrics.json                    settings, datasets (describe_dataset), runs, results, seconds[, robustness]
-    per_video.csv, per_face.csv     every run's rows (scores.VIDEO_COLUMNS, scores.FACE_COLUMNS)
+    per_video.csv, per_face.csv     every run's rows (scores.PER_VIDEO_COLUMNS, scores.PER_FACE_COLUMNS)
     report.md                       report.report_markdown with splits_markdown (each dataset's split and its
                                     source, each run's overlap) before the matrix[, the robustness sweep's sections]
     plots-<run>-<dataset>.png       written while scoring (scores.score_run_on_datasets)
@@ -13,7 +13,7 @@ import json
 
 from deepfake_detect import settings
 from deepfake_detect.evaluation.report import matrix_text, report_markdown, rules_text
-from deepfake_detect.evaluation.scores import FACE_COLUMNS, VIDEO_COLUMNS, as_table, write_table
+from deepfake_detect.evaluation.scores import PER_FACE_COLUMNS, PER_VIDEO_COLUMNS, as_table, write_table
 from deepfake_detect.files import write_text_atomic
 
 OUTPUTS = "report.md, metrics.json, per_video.csv, per_face.csv, plots"  # as the summary names them
@@ -66,8 +66,8 @@ def build_metrics_document(name, cfg, datasets, extractions, scores, seconds, sw
 def write_outputs(out_dir, document, scores, cfg, sweep=None):
     """Write the tables, metrics.json, report.md (with the sweep's files and sections, if any) and
     settings-05.json into `out_dir`; return the files written, as the summary's output line names them."""
-    write_table(out_dir / "per_video.csv", as_table(scores.video_rows, VIDEO_COLUMNS))
-    write_table(out_dir / "per_face.csv", as_table(scores.face_rows, FACE_COLUMNS))
+    write_table(out_dir / "per_video.csv", as_table(scores.video_rows, PER_VIDEO_COLUMNS))
+    write_table(out_dir / "per_face.csv", as_table(scores.face_rows, PER_FACE_COLUMNS))
     write_text_atomic(out_dir / "metrics.json", json.dumps(document, indent=2, default=str) + "\n")
     report, outputs = report_markdown(document, scores.plots), OUTPUTS
     matrix_heading = "## Video ROC AUC"

@@ -43,12 +43,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.frames import VideoError
+from deepfake_detect.media.budget import VideoError
 
 PERTURBATION_TYPES = ("saturation", "contrast", "block", "noise", "blur", "jpeg", "video")
 FRAME_TYPES = PERTURBATION_TYPES[:6]  # applied to each extracted frame, before face detection
 VIDEO_TYPES = ("video",)              # applied to the video file, before frame extraction
-LEVELS = (1, 2, 3, 4, 5)
+SEVERITY_LEVELS = (1, 2, 3, 4, 5)
 
 # DeeperForensics-1.0's get_distortion_parameter(), level 1..5 (see the module docstring).
 PARAMETERS = {
@@ -91,6 +91,21 @@ FFMPEG_ENV = "IMAGEIO_FFMPEG_EXE"
 VIDEO_ENCODER = "libx264"
 INSTALL_HINT = (f"pip install imageio-ffmpeg (it ships an ffmpeg with {VIDEO_ENCODER}), "
                 f"or set {FFMPEG_ENV} to an ffmpeg built with {VIDEO_ENCODER}")
+
+
+def check_sweep(types=None, levels=None):
+    """(types, levels) of a robustness sweep as tuples: names from PERTURBATION_TYPES (None: all
+    seven) and levels 0-5 (None: 1-5). Raises ValueError naming the bad type or level."""
+    types = PERTURBATION_TYPES if types is None else tuple(types)
+    levels = SEVERITY_LEVELS if levels is None else tuple(levels)
+    unknown = [kind for kind in types if kind not in PERTURBATION_TYPES]
+    if unknown:
+        raise ValueError(f"unknown perturbation type {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(PERTURBATION_TYPES)}")
+    bad = [level for level in levels if level not in (0, *SEVERITY_LEVELS)]
+    if bad:
+        raise ValueError(f"perturbation levels are 1-5, got {', '.join(map(repr, bad))}")
+    return types, levels
 
 
 class CodecError(RuntimeError):

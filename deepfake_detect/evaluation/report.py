@@ -10,7 +10,7 @@ from deepfake_detect.inference.verdicts import RULE_MEANINGS
 from deepfake_detect.plots import save_figure
 from deepfake_detect.metrics import calibration_bins
 
-LEVELS = (("face", "faces"), ("video", "videos"))
+METRIC_LEVELS = (("face", "faces"), ("video", "videos"))
 
 
 def _fmt(value, digits=4):
@@ -80,7 +80,7 @@ def level_metrics_markdown(levels):
     rows = ["| level | count (real/fake) | ROC AUC [95% CI] | AP | EER | accuracy | balanced acc. | "
             "log loss [95% CI] | log loss raw | ECE | ECE raw | confusion (fake→F, fake→R, real→F, real→R) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for level, name in LEVELS:
+    for level, name in METRIC_LEVELS:
         m = levels.get(level)
         if m is None:
             rows.append(f"| {name} | 0 | no score | | | | | | | | | |")
@@ -91,7 +91,7 @@ def level_metrics_markdown(levels):
                     f"{m['accuracy']:.4f} | {m['balanced_accuracy']:.4f} | {m['log_loss']:.4f}"
                     f"{_interval(m['log_loss_ci95'])} | {m['log_loss_raw']:.4f} | {_fmt(m['ece'])} | "
                     f"{_fmt(m['ece_raw'])} | {ff:,}, {fr:,}, {rf:,}, {rr:,} |")
-    reasons = [f"{name}: {levels[level]['null_reason']}" for level, name in LEVELS
+    reasons = [f"{name}: {levels[level]['null_reason']}" for level, name in METRIC_LEVELS
                if levels.get(level) and levels[level]["null_reason"]]
     return "\n".join(rows + ([f"\n{'; '.join(reasons)}."] if reasons else []))
 

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from deepfake_detect.plots import save_figure
 from deepfake_detect.files import write_csv
-from deepfake_detect.evaluation.perturb import (LEVELS, PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation, ffmpeg_executable)
+from deepfake_detect.evaluation.perturb import (PERTURBATION_TYPES, TYPE_NAMES, VIDEO_TYPES, CodecError, Perturbation, check_sweep,
+                                               ffmpeg_executable)
 
 AUC_DROP = 0.05  # a type "costs" AUC at the first level whose video AUC is more than this below clean
 CLEAN_TYPE = "none"
@@ -56,15 +57,7 @@ def plan_sweep(types=None, levels=None, seed=0):
     Level 0 is left out: it is the clean evaluation, run once and shared by every type.
     Raises ValueError naming the bad type or level.
     """
-    types = PERTURBATION_TYPES if types is None else tuple(types)
-    levels = LEVELS if levels is None else tuple(levels)
-    unknown = [kind for kind in types if kind not in PERTURBATION_TYPES]
-    if unknown:
-        raise ValueError(f"unknown perturbation type {', '.join(map(repr, unknown))}; "
-                         f"choose from {', '.join(PERTURBATION_TYPES)}")
-    bad = [level for level in levels if level not in (0, *LEVELS)]
-    if bad:
-        raise ValueError(f"perturbation levels are 1-5, got {', '.join(map(repr, bad))}")
+    types, levels = check_sweep(types, levels)
     return [Perturbation(kind, level, seed) for kind in PERTURBATION_TYPES if kind in types
             for level in sorted(set(levels)) if level != 0]
 
@@ -298,8 +291,8 @@ def run_sweep(models, datasets, clean_results, plan, cfg, workers=None, skipped=
 
     from tqdm import tqdm
 
-    from deepfake_detect.calibration import run_temperature
-    from deepfake_detect.inference.scoring import load_predictor
+    from deepfake_detect.training.calibration import run_temperature
+    from deepfake_detect.models.predictors import load_predictor
     from deepfake_detect.evaluation.extract import extract_faces
     from deepfake_detect.evaluation.scores import (flag_seen, measure_scores, read_seen_videos, score_dataset,
                                                    videos_to_score)

@@ -2,7 +2,7 @@
 
 The faces come from the cache that extract.py fills; each run scores them with its own model and
 temperature (calibration.run_temperature), so a second run costs only its own time. The rows are
-per_video.csv's and per_face.csv's (VIDEO_COLUMNS, FACE_COLUMNS); the metrics are
+per_video.csv's and per_face.csv's (PER_VIDEO_COLUMNS, PER_FACE_COLUMNS); the metrics are
 metrics.dataset_metrics of those tables, plus "videos_without_score" (unscored_videos), the video
 AUC of every VIDEO_SCORE rule on the same faces ("rules") and, where the metadata gives LAV-DF's
 `fake_periods`, temporal localization of the fake segments ("localization": AP at IoU 0.5 / 0.75
@@ -20,12 +20,12 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from deepfake_detect.calibration import apply_temperature, run_temperature
-from deepfake_detect.dataset import source_group
+from deepfake_detect.training.calibration import apply_temperature, run_temperature
+from deepfake_detect.datasets.discovery import source_group
 from deepfake_detect.evaluation.extract import load_crops, read_video_record
 from deepfake_detect.evaluation.report import plot_run_on_dataset
 from deepfake_detect.files import write_text_atomic
-from deepfake_detect.inference.reading import video_frame_rate
+from deepfake_detect.media.reading import video_frame_rate
 from deepfake_detect.inference.records import flat_cell, segment_record
 from deepfake_detect.inference.results import FAILED, FaceScore
 from deepfake_detect.inference.verdicts import judge_faces, verdict_of
@@ -34,10 +34,10 @@ from deepfake_detect.settings import CHOICES
 
 SCORE_CHUNK_FACES = 256  # faces held in memory and scored together (~30 KB each before resizing)
 RULES = CHOICES["VIDEO_SCORE"]  # every video score rule, measured side by side on the same faces
-VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
+PER_VIDEO_COLUMNS = ("run", "dataset", "video", "label", "method", "status", "frames", "faces", "p_real",
                  "p_real_raw", "verdict", "reason", "seen", *(f"p_real_{rule}" for rule in RULES), "persons",
                  "segments", "fake_periods")
-FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "person", "x", "y", "width", "height",
+PER_FACE_COLUMNS = ("run", "dataset", "video", "label", "method", "frame", "face", "person", "x", "y", "width", "height",
                 "detector_confidence", "p_real", "p_real_raw")
 
 
@@ -69,7 +69,7 @@ def score_runs(models, datasets, extractions, cfg, out_dir):
 
 def score_run_on_datasets(name, model_path, datasets, extractions, cfg, out_dir):
     """Score one run on every dataset: (video rows, face rows, {dataset: metrics}, run info, plots)."""
-    from deepfake_detect.inference.scoring import load_predictor
+    from deepfake_detect.models.predictors import load_predictor
 
     predictor = load_predictor(model_path)  # a model.keras, or an export (.tflite, SavedModel folder)
     temperature, note = run_temperature(model_path, cfg)
@@ -118,7 +118,7 @@ def describe_overlap(run, dataset, flagged, seen, no_check, keep):
 
 
 def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, progress=True):
-    """Score every cached face of `dataset` with `predictor` (inference.scoring.load_predictor); return
+    """Score every cached face of `dataset` with `predictor` (models.predictors.load_predictor); return
     (video rows, face rows) as lists of dicts (the columns of per_video.csv and per_face.csv).
 
     p_real is calibrated with `temperature` (None: raw); p_real_raw is the network's output.
@@ -153,7 +153,7 @@ def score_dataset(predictor, temperature, dataset, extraction, cfg, run_name, pr
 
 def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name, video_rows, face_rows):
     """Score the crops of the pending [(video, record, crops)] in one go; append their rows."""
-    from deepfake_detect.inference.scoring import predict_p_real
+    from deepfake_detect.models.predictors import predict_p_real
 
     crops = [crop for _, _, video_crops in pending for crop in video_crops]
     raw_all = predict_p_real(predictor, crops, predictor.input_size) if crops else []
@@ -188,7 +188,7 @@ def measure_scores(video_rows, face_rows, cfg):
     """(video table, face table, metrics) of one run's rows on one dataset: metrics.dataset_metrics
     plus "videos_without_score" ({status: [(video, reason)]}), "rules" (rule_metrics) and
     "localization" (localization_of)."""
-    video_table, face_table = as_table(video_rows, VIDEO_COLUMNS), as_table(face_rows, FACE_COLUMNS)
+    video_table, face_table = as_table(video_rows, PER_VIDEO_COLUMNS), as_table(face_rows, PER_FACE_COLUMNS)
     result = dataset_metrics(video_table, face_table, cfg)
     result["videos_without_score"] = unscored_videos(video_table)
     result["rules"] = rule_metrics(video_table, cfg)
@@ -291,7 +291,7 @@ class SeenVideos:
 
 def find_run_folder(model_path):
     """The run folder a model comes from: the parent of <run>/model.keras; for an export
-    (export.py), the run folder holding its export/ folder, else the parent of the model its
+    (training/export.py), the run folder holding its export/ folder, else the parent of the model its
     sidecar JSON names ("source_model"); else None."""
     from deepfake_detect.inference.scoring import MODEL_FILE
 
@@ -323,7 +323,7 @@ def read_seen_videos(model_path):
 
 def flag_seen(videos, seen):
     """The names of the `videos` (dataset.Video) the run saw: in its train/val split by name, or
-    sharing a source group with a video that was (split.py's source_group on both sides)."""
+    sharing a source group with a video that was (datasets/split.py's source_group on both sides)."""
     if seen is None:
         return set()
     return {v.name for v in videos if v.name in seen.videos or source_group(v) in seen.groups}

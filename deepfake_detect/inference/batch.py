@@ -1,11 +1,15 @@
-"""Stage 04's inputs scored here, or with --ray by Ray actors that each load the model once.
+"""Stage 04's inputs scored here, or with --ray by Ray actors that each load the model once, and shown as they come.
 
 Ray's workers import `start_scorer` and `score_input` by name (jobs.ray_cluster.function_spec),
 so they live here, at module level, with the one scorer of each actor's process.
 """
 
-from deepfake_detect.inference.results import FAILED, Result
+from tqdm import tqdm
+
+from deepfake_detect.inference.annotate import annotation_path, write_annotations
+from deepfake_detect.inference.results import FAILED, SCORED, Result
 from deepfake_detect.inference.scoring import Scorer
+from deepfake_detect.inference.table import name_width_of, result_lines, table_header
 from deepfake_detect.jobs.outcome import Outcome
 
 # Each Ray actor's scorer and options, set once by start_scorer (the model and MTCNN take seconds).
@@ -36,3 +40,23 @@ def score_inputs(files, cfg, scorer, model_path, keep_frames, explain):
                                          ordered=True)
     for path, result in zip(files, results):
         yield Result(str(path), status=FAILED, reason=result.reason) if isinstance(result, Outcome) else result
+
+
+def score_and_show(files, cfg, scorer, model_path, annotate_dir=None, explain=False, details=False):
+    """Stage 04's loop: score `files` (score_inputs), print each one's table lines as it comes, draw
+    the scored ones into `annotate_dir` when given; return the Results, their frames freed."""
+    name_width = name_width_of(files)
+    tqdm.write(table_header(name_width))
+    results, used_names = [], set()
+    bar = tqdm(total=len(files), desc="stage 04 inputs", unit="input", dynamic_ncols=True)
+    try:
+        for result in score_inputs(files, cfg, scorer, model_path, bool(annotate_dir), explain):
+            results.append(result)
+            tqdm.write("\n".join(result_lines(result, name_width, details)))
+            if annotate_dir and result.status == SCORED:
+                write_annotations(result, annotation_path(annotate_dir, result, used_names), cfg, explain)
+            result.frames_bgr = None  # frees the frames as soon as they are drawn
+            bar.update(1)
+    finally:
+        bar.close()
+    return results

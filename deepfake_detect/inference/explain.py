@@ -122,7 +122,8 @@ def heatmap_peak(heatmap):
 def paint_heatmaps(frame_bgr, faces, margin):
     """A copy of the frame with each face's heatmap overlaid on its crop region (the box grown
     by `margin`, as the crop was cut). Faces without a heatmap are left as they are."""
-    from deepfake_detect.faces import Face, expand_box
+    from deepfake_detect.faces.crops import expand_box
+    from deepfake_detect.faces.detector import Face
 
     canvas = frame_bgr.copy()
     height, width = canvas.shape[:2]

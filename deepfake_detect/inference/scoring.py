@@ -2,7 +2,7 @@
 line and its web page.
 
 A video is read like stage 00 reads it (FRAMES_PER_SECOND, RESIZE_RULES, via
-frames.iter_kept_frames), its faces are found and cropped like stage 01a does (MtcnnDetector,
+frames.iter_kept_frames), its faces are found and cropped like stage 01a does (MtcnnFaceDetector,
 keep_faces, crop_face with FACE_MARGIN) and scaled like training (model.prepare_faces). An image
 given directly is treated as one frame and goes through the same RESIZE_RULES first: training
 frames were resized by width before MTCNN saw them, so resizing images the same way shows the
@@ -13,7 +13,7 @@ and each person's fake segments found (segments.py). A whole video or image gets
 also a P(real), from its face scores by VIDEO_SCORE: "mean" (the default), "confident" (the
 DFDC winner's rule, see confident_score), "person_max" or "segment" (verdicts.judge_faces). Verdict: FAKE when that score is below THRESHOLD.
 With CALIBRATE and a run's calibration.json, face scores are temperature-scaled first
-(calibration.py); the raw scores stay in `p_real_raw`.
+(training/calibration.py); the raw scores stay in `p_real_raw`.
 An input with no face, or that cannot be read, gets a status saying so and no score at all.
 """
 
@@ -24,28 +24,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.calibration import apply_temperature, read_temperature
-from deepfake_detect.devices import configure_tensorflow
-from deepfake_detect.export import is_exported, load_exported
-from deepfake_detect.faces import MIN_FRAME_SIDE, FrameDetectionError, crop_face, keep_faces
-from deepfake_detect.frames import resize_frame
-from deepfake_detect.mtcnn_detector import MtcnnDetector
-from deepfake_detect.model import load_model, prepare_faces
-from deepfake_detect.inference.media import classify_file
-from deepfake_detect.inference.reading import END_OF_INPUT, prefetched, read_frames, video_frame_rate
+from deepfake_detect.training.calibration import apply_temperature, read_temperature
+from deepfake_detect.faces.crops import MIN_FRAME_SIDE, crop_kept_faces
+from deepfake_detect.faces.detector import FrameDetectionError
+from deepfake_detect.media.frames import resize_frame
+from deepfake_detect.faces.mtcnn import MtcnnFaceDetector
+from deepfake_detect.models.network import prepare_faces
+from deepfake_detect.models.predictors import PREDICT_BATCH, ModelError, is_exported, load_predictor, predict_p_real
+from deepfake_detect.media.kinds import classify_file
+from deepfake_detect.media.reading import END_OF_INPUT, prefetched, read_frames, video_frame_rate
 from deepfake_detect.inference.results import FAILED, IMAGE, NO_FACE, UNREADABLE, VIDEO, FaceScore, Result
 from deepfake_detect.inference.verdicts import judge_faces
 
 MODEL_FILE = "model.keras"  # what stage 03 writes in each run folder
-
-# Faces go through the model in chunks of this fixed size, the last one padded: a new batch
-# shape makes TensorFlow retrace the model (about 1 s on a 2-core CPU), a fixed one never does.
-PREDICT_BATCH = 16
-
-
-class ModelError(RuntimeError):
-    """No usable model: the message names the path and what to do."""
-
 
 def find_run_model(runs_dir, run=None):
     """Path of the model.keras to use: `run` as a run folder, a .keras file or a run name in
@@ -55,7 +46,7 @@ def find_run_model(runs_dir, run=None):
     if run:
         candidate = Path(run)
         if candidate.is_file() or is_exported(candidate):
-            return candidate  # a .keras or .tflite file, or a SavedModel folder (export.py)
+            return candidate  # a .keras or .tflite file, or a SavedModel folder (training/export.py)
         for folder in (candidate, runs_dir / str(run)):
             if (folder / MODEL_FILE).is_file():
                 return folder / MODEL_FILE
@@ -68,42 +59,6 @@ def find_run_model(runs_dir, run=None):
         raise ModelError(f"no trained model in {runs_dir} (looked for {runs_dir}/<run>/{MODEL_FILE}): "
                          f"run 03-train_cnn.py first, or give one with --run PATH")
     return models[-1]
-
-
-def load_checked_model(path):
-    """Load a stage 03 model (model.load_model) and check its input shape. Raises ModelError."""
-    configure_tensorflow()
-    try:
-        model = load_model(path)
-    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ModelError(f"{path}: cannot load the model ({type(error).__name__}: {error})") from None
-    shape = model.input_shape
-    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
-        raise ModelError(f"{path}: expected square RGB face input (None, N, N, 3), found {shape}")
-    return model
-
-
-class KerasPredictor:
-    """P(real) from a stage 03 model.keras; the other predictors are in export.py."""
-
-    def __init__(self, path):
-        self.keras_model = load_checked_model(path)
-        self.input_size = int(self.keras_model.input_shape[1])
-
-    def predict(self, batch):
-        return np.asarray(self.keras_model.predict_on_batch(batch)).reshape(-1)
-
-
-def load_predictor(path):
-    """The predictor for `path`: a .keras model, a .tflite file or a SavedModel folder, each
-    with `input_size` and `predict(float32 batch) -> P(real) array`. Raises ModelError."""
-    if not is_exported(path):
-        return KerasPredictor(path)
-    configure_tensorflow()
-    try:
-        return load_exported(path)
-    except Exception as error:  # noqa: BLE001 - TensorFlow and LiteRT raise many types
-        raise ModelError(f"{path}: cannot load the exported model ({type(error).__name__}: {error})") from None
 
 
 class Scorer:
@@ -120,7 +75,7 @@ class Scorer:
         self.model = self.predictor.keras_model  # None for exported models (no Grad-CAM)
         self.input_size = self.predictor.input_size
         self._grad_cam = None
-        self.detector = detector or MtcnnDetector()
+        self.detector = detector or MtcnnFaceDetector()
         # Applied only when cfg.CALIBRATE is True; calibration_note says which, for the output.
         self.temperature, self.calibration_note = read_temperature(model_path)
         self.lock = threading.Lock()
@@ -265,43 +220,19 @@ class Scorer:
         return find_face_crops(self.detector, batch, cfg, unsearched)
 
 
-def predict_p_real(predictor, crops_rgb, input_size):
-    """The model's raw P(real) for each RGB face crop, as a float list; a few at a time in
-    fixed-size chunks (PREDICT_BATCH), so the model is traced once. `predictor` is one of
-    load_predictor's (Keras, SavedModel or TFLite)."""
-    batch = prepare_faces(crops_rgb, input_size)
-    padded = np.zeros((PREDICT_BATCH, input_size, input_size, 3), np.float32)
-    scores = []
-    for start in range(0, max(len(batch), 1), PREDICT_BATCH):
-        chunk = batch[start:start + PREDICT_BATCH]
-        padded[:len(chunk)] = chunk
-        output = predictor.predict(padded)
-        scores += [float(p) for p in output[:len(chunk)]]
-    return scores
-
-
 def find_face_crops(detector, batch, cfg, unsearched):
     """FaceScores (p_real not yet set) of the kept faces in [(frame index, BGR frame)], found,
-    kept and cropped as stage 01a does (keep_faces, crop_face with FACE_MARGIN).
+    kept and cropped by the one crop loop of stage 01 (faces.crops.crop_kept_faces).
 
     Frames the detector could not search (a FrameDetectionError in place of their faces)
     are appended to `unsearched`, as (frame index, error)."""
     usable = [(index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)) for index, frame in batch
               if min(frame.shape[:2]) >= MIN_FRAME_SIDE]
-    if not usable:
-        return []
-    found = detector([rgb for _, rgb in usable])
     faces = []
-    for (index, rgb), detected in zip(usable, found):
-        if isinstance(detected, FrameDetectionError):
-            unsearched.append((index, detected))
+    for (index, _), kept in zip(usable, crop_kept_faces(detector, [rgb for _, rgb in usable], cfg)):
+        if isinstance(kept, FrameDetectionError):
+            unsearched.append((index, kept))
             continue
-        number = 0
-        for face in keep_faces(detected, cfg.MULTI_FACE_MIN_CONFIDENCE):
-            crop = crop_face(rgb, face, cfg.FACE_MARGIN)
-            if crop.size == 0:
-                continue  # a box entirely outside the frame, skipped as stage 01a does
-            faces.append(FaceScore(index, number, (face.x, face.y, face.width, face.height),
-                                   face.confidence, float("nan"), crop))
-            number += 1
+        faces += [FaceScore(index, number, (face.x, face.y, face.width, face.height), face.confidence, float("nan"), crop)
+                  for number, (face, crop) in enumerate(kept)]
     return faces

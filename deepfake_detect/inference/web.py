@@ -46,15 +46,15 @@ from flask.json.provider import DefaultJSONProvider
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from deepfake_detect.frames import BudgetError
-from deepfake_detect.inference.media import SNIFF_BYTES, sniff_media_kind
+from deepfake_detect.media.budget import BudgetError
+from deepfake_detect.media.kinds import SNIFF_BYTES, sniff_media_kind
 from deepfake_detect.inference.results import IMAGE, SCORED
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.inference.web_security import exposure_problem, install_guard, is_loopback, shown_name
-from deepfake_detect.live.web import live_blueprint
 from deepfake_detect.inference.web_workers import (LOG, MAX_CROPS_SHOWN, SCORING_FAILED, InProcessRunner,
                                                    UploadError, WorkerPool, new_task)
-from deepfake_detect.media_budget import check_image_budget
+from deepfake_detect.live.web import live_blueprint
+from deepfake_detect.media.budget import check_image_budget
 
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
 MAX_RUNNING_JOBS = 4      # uploads waiting or being scored at once; more get 429

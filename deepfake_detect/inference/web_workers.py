@@ -4,7 +4,7 @@ so that no upload can take the server down.
     WorkerPool(model_path, cfg)   WEB_WORKERS processes (spawned, each loads MTCNN and the model once)
     InProcessRunner(scorer, cfg)  the same interface in the server's own process (tests, the Python API)
 
-A task is one saved upload: check_task reads its header (decode budgets: media_budget.py, with
+A task is one saved upload: check_task reads its header (decode budgets: media/budget.py, with
 WEB_MAX_VIDEO_SECONDS for videos) and score_task scores it, both in the worker. The server only
 waits for the answer and relays progress. A worker that dies (a decoder crash, the kernel's OOM
 killer), grows above WEB_WORKER_MAX_MB of resident memory (checked a few times a second, Linux)
@@ -22,7 +22,8 @@ import types
 
 import cv2
 
-from deepfake_detect.frames import BudgetError, VideoError, check_video_budget, frame_step, open_video
+from deepfake_detect.media.budget import BudgetError, VideoError, check_video_budget
+from deepfake_detect.media.frames import frame_step, open_video
 from deepfake_detect.inference import records
 from deepfake_detect.inference.results import FAILED, IMAGE, UNREADABLE, VIDEO
 from deepfake_detect.inference.verdicts import score_meaning

@@ -17,7 +17,7 @@ def plan_shard(items, output_dir, part, count):
     Creates `output_dir`, clears the partial folders a killed run left there, and returns
     (items to do, Outcomes of the items already done), printing one line with the counts.
     """
-    from deepfake_detect.dataset import select_shard
+    from deepfake_detect.datasets.discovery import select_shard
     from deepfake_detect.files import completed_names, remove_stale_partials
 
     items = select_shard(items, part, count)

@@ -23,13 +23,11 @@ their PYTHONPATH and work in the driver's current folder, so relative paths mean
 import importlib
 import logging
 import os
-import sys
 from collections import deque
-from pathlib import Path
 
 from deepfake_detect.jobs.outcome import FAILED, Outcome, run_job
+from deepfake_detect.settings import REPO_DIR
 
-REPO_DIR = Path(__file__).resolve().parent.parent
 # Videos in flight per CPU slot (or actor): one running, one queued, so no slot waits for the driver.
 IN_FLIGHT_PER_SLOT = 2
 
@@ -37,12 +35,11 @@ IN_FLIGHT_PER_SLOT = 2
 # ------------------------------------------------------------------ code on the workers
 
 def function_spec(function):
-    """(module name, function name) that a worker can import; a script run as __main__ is named
-    by its file (e.g. '00-convert_video_to_image'), importable from its folder."""
-    module = function.__module__
-    if module == "__main__":
-        module = Path(sys.modules["__main__"].__file__).stem
-    return module, function.__qualname__
+    """(module name, function name) that a worker can import: every job lives in the package
+    (e.g. deepfake_detect.media.convert.convert_video), never in a script run as __main__."""
+    if function.__module__ == "__main__":
+        raise ValueError(f"{function.__qualname__} is defined in a script; Ray workers import jobs from the package")
+    return function.__module__, function.__qualname__
 
 
 def resolve_function(spec):
@@ -78,16 +75,12 @@ class JobActor:
 # ------------------------------------------------------------------ the driver
 
 def connect(address, job):
-    """ray.init against `address` with the repository (and the job's script folder) importable."""
+    """ray.init against `address` with the folder holding the package importable."""
     import ray
 
     if ray.is_initialized():
         return ray
-    folders = [str(REPO_DIR)]
-    script = sys.modules.get(job.__module__)
-    if script is not None and getattr(script, "__file__", None):
-        folders.append(str(Path(script.__file__).resolve().parent))
-    python_path = os.pathsep.join(dict.fromkeys(folders + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    python_path = os.pathsep.join(dict.fromkeys([str(REPO_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     try:
         # log_to_driver off: workers' TensorFlow chatter would break the progress bar; each
         # video's problems come back in its Outcome, as from the local pool.

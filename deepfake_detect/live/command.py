@@ -10,6 +10,18 @@ from deepfake_detect.live.source import SourceError
 from deepfake_detect.live.stream import LiveStream
 
 
+def parse_with_live(parser, argv=None):
+    """Stage 04's arguments parsed with --live, --jsonl and --record added; --live with files or
+    --serve is a usage error."""
+    add_live_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.live and (args.inputs or args.serve):
+        parser.error("--live checks one source: give it no files and no --serve")
+    if (args.jsonl or args.record) and not args.live:
+        parser.error("--jsonl and --record go with --live SOURCE")
+    return args
+
+
 def add_live_arguments(parser):
     """--live, --jsonl and --record on stage 04's parser."""
     parser.add_argument("--live", metavar="SOURCE",

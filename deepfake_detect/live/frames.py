@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from deepfake_detect.calibration import apply_temperature
-from deepfake_detect.faces import MIN_FRAME_SIDE, Face, crop_face, keep_faces
-from deepfake_detect.frames import resize_factor, resize_frame
-from deepfake_detect.model import prepare_faces
+from deepfake_detect.training.calibration import apply_temperature
+from deepfake_detect.faces.crops import MIN_FRAME_SIDE, crop_face, keep_faces
+from deepfake_detect.faces.detector import Face
+from deepfake_detect.media.frames import resize_factor, resize_frame
+from deepfake_detect.models.network import prepare_faces
 
 # Live frames hold one or a few faces: a fixed batch this small is traced once and costs a
 # quarter of stage 04's PREDICT_BATCH (16) for a single face.
@@ -54,9 +55,11 @@ def predict_live(predictor, crops_rgb, input_size):
 
 
 def warm_up(scorer):
-    """Trace the model at the live batch shape now, so the first frame is not a second late."""
+    """Trace the model at the live batch shape and run the detector once now, so that the first
+    frames are not a second late (their first calls build TensorFlow's functions)."""
     predict_live(scorer.predictor, [np.zeros((scorer.input_size, scorer.input_size, 3), np.uint8)],
                  scorer.input_size)
+    scorer.detector([np.zeros((360, 640, 3), np.uint8)])
 
 
 def find_boxes(scorer, frame_bgr, cfg):

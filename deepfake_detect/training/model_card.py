@@ -5,7 +5,7 @@ import platform
 
 import numpy as np
 
-from deepfake_detect.model import CLASS_NAMES
+from deepfake_detect.models.network import CLASS_NAMES
 
 
 def library_versions():

@@ -13,31 +13,23 @@ Every export takes what model.keras takes: RGB face crops resized to S x S (the 
 input_size) and scaled to [0, 1] float32, and answers P(pristine): 1 = real, 0 = fake.
 
 Stage 04 scores with any of them (`--run RUN/export/model_float32.tflite`, `--run
-RUN/export/saved_model`) through the predictors below, which Scorer uses in place of the Keras
-model. TFLite runs with LiteRT's interpreter (the ai-edge-litert package) when it is installed,
-else with TensorFlow's own tf.lite.Interpreter (deprecated, still in TF 2.21).
+RUN/export/saved_model`) through models/predictors.py, one interface for .keras, SavedModel and TFLite.
 """
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
-from deepfake_detect.calibration import CALIBRATION_FILE
+from deepfake_detect.training.calibration import CALIBRATION_FILE
 from deepfake_detect.files import finish_partial_folder, start_partial_folder, write_text_atomic
 from deepfake_detect.jobs.console import Timer
+from deepfake_detect.models.predictors import ExportError
 
 EXPORT_DIR = "export"               # inside the run folder
 SAVED_MODEL = "saved_model"
 TFLITE_FLOAT32 = "model_float32.tflite"
 TFLITE_INT8 = "model_int8.tflite"
 SCORE_MEANING = "P(pristine): the probability that the face is real; 1 = real, 0 = deepfake. P(fake) = 1 - output."
-
-
-class ExportError(RuntimeError):
-    """An export cannot be written or read; the message says why."""
 
 
 def sidecar_path(artefact):
@@ -77,9 +69,9 @@ def tflite_bytes(saved_model_dir, int8):
 def export_model(model_path, out_dir, threshold):
     """Write the SavedModel, both TFLite models and their sidecars to `out_dir` (built in a
     hidden partial folder and renamed at the end). Returns {artefact name: path}."""
-    from deepfake_detect.devices import configure_tensorflow
+    from deepfake_detect.models.devices import configure_tensorflow
     from deepfake_detect.files import sha256_of
-    from deepfake_detect.model import load_model
+    from deepfake_detect.models.network import load_model
 
     configure_tensorflow()
     model_path, out_dir = Path(model_path), Path(out_dir)
@@ -134,80 +126,3 @@ def export_run(model_path, out_dir, threshold):
         size = sum(p.stat().st_size for p in path.rglob("*")) if path.is_dir() else path.stat().st_size
         print(f"  {name:<22} {size / 1e6:8.2f} MB   + {sidecar_path(path).name}")
     print(f"  score with: python 04-detect_deepfakes.py INPUTS --run {written[TFLITE_FLOAT32]}")
-
-
-# ------------------------------------------------------------ reading exports back
-
-def is_exported(path):
-    """True for a .tflite file or a SavedModel folder."""
-    path = Path(path)
-    return (path.is_file() and path.suffix == ".tflite") or (path.is_dir() and (path / "saved_model.pb").is_file())
-
-
-def tflite_interpreter(model_path):
-    """LiteRT's Interpreter (ai-edge-litert) when installed, else TensorFlow's tf.lite one."""
-    threads = os.cpu_count() or 1
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=str(model_path), num_threads=threads)
-
-
-class TFLitePredictor:
-    """P(real) from a .tflite export. Not thread-safe (Scorer's callers hold its lock)."""
-
-    keras_model = None  # no Grad-CAM
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.interpreter = tflite_interpreter(path)
-        details = self.interpreter.get_input_details()[0]
-        shape = details["shape"]
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
-            raise ExportError(f"{path}: expected square RGB face input (N, S, S, 3), found {list(shape)}")
-        self.input_size = int(shape[1])
-        self._input = details["index"]
-        self._output = self.interpreter.get_output_details()[0]["index"]
-        self._batch = None
-
-    def predict(self, batch):
-        batch = np.ascontiguousarray(batch, np.float32)
-        if self._batch != len(batch):
-            self.interpreter.resize_tensor_input(self._input, list(batch.shape))
-            self.interpreter.allocate_tensors()
-            self._batch = len(batch)
-        self.interpreter.set_tensor(self._input, batch)
-        self.interpreter.invoke()
-        return np.asarray(self.interpreter.get_tensor(self._output)).reshape(-1)
-
-
-class SavedModelPredictor:
-    """P(real) from a SavedModel folder written by Keras' model.export (signature "serve")."""
-
-    keras_model = None
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        self.path = Path(path)
-        self.model = tf.saved_model.load(str(path))
-        if not hasattr(self.model, "serve"):
-            raise ExportError(f"{path}: no 'serve' endpoint (export it with 03-train_cnn.py --export)")
-        shape = self.model.serve.input_signature[0].shape
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3 or not shape[1]:
-            raise ExportError(f"{path}: expected square RGB face input (None, S, S, 3), found {shape}")
-        self.input_size = int(shape[1])
-
-    def predict(self, batch):
-        return np.asarray(self.model.serve(np.asarray(batch, np.float32))).reshape(-1)
-
-
-def load_exported(path):
-    """The predictor for an exported model (.tflite file or SavedModel folder)."""
-    path = Path(path)
-    if path.suffix == ".tflite":
-        return TFLitePredictor(path)
-    return SavedModelPredictor(path)

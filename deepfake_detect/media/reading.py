@@ -7,9 +7,10 @@ import threading
 import cv2
 
 from deepfake_detect.files import read_image
-from deepfake_detect.frames import VideoError, iter_kept_frames, open_video, resize_frame
+from deepfake_detect.media.budget import VideoError
+from deepfake_detect.media.frames import iter_kept_frames, open_video, resize_frame
 from deepfake_detect.inference.results import IMAGE
-from deepfake_detect.media_budget import check_image_budget
+from deepfake_detect.media.budget import check_image_budget
 
 
 def iter_image_frame(path, rules, max_pixels=None):
@@ -24,7 +25,7 @@ def iter_image_frame(path, rules, max_pixels=None):
 
 def iter_media_frames(path, kind, cfg):
     """Yield (frame index, resized BGR frame) for an image or a video; VideoError on bad input,
-    BudgetError for one over MAX_IMAGE_PIXELS or MAX_VIDEO_PIXELS (media_budget.py)."""
+    BudgetError for one over MAX_IMAGE_PIXELS or MAX_VIDEO_PIXELS (media/budget.py)."""
     if kind == IMAGE:
         return iter_image_frame(path, cfg.RESIZE_RULES, cfg.MAX_IMAGE_PIXELS)
     return iter_kept_frames(path, cfg.RESIZE_RULES, cfg.FRAMES_PER_SECOND, max_pixels=cfg.MAX_VIDEO_PIXELS)

@@ -12,7 +12,7 @@ Ocp-Apim-Subscription-Key header, and answer rectangles without a confidence:
   -> {"faces": [{"faceRectangle": {...}, ...}], "requestId": ..., "metadata": ...};
   images under 4 MB, more than 50 px a side.
 
-AzureFaceDetector is a detector for deepfake_detect.faces.crop_faces_of_video. What can go wrong,
+AzureFaceDetector is a detector for deepfake_detect.faces.crops.crop_faces_of_video. What can go wrong,
 and what it means for a run:
 
 - AzureSetupError, before any request: a key or endpoint missing, a placeholder, or unusable.
@@ -36,8 +36,12 @@ from urllib.parse import urlsplit
 
 import cv2
 import requests
+from tqdm import tqdm
 
-from deepfake_detect.faces import Face, FrameDetectionError
+from deepfake_detect.faces.crops import crop_faces_of_video
+from deepfake_detect.faces.detector import Face, FaceDetector, FrameDetectionError
+from deepfake_detect.jobs.console import warn
+from deepfake_detect.jobs.outcome import FAILED, SKIPPED, Outcome
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}  # the service may answer if asked again later
@@ -134,26 +138,13 @@ def check_key(key, variable):
 
 
 def detector_from_config(cfg, **options):
-    """An AzureFaceDetector for cfg.AZURE_SERVICE with the endpoint, key and limits of `cfg`.
+    """An AzureFaceDetector for cfg.AZURE_SERVICE with the endpoint, key and limits of `cfg`
+    (settings.check_azure_settings checked the limits).
 
-    Raises AzureSetupError, naming the variable or setting to fix, before any request.
+    Raises AzureSetupError, naming the endpoint or key variable to fix, before any request.
     `options` go to AzureFaceDetector (tests pass sleep=...).
     """
-    service = SERVICES.get(cfg.AZURE_SERVICE)
-    if service is None:
-        raise AzureSetupError(f"AZURE_SERVICE = {cfg.AZURE_SERVICE!r}: choose one of {', '.join(SERVICES)}")
-    if service.name == "face" and cfg.AZURE_DETECTION_MODEL not in DETECTION_MODELS:
-        raise AzureSetupError(f"AZURE_DETECTION_MODEL = {cfg.AZURE_DETECTION_MODEL!r}: "
-                              f"choose one of {', '.join(DETECTION_MODELS)}")
-    if not _is_number(cfg.AZURE_TIMEOUT_SECONDS) or cfg.AZURE_TIMEOUT_SECONDS <= 0:
-        raise AzureSetupError("AZURE_TIMEOUT_SECONDS must be a positive number of seconds")
-    if not isinstance(cfg.AZURE_MAX_RETRIES, int) or cfg.AZURE_MAX_RETRIES < 0:
-        raise AzureSetupError("AZURE_MAX_RETRIES must be a whole number >= 0")
-    if cfg.AZURE_CALLS_PER_MINUTE is not None and (not _is_number(cfg.AZURE_CALLS_PER_MINUTE)
-                                                   or cfg.AZURE_CALLS_PER_MINUTE <= 0):
-        raise AzureSetupError("AZURE_CALLS_PER_MINUTE must be a positive number, or None for no limit")
-    if not _is_number(cfg.AZURE_RETRY_BASE_SECONDS) or cfg.AZURE_RETRY_BASE_SECONDS < 0:
-        raise AzureSetupError("AZURE_RETRY_BASE_SECONDS must be a number of seconds >= 0")
+    service = SERVICES[cfg.AZURE_SERVICE]  # one of them: settings.check_config checked AZURE_SERVICE
     problems = []
     try:
         endpoint = check_endpoint(getattr(cfg, service.endpoint_variable), service.endpoint_variable)
@@ -321,7 +312,7 @@ class RateLimiter:
 
 # ------------------------------------------------------------------ the client
 
-class AzureFaceDetector:
+class AzureFaceDetector(FaceDetector):
     """Finds faces with an Azure service, one request per frame, over one reused HTTP session.
 
     Call it with a list of RGB frames: it returns, for each, a list of Face (confidence None),
@@ -451,3 +442,48 @@ class AzureFaceDetector:
     def _redact(self, text):
         """`text` (or an exception's message) with the key, should it appear, replaced."""
         return str(text).replace(self._key, "<key>") if self._key else str(text)
+
+
+# ------------------------------------------------------------------ stage 01b's job loop
+
+def crop_video_with_azure(frames_dir, cfg, detector):
+    """Stage 01b's job: crop the faces of one video's frames into FACES_DIR/<video>/; return its Outcome.
+
+    Raises AzureStopError (nothing of this video is kept) when the service cannot be used.
+    """
+    # One frame at a time: the detector sends one request per frame anyway, and a stop loses less.
+    return crop_faces_of_video(frames_dir, cfg.FACES_DIR, detector, cfg, batch_size=1,
+                               on_problem=lambda message: warn(f"frame not searched: {message}"))
+
+
+def crop_videos_with_azure(folders, cfg, detector):
+    """Stage 01b's job loop, in this process: crop each video in turn (stage 01a's crop loop); return (Outcomes, the AzureStopError that stopped it or None)."""
+    outcomes = []
+    bar = tqdm(folders, desc="stage 01b videos", unit="video", dynamic_ncols=True)
+    try:
+        for folder in bar:
+            try:
+                outcome = crop_video_with_azure(folder, cfg, detector)
+            except AzureStopError as error:
+                return outcomes, error
+            except Exception as error:  # noqa: BLE001 - one video's bug must not stop the others
+                outcome = Outcome(folder.name, FAILED, f"{type(error).__name__}: {error}")
+            if outcome.status in (SKIPPED, FAILED):
+                warn(f"{outcome.name}: {outcome.reason}")
+            outcomes.append(outcome)
+            bar.set_postfix(requests=detector.stats["requests"], retries=detector.stats["retries"],
+                            refresh=False)
+    finally:
+        bar.close()
+    return outcomes, None
+
+
+def describe_requests(detector):
+    """One summary line: what was asked of the service, and what it cost."""
+    stats = detector.stats
+    line = (f"{detector.service.title}: {stats['requests']:,} requests, {stats['frames_sent']:,} frames sent, "
+            f"{stats['retries']:,} retries, {stats['frames_rejected']:,} frames refused, "
+            f"{stats['frames_rescaled']:,} frames rescaled to the service's size limits")
+    if detector.rate_limit_wait_seconds >= 1:
+        line += f", {detector.rate_limit_wait_seconds:,.0f} s waiting for AZURE_CALLS_PER_MINUTE"
+    return line

@@ -9,42 +9,7 @@ from pathlib import Path
 
 import cv2
 
-
-class VideoError(ValueError):
-    """A video cannot be used; the message is the one-line reason shown to the user."""
-
-
-class BudgetError(VideoError):
-    """An image or video larger than a decode budget (MAX_IMAGE_PIXELS, MAX_VIDEO_PIXELS,
-    WEB_MAX_VIDEO_SECONDS), found from its header before anything is decoded."""
-
-
-def megapixels(width, height):
-    """'12,000x9,000 px (108.0 megapixels)' for messages."""
-    return f"{int(width):,}x{int(height):,} px ({width * height / 1e6:,.1f} megapixels)"
-
-
-def video_budget_problem(width, height, fps, frame_count, max_pixels=None, max_seconds=None):
-    """The sentence saying why a video whose container announces `width` x `height` px, `fps`
-    and `frame_count` is over budget (MAX_VIDEO_PIXELS per frame, `max_seconds` long), or None.
-    Unknown values (0, negative, NaN) are not held against the video."""
-    if max_pixels and width > 0 and height > 0 and width * height > max_pixels:
-        return f"its frames are {megapixels(width, height)}, above MAX_VIDEO_PIXELS ({max_pixels / 1e6:,.1f} megapixels)"
-    if max_seconds and fps > 0 and frame_count > 0 and math.isfinite(frame_count / fps) \
-            and frame_count / fps > max_seconds:
-        return (f"it lasts {frame_count / fps:,.0f} s ({int(frame_count):,} frames at {fps:,.3g} fps), "
-                f"above WEB_MAX_VIDEO_SECONDS ({max_seconds:,} s)")
-    return None
-
-
-def check_video_budget(capture, max_pixels=None, max_seconds=None):
-    """Raise BudgetError when an open capture's container announces frames above `max_pixels` or
-    a duration above `max_seconds` (None: no limit); nothing is decoded."""
-    problem = video_budget_problem(capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT),
-                                   capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT),
-                                   max_pixels, max_seconds)
-    if problem:
-        raise BudgetError(problem)
+from deepfake_detect.media.budget import VideoError, check_video_budget
 
 
 def resize_factor(width, rules):

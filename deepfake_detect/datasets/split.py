@@ -22,12 +22,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepfake_detect import settings
-from deepfake_detect.dataset import LABELS, read_dataset, source_group  # noqa: F401 (source_group: re-exported)
+from deepfake_detect.datasets.common import SPLITS
+from deepfake_detect.datasets.discovery import LABELS, read_dataset, source_group  # noqa: F401 (source_group: re-exported)
 from deepfake_detect.files import PARTIAL_MARK, completed_names, start_partial_folder, write_csv
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import SKIPPED, Outcome
 
-SPLITS = ("train", "val", "test")
 CROP_SUFFIX = ".png"
 SPLIT_CSV = "split.csv"
 SPLIT_CSV_COLUMNS = ("file", "split", "class", "video", "group")
@@ -457,3 +457,19 @@ def build_outputs(crops, assignment, cfg, placer):
         shutil.rmtree(split_dir, ignore_errors=True)
         raise
     return rows
+
+
+def decide_splits(crops, split_sources, cfg):
+    """Stage 02's decision: the dataset's official split when these crops' videos have one
+    (split_sources; then real and fake are balanced within each split), else real and fake
+    balanced first, then split by SPLIT_RATIOS and SPLIT_MODE.
+    Returns (crops, assignment, balance note, warnings, the official split used or {})."""
+    official = split_sources if has_official_split(crops) else {}
+    if official:
+        crops, assignment, warnings = assign_official_splits(crops, official, cfg)
+        crops, balance_note, balance_warnings = balance_per_split(crops, assignment, cfg.SPLIT_SEED)
+        warnings += balance_warnings
+    else:
+        crops, balance_note = balance_classes(crops, cfg.SPLIT_SEED)
+        assignment, warnings = assign_splits(crops, cfg)
+    return crops, assignment, balance_note, warnings, official

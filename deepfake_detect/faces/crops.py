@@ -1,16 +1,15 @@
-"""Face crops from frames: the keep rule, the 30% margin, file names and the per-video index.
+"""Face crops from frames: the keep rule, the 30% margin, the one crop loop, file names and the per-video index.
 
-Shared by stage 01a (MTCNN), stage 01b (Azure) and detection, so all three crop alike. A
-detector is any callable taking a list of RGB frames (H, W, 3 uint8) and returning, for each
-frame, a list of Face, or a FrameDetectionError when that one frame could not be searched.
+Shared by stage 01a (MTCNN), stage 01b (Azure), detection (04) and stage 05, so all crop alike
+(crop_kept_faces). The face detectors are FaceDetectors (faces/detector.py).
 """
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
+from deepfake_detect.faces.detector import FrameDetectionError
 from deepfake_detect.files import (completed_names, discard_partial_folder, finish_partial_folder, read_image,
                                    start_partial_folder, write_csv, write_png)
 from deepfake_detect.jobs.outcome import ALREADY_DONE, FAILED, SKIPPED, Outcome
@@ -19,22 +18,6 @@ INDEX_FILE = "faces.csv"  # per video: every kept face, and every frame in which
 INDEX_COLUMNS = ("frame", "face", "file", "x", "y", "width", "height", "confidence")
 # MTCNN's smallest network looks at 12x12 windows; smaller frames cannot hold a face.
 MIN_FRAME_SIDE = 12
-
-
-@dataclass(frozen=True)
-class Face:
-    """A detected face: box (x, y, width, height) in frame pixels; confidence None if unknown."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    confidence: float | None = None
-
-
-class FrameDetectionError(Exception):
-    """Returned (not raised) by a detector in place of one frame's faces: that frame could not be
-    searched (e.g. a cloud service rejected the image). Unlike "no face", it is not an answer."""
 
 
 def keep_faces(faces, min_confidence):
@@ -63,6 +46,24 @@ def crop_face(frame, face, margin):
     height, width = frame.shape[:2]
     x1, y1, x2, y2 = expand_box(face, margin, width, height)
     return frame[y1:y2, x1:x2]
+
+
+def crop_kept_faces(detect, frames_rgb, cfg):
+    """The one crop loop of stages 01, 04 and 05: for each RGB frame, [(Face, crop)] of the faces
+    `detect` (a FaceDetector) found, kept by keep_faces (MULTI_FACE_MIN_CONFIDENCE) and cropped
+    with FACE_MARGIN; a box entirely outside the frame gives no crop and is left out. In place of
+    a frame's list: the FrameDetectionError the detector returned when it could not search it."""
+    if not frames_rgb:
+        return []
+    results = []
+    for frame, found in zip(frames_rgb, detect(frames_rgb)):
+        if isinstance(found, FrameDetectionError):
+            results.append(found)
+            continue
+        kept = keep_faces(found, cfg.MULTI_FACE_MIN_CONFIDENCE)
+        crops = [(face, crop_face(frame, face, cfg.FACE_MARGIN)) for face in kept]
+        results.append([(face, crop) for face, crop in crops if crop.size])
+    return results
 
 
 def face_file_name(frame_file, face_number):
@@ -155,22 +156,15 @@ def crop_faces_of_video(frames_dir, faces_root, detect, cfg, batch_size=8, on_pr
                     counts["unreadable_frames"] += 1
                     if on_problem:
                         on_problem(f"{path}: {error}")
-            if not batch_images:
-                continue
-            for path, image, faces in zip(batch_files, batch_images, detect(batch_images)):
-                if isinstance(faces, FrameDetectionError):
+            for path, kept in zip(batch_files, crop_kept_faces(detect, batch_images, cfg)):
+                if isinstance(kept, FrameDetectionError):
                     failed_frames += 1
                     if on_problem:
-                        on_problem(f"{path}: {faces}")
+                        on_problem(f"{path}: {kept}")
                     continue
-                kept = keep_faces(faces, cfg.MULTI_FACE_MIN_CONFIDENCE)
-                saved = []
-                for face in kept:
-                    crop = crop_face(image, face, cfg.FACE_MARGIN)
-                    if crop.size == 0:
-                        continue  # a box entirely outside the frame
-                    write_png(partial / face_file_name(path, len(saved)), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                    saved.append(face)
+                for number, (_, crop) in enumerate(kept):
+                    write_png(partial / face_file_name(path, number), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                saved = [face for face, _ in kept]
                 rows += index_rows(path, saved)
                 counts["frames"] += 1
                 counts["faces"] += len(saved)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from deepfake_detect.devices import configure_tensorflow
+from deepfake_detect.models.devices import configure_tensorflow
 
 # Exit status of a training child whose cluster broke (a peer died or restarted): its supervisor
 # starts it again, and it resumes from the last epoch every machine finished.
@@ -264,3 +264,17 @@ def supervise(command, tf_config_text, timeout_s):
         print(f"the cluster lost a machine: restarting this worker ({attempt + 1} of {MAX_RESTARTS}) to "
               f"resume from the last finished epoch", file=sys.stderr, flush=True)
     return 1
+
+
+def needs_supervisor(tf_config_text):
+    """True on a machine of a multi-machine run before its training child started: this process
+    then only supervises (supervise_script), so SIGTERM/Ctrl+C can stop training at any point and
+    a lost peer restarts it."""
+    return cluster_size(tf_config_text) > 1 and not os.environ.get(CHILD_VARIABLE)
+
+
+def supervise_script(script, argv, name, tf_config_text, timeout_s):
+    """supervise() stage 03's script run again as the child: the same flags, the run name made
+    explicit, and no --overwrite (the supervisor already did it, once)."""
+    argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--overwrite"]
+    return supervise([sys.executable, os.path.abspath(script), *argv, "--name", name], tf_config_text, timeout_s)

@@ -12,8 +12,10 @@ import os
 import cv2
 import numpy as np
 
-from deepfake_detect.devices import configure_tensorflow
-from deepfake_detect.faces import Face
+from deepfake_detect.faces.crops import crop_faces_of_video
+from deepfake_detect.faces.detector import Face, FaceDetector
+from deepfake_detect.jobs.outcome import DONE
+from deepfake_detect.models.devices import configure_tensorflow
 
 # One MTCNN process per this many cores by default: TensorFlow already runs one detector on
 # several threads, and each extra process pays ~3 s of TensorFlow start-up.
@@ -33,18 +35,18 @@ def start_detector_worker(tensorflow_threads=None):
     global _detector
     cv2.setNumThreads(0)  # OpenCV only converts and saves here; its threads would compete with TensorFlow's
     if _detector is None:
-        _detector = MtcnnDetector(threads=tensorflow_threads)
+        _detector = MtcnnFaceDetector(threads=tensorflow_threads)
 
 
 def load_worker_detector():
-    """This process's MtcnnDetector: the one start_detector_worker loaded, else one loaded now."""
+    """This process's MtcnnFaceDetector: the one start_detector_worker loaded, else one loaded now."""
     if _detector is None:
         start_detector_worker()
     return _detector
 
 
 def count_detector_workers(requested, cfg):
-    """Detector processes to run: `requested` (--workers), else MTCNN_WORKERS, else one per
+    """MTCNN processes to run: `requested` (--workers), else MTCNN_WORKERS, else one per
     CORES_PER_DETECTOR cores (at least one)."""
     return requested or cfg.MTCNN_WORKERS or max(1, (os.cpu_count() or 1) // CORES_PER_DETECTOR)
 
@@ -55,7 +57,23 @@ def count_detector_threads(workers):
     return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
 
 
-class MtcnnDetector:
+def crop_video_with_mtcnn(frames_dir, cfg):
+    """Stage 01a's job: crop the faces of one video's frames into FACES_DIR/<video>/; return its Outcome.
+
+    Frames that cannot be used are named in the Outcome's reason, one per line, so the main
+    process can print them without breaking the progress bar.
+    """
+    problems = []
+    outcome = crop_faces_of_video(frames_dir, cfg.FACES_DIR, load_worker_detector(), cfg,
+                                  batch_size=cfg.MTCNN_BATCH_SIZE, on_problem=problems.append)
+    if outcome.status == DONE and problems:
+        outcome.reason = "\n".join(problems)
+    elif problems:  # skipped or failed: the reason, and the first frame's problem as an example
+        outcome.reason += f" (e.g. {problems[0]})"
+    return outcome
+
+
+class MtcnnFaceDetector(FaceDetector):
     """MTCNN as the original pipeline ran it, created once and fed frames in batches.
 
     The original used mtcnn 0.1. mtcnn 1.0 keeps the same three networks and weights but

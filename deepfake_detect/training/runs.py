@@ -12,16 +12,18 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from deepfake_detect import calibration
-from deepfake_detect.callbacks import best_of, read_history, write_roc_summary
+from deepfake_detect.training import calibration
+from deepfake_detect.training.epoch_end import best_of, read_history, write_roc_summary
 from deepfake_detect.files import sha256_of, write_bytes_atomic, write_csv, write_text_atomic
 from deepfake_detect.jobs.console import warn
 from deepfake_detect.metrics import evaluate_scores, video_scores
-from deepfake_detect.model import CLASS_NAMES, load_model
-from deepfake_detect.model_card import library_versions, model_card
+from deepfake_detect.models.network import CLASS_NAMES, load_model
+from deepfake_detect.training.model_card import library_versions, model_card
 from deepfake_detect.plots import plot_curves, plot_roc
-from deepfake_detect.split import SPLIT_CSV
-from deepfake_detect.training import count_files, load_split, remove_cache, video_of
+from deepfake_detect.datasets.split import SPLIT_CSV
+from deepfake_detect.training.batches import load_split
+from deepfake_detect.training.cache import remove_cache
+from deepfake_detect.training.split_files import count_files, video_of
 
 # Written once training has ended, so a run killed while being scored is scored again, not retrained.
 TRAINED_MARK = ".trained.json"
@@ -39,6 +41,15 @@ class RunError(RuntimeError):
 def default_run_name():
     """A timestamp such as 2026-11-27_093000."""
     return datetime.now().strftime("%Y-%m-%d_%H%M%S")
+
+
+def choose_run_name(name, cfg, machines):
+    """--name, else RUN_NAME, else a timestamp. Raises RunError for a multi-machine run without
+    a name: each machine must find its own backup when restarted."""
+    if machines > 1 and not (name or cfg.RUN_NAME):
+        raise RunError("a multi-machine run needs --name (the same on every machine), so that a "
+                       "restarted machine finds its backup")
+    return name or cfg.RUN_NAME or default_run_name()
 
 
 def run_state(run_dir):
