@@ -18,7 +18,7 @@ import numpy as np
 
 from deepfake_detect.live.events import Summary
 from deepfake_detect.live.detection import BackgroundDetector
-from deepfake_detect.live.frames import find_boxes, score_boxes, warm_up
+from deepfake_detect.live.frames import find_boxes, follow_boxes, grey, score_boxes, warm_up
 from deepfake_detect.live.session import LiveSession
 from deepfake_detect.live.source import LatestFrameReader, parse_source
 
@@ -59,7 +59,7 @@ class LiveStream:
         yield self.summary()
 
     def _events(self):
-        boxes, since_detection, last_update = None, 0, None
+        boxes, before, since_detection, last_update = None, None, 0, None
         detector = BackgroundDetector(self.scorer, self.cfg)
         while True:
             frame = self.reader.latest(timeout=0.5)
@@ -68,7 +68,9 @@ class LiveStream:
                     return
                 continue
             try:
-                boxes, since_detection = self._boxes(detector, frame, boxes, since_detection)
+                now = grey(frame.image)
+                boxes, since_detection = self._boxes(detector, frame, now, before, boxes, since_detection)
+                before = now
                 faces = score_boxes(self.scorer, frame.image, self.cfg, boxes) if boxes else []
             except Exception as error:  # noqa: BLE001 - one bad frame must not end a live check
                 self.frames_failed += 1
@@ -87,14 +89,19 @@ class LiveStream:
                 yield self.session.update(frame.time, latency_ms,
                                           (self.reader.frames_read, self.reader.frames_dropped))
 
-    def _boxes(self, detector, frame, boxes, since_detection):
+    def _boxes(self, detector, frame, now, before, boxes, since_detection):
         """(boxes to score this frame at, frames since a detection was started): the first frame
         is searched here; later, a detection is started in the background every
-        LIVE_DETECT_EVERY frames and its boxes are used once it is done (detection.py)."""
+        LIVE_DETECT_EVERY frames (detection.py), its boxes are followed from the frame they were
+        found in to this one, and between detections the last boxes are followed from the last
+        frame (frames.follow_boxes)."""
         if boxes is None:
             return find_boxes(self.scorer, frame.image, self.cfg), 0
         found = detector.take()
-        boxes = boxes if found is None else found
+        if found is not None:
+            boxes, before = found
+        if boxes and before is not None and before.shape == now.shape:
+            boxes = follow_boxes(before, now, boxes)
         since_detection += 1
         if since_detection >= self.cfg.LIVE_DETECT_EVERY and detector.submit(frame.image):
             since_detection = 0
