@@ -179,3 +179,23 @@ def test_headless_chromium_with_a_fake_camera_reads_a_verdict_for_the_person(wor
         WebDriverWait(driver, 10).until(lambda d: not sessions.sessions)
     assert person.startswith("person ") and person.split()[2] in ("REAL", "FAKE", "UNCERTAIN"), person
     assert "Verdict:" in status and not errors
+
+
+def test_a_worker_process_scores_frames_and_uploads_keep_a_worker(workspace):
+    """Through a real WorkerPool of 2 spawned workers: a frame is scored in a worker (sent through
+    its pipe, never a file), and live frames may hold at most WEB_WORKERS - 1 of them at once."""
+    from deepfake_detect.inference.web_workers import WorkerPool
+
+    cfg = types.SimpleNamespace(**{**vars(workspace["cfg"]), "WEB_WORKERS": 2})
+    pool = WorkerPool(workspace["model"], cfg).start()
+    try:
+        app = web.create_app(pool, cfg)
+        assert app.blueprints["live"].sessions.workers._value == 1  # of 2: one is always left for uploads
+        client = app.test_client()
+        session = client.post("/api/live/start").get_json()["session"]
+        answer = send(client, session, 0.0, jpeg(workspace["frames"][0]))
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["faces"] and answer.get_json()["update"]["persons"][0]["person"] == 1
+        assert pool.idle.qsize() == 2  # the worker came back to the pool
+    finally:
+        pool.close()

@@ -146,10 +146,9 @@ def score_frame(scorer, frame_bgr, cfg, boxes=None):
 LIVE_FRAME = "live-frame"  # the kind of a web worker task holding one JPEG frame of the page's live view
 
 
-def frame_task(jpeg, boxes=None):
-    """A web worker task (web_workers.py) scoring one JPEG frame in memory: never written to disk.
-    `boxes`: the faces to follow, None to run the detector."""
-    return {"kind": LIVE_FRAME, "name": "a live frame", "jpeg": bytes(jpeg), "boxes": boxes}
+def frame_task(jpeg):
+    """A web worker task (web_workers.py) scoring one JPEG frame in memory: never written to disk."""
+    return {"kind": LIVE_FRAME, "name": "a live frame", "jpeg": bytes(jpeg)}
 
 
 def score_frame_task(scorer, task, cfg):
@@ -158,7 +157,7 @@ def score_frame_task(scorer, task, cfg):
     image = cv2.imdecode(np.frombuffer(task["jpeg"], np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return None
-    faces = score_frame(scorer, image, cfg, task["boxes"])
+    faces = score_frame(scorer, image, cfg)
     return {"faces": [{"box": list(face.box), "p_real": face.p_real, "p_real_raw": face.p_real_raw,
                        "detected": face.detected} for face in faces],
             "width": int(image.shape[1]), "height": int(image.shape[0])}

@@ -11,10 +11,11 @@ Every route sits behind the page's guard (web_security.install_guard: token, Hos
 no-store) like the upload routes, and every state-changing one is a POST. A frame is checked
 before it is decoded (at most LIVE_WEB_MAX_FRAME_KB, a JPEG by its first bytes, at most
 LIVE_WEB_MAX_FRAME_PIXELS by its header) and sent to a worker in memory: frames are never written
-to disk. Bounds: LIVE_WEB_MAX_SESSIONS sessions; one frame at a time per session, no faster
-than LIVE_WEB_FPS; live frames use at most WEB_WORKERS - 1 workers at once (at least one), so a
-browser can never hold every worker and uploads still get scored; a frame that finds no worker
-within LIVE_WEB_FRAME_WAIT_S is skipped (503). A session's state is its LiveSession (bounded by
+to disk. The detector searches every frame (at LIVE_WEB_FPS there is time for it, and a worker
+keeps no frame to follow boxes from). Bounds: LIVE_WEB_MAX_SESSIONS sessions; one frame at a
+time per session, no faster than LIVE_WEB_FPS; live frames use at most WEB_WORKERS - 1 workers
+at once (at least one), so a browser can never hold every worker and uploads still get scored;
+a frame that finds no worker within LIVE_WEB_FRAME_WAIT_S is skipped (503). A session's state is its LiveSession (bounded by
 time) and ends on /api/live/end, or after LIVE_WEB_IDLE_SECONDS without a frame.
 """
 
@@ -47,11 +48,10 @@ class LiveError(Exception):
 
 
 class WebSession:
-    """One browser tab's live view: its LiveSession, the boxes it follows, its pace."""
+    """One browser tab's live view: its LiveSession and its pace."""
 
     def __init__(self, cfg):
         self.session = LiveSession(cfg)
-        self.boxes, self.since_detection = None, 0
         self.started = self.last_seen = time.monotonic()
         self.last_frame, self.last_t, self.busy = None, -math.inf, False
         self.frames_read = self.frames_skipped = 0
@@ -144,21 +144,17 @@ def score_live_frame(sessions, runner, key, body, t_text):
         check_frame(body, cfg)
         t = frame_time(session, t_text)
         session.frames_read += 1
-        detect = session.boxes is None or session.since_detection + 1 >= cfg.LIVE_DETECT_EVERY
         if not sessions.workers.acquire(timeout=cfg.LIVE_WEB_FRAME_WAIT_S):
             session.frames_skipped += 1
             raise LiveError(503, "Every worker live views may use is busy; this frame was skipped.")
         try:
-            status, answer = runner.run(frame_task(body, None if detect else session.boxes),
-                                        wait=cfg.LIVE_WEB_FRAME_WAIT_S)
+            status, answer = runner.run(frame_task(body), wait=cfg.LIVE_WEB_FRAME_WAIT_S)
         finally:
             sessions.workers.release()
         if status != 200:
             session.frames_skipped += 1
             raise LiveError(status, answer)
         faces = [LiveFace(tuple(f["box"]), f["p_real"], f["p_real_raw"], f["detected"]) for f in answer["faces"]]
-        session.since_detection = 0 if detect else session.since_detection + 1
-        session.boxes = [face.box for face in faces] or None
         alerts = session.session.add(t, faces)
         session.last_t = t
         update = session.session.update(t, (time.monotonic() - now) * 1000,
