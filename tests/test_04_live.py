@@ -219,6 +219,14 @@ def test_a_person_in_a_fake_segment_reads_fake_and_so_does_the_stream():
     assert update.verdict == "FAKE" and update.persons[0].verdict == "FAKE" and update.persons[0].fake_since == 0.0
 
 
+def test_a_segment_that_closes_and_reopens_does_not_reach_back_before_its_end():
+    session = LiveSession(live_settings())
+    # fake for 3 s, real for 0.6 s (the smoothed score dips), fake again: two segments, in order
+    alerts = feed(session, 8, 10, lambda i, t: 0.05 if 3.0 <= t < 3.6 else 0.95)
+    _, segments = session.close()
+    assert len(alerts) == len(segments) == 2 and alerts[1].since >= segments[0].end, (alerts, segments)
+
+
 def test_a_one_frame_blip_is_no_alert():
     session = LiveSession(live_settings())
     assert feed(session, 10, 10, lambda i, t: 0.99 if 3.0 <= t < 3.3 else 0.05) == []

@@ -68,6 +68,7 @@ class PersonState:
         self.window = deque(maxlen=MAX_WINDOW_POINTS)
         self.box, self.last_time, self.first_time = None, None, None
         self.open_since, self.open_p_fake, self.open_end = None, [], None
+        self.closed_end = 0.0     # end of the person's last closed segment: the next starts after it
         self.faces, self.p_real_sum = 0, 0.0
 
     def add(self, time, face, window_seconds):
@@ -133,8 +134,10 @@ class LiveSession:
         score, verdict, _, p_fake_now, ongoing = judge_window(times, [p for _, p in state.window], self.cfg)
         alert = None
         if ongoing and state.open_since is None:
-            state.open_since, state.open_p_fake = ongoing.start, []
-            alert = Alert(time, state.person, ongoing.p_fake, ongoing.start)
+            # a new segment starts after the last one closed, though the window's run may reach back
+            since = max(ongoing.start, state.closed_end)
+            state.open_since, state.open_p_fake = since, []
+            alert = Alert(time, state.person, ongoing.p_fake, since)
         if ongoing:
             state.open_p_fake.append(p_fake_now)
             state.open_end = ongoing.end
@@ -149,7 +152,7 @@ class LiveSession:
         if state.open_since is not None:
             self.segments.append(Segment(state.person, state.open_since, state.open_end,
                                          float(np.mean(state.open_p_fake)), len(state.open_p_fake)))
-            state.open_since, state.open_p_fake = None, []
+            state.open_since, state.open_p_fake, state.closed_end = None, [], state.open_end
 
     def _person_summary(self, state):
         p_real = state.p_real_sum / max(1, state.faces)
