@@ -102,11 +102,14 @@ def swap_run(scorer, cfg, video, swap):
     alerts = [(wall, event) for wall, event in events if isinstance(event, Alert)]
     false = [e.as_dict() for wall, e in alerts if e.since < swap - 0.5]
     after = [wall for wall, e in alerts if e.since >= swap - 0.5]
+    after_in_stream = [e.time - swap for _, e in alerts if e.since >= swap - 0.5]
     fake_updates_before = [e.time for _, e in events
                            if isinstance(e, Update) and e.verdict == "FAKE" and e.time < swap - 0.5]
     return {"swap_s": swap, "alerts": [e.as_dict() for _, e in alerts], "false_alerts": false,
             "fake_updates_before_swap": len(fake_updates_before),
             "swap_to_alert_s": round(after[0] - connected - swap, 2) if after else None,
+            # the same in the stream's own time: from the swap to the frame that raised the alert
+            "swap_to_alert_stream_s": round(after_in_stream[0], 2) if after_in_stream else None,
             **counts(summary)}
 
 
@@ -164,7 +167,8 @@ def main(argv=None):
         takes = make_takes(Path(folder))
         figures["swaps"] = {name: swap_run(scorer, cfg, video, swap) for name, (video, swap) in takes.items()}
         for name, result in figures["swaps"].items():
-            print(f"swap {name}: alert {result['swap_to_alert_s']} s after the swap, false alerts "
+            print(f"swap {name}: alert {result['swap_to_alert_s']} s after the swap "
+                  f"({result['swap_to_alert_stream_s']} s in stream time), false alerts "
                   f"{len(result['false_alerts'])}, {result['scored_per_s']} scored frames/s, "
                   f"latency {result['latency_ms']}", flush=True)
         if args.minutes:
