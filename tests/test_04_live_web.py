@@ -146,6 +146,11 @@ def test_live_routes_need_the_token_like_the_upload_routes(workspace, scorer):
     assert client.get("/live").status_code == 401
     started = client.post("/api/live/start", headers={"Authorization": f"Bearer {TOKEN}"})
     assert started.status_code == 200
+    # the upload routes' cross-site check holds for the live ones: another site's page is refused
+    for header in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        for path in ("/api/live/start", "/api/live/frame?session=x&t=0", "/api/live/end?session=x"):
+            refused = client.post(path, headers={"Authorization": f"Bearer {TOKEN}", **header})
+            assert refused.status_code == 403, (path, header)
 
 
 def write_y4m(video, path):

@@ -394,3 +394,112 @@ def test_headless_chromium_shows_progress_then_heatmaps_and_the_timeline(app, wo
     assert verdict == expected.verdict
     assert len(overlays) == len(expected.faces) == 2 and loaded
     assert len(circles) == 2  # one point per frame with a face
+
+
+# ------------------------------------------------------------------ cross-site uploads, bounded scoring, secrets
+
+EVIL_ORIGIN = "https://evil.example"
+TOKEN = "test-token-" + "z" * 24
+
+
+def one_sentence(text):
+    assert "Traceback" not in text and 'File "' not in text
+    assert text.count(". ") <= 1 and text.endswith("."), text
+
+
+def test_a_cross_site_upload_is_refused_and_a_same_origin_one_scored(client, workspace):
+    image = workspace["media"]["hopper.jpg"]
+
+    def post(url, headers):
+        return client.post(url, data={"file": (io.BytesIO(image.read_bytes()), "hopper.jpg")},
+                           content_type="multipart/form-data", headers=headers)
+
+    for url in ("/api/detect", "/api/jobs", "/"):
+        for headers in ({"Origin": EVIL_ORIGIN}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                        {"Origin": "http://localhost", "Sec-Fetch-Site": "same-site"}):
+            response = post(url, headers)
+            assert response.status_code == 403, (url, headers)
+            if url.startswith("/api/"):
+                one_sentence(response.get_json()["error"])
+            else:
+                assert 'id="error"' in response.get_data(as_text=True)
+    assert client.post("/login", data={"token": "x"}, headers={"Origin": EVIL_ORIGIN}).status_code == 403
+    assert list(client.uploads.iterdir()) == []  # refused before anything was saved
+    # the page itself (the test client's Host is localhost), and curl or a script sending neither header
+    same_origin = post("/api/detect", {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+    assert same_origin.status_code == 200 and same_origin.get_json()["status"] == "scored"
+    assert post("/api/detect", {}).status_code == 200
+    assert client.get("/", headers={"Origin": EVIL_ORIGIN, "Sec-Fetch-Site": "cross-site"}).status_code == 200  # reads
+
+
+def test_a_cross_site_upload_is_refused_even_with_the_token(workspace, scorer):
+    client = web.create_app(scorer, workspace["cfg"], token=TOKEN).test_client()
+    image = workspace["media"]["hopper.jpg"]
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for origin, status in ((EVIL_ORIGIN, 403), ("http://localhost", 200)):
+        response = client.post("/api/detect", data={"file": (io.BytesIO(image.read_bytes()), "hopper.jpg")},
+                               content_type="multipart/form-data", headers={**bearer, "Origin": origin})
+        assert response.status_code == status
+
+
+def test_healthz_says_how_many_workers_are_up_without_the_token(workspace, scorer):
+    client = web.create_app(scorer, workspace["cfg"], token=TOKEN).test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json()["workers_up"] == 1
+    assert client.get("/api/jobs/x").status_code == 401  # only /healthz is open
+
+
+def test_synchronous_uploads_share_the_scoring_slots_with_jobs(app, workspace, scorer):
+    """MAX_RUNNING_JOBS + 2 real concurrent uploads to a real server while the scorer is busy:
+    MAX_RUNNING_JOBS wait for it, the other 2 (and a job) get 429 with Retry-After at once, and
+    job polling is still answered; then the waiting ones are scored."""
+    import requests
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    image = workspace["media"]["hopper.jpg"]
+    server = web.make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+
+    def upload_to(path):
+        return requests.post(url + path, files={"file": ("hopper.jpg", image.read_bytes())}, timeout=300)
+
+    try:
+        with ThreadPoolExecutor(web.MAX_RUNNING_JOBS + 2) as pool:
+            with scorer.lock:  # the scorer is busy: every upload that got a slot waits for it
+                paths = (["/api/detect", "/"] * web.MAX_RUNNING_JOBS)[:web.MAX_RUNNING_JOBS + 2]
+                futures = [pool.submit(upload_to, path) for path in paths]
+                refused = [future.result() for _, future in zip(range(2), as_completed(futures, timeout=120))]
+                assert [answer.status_code for answer in refused] == [429, 429]
+                assert all(answer.headers["Retry-After"] == str(web.RETRY_AFTER_S) for answer in refused)
+                job = upload_to("/api/jobs")
+                assert job.status_code == 429 and "Retry-After" in job.headers
+                assert requests.get(url + "/api/jobs/no-such-job", timeout=30).status_code == 404  # a thread is free
+            answers = [future.result(timeout=300) for future in futures]
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert sorted(answer.status_code for answer in answers) == [200] * web.MAX_RUNNING_JOBS + [429, 429]
+    assert upload(app.test_client(), "/api/detect", image).status_code == 200  # every slot was given back
+
+
+def test_the_page_template_receives_no_secret(workspace, scorer):
+    from types import SimpleNamespace
+
+    from flask import template_rendered
+
+    secrets = {"WEB_TOKEN": TOKEN, "FACE_APIKEY": "face-key-" + "f" * 24, "VISION_KEY": "vision-key-" + "v" * 24}
+    cfg = SimpleNamespace(**{**vars(workspace["cfg"]), **secrets})
+    app = web.create_app(scorer, cfg)
+    seen = []
+
+    def record(sender, template, context, **extra):
+        seen.append(context)
+
+    with template_rendered.connected_to(record, app):
+        page = app.test_client().get("/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert page.status_code == 200 and seen
+    for value in secrets.values():
+        assert value not in page.get_data(as_text=True)
+        assert all(value not in repr(item) for context in seen for item in context.values())

@@ -2,10 +2,13 @@
 `04-detect_deepfakes.py --serve` as a subprocess on 127.0.0.1 (waitress, one scoring worker
 process, a tiny fresh model, WEB_TOKEN set) and sends it decompression bombs, a long video,
 empty and junk files, a hostile file name, a worker killed mid-job and a job past its timeout;
-then the token, the headers and the refusal to serve beyond loopback without a token. The
-decode budgets of the command line (run as a subprocess) and stage 05 (extract_video) are checked too.
+then the token, the cross-site check, the headers and the refusal to serve beyond loopback
+without a token. A page on ::1, and a worker pool in this process (workers spawned without
+secrets, the memory watchdog replacing a real worker, a worker that cannot start retried and
+reported by /healthz) follow. The decode budgets of the command line (run as a subprocess) and
+stage 05 (extract_video) are checked too.
 
-    .venv/bin/pytest tests/test_04_web_hostile.py      # about 2 minutes on 2 busy CPU cores
+    .venv/bin/pytest tests/test_04_web_hostile.py      # about 5 minutes on 2 busy CPU cores
 
 Every hostile file is made here: the PNG is a header declaring 32000x32000 px and a few rows
 of zlib; the long video is 30 frames at 0.01 fps (3,000 s by its container).
@@ -35,7 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-" + "x" * 24
 HOSTILE_NAME = "../../<script>alert(1)</script>.png"
 JOB_TIMEOUT_S = 8          # the test server's WEB_JOB_TIMEOUT_S: the long clip takes longer
-ANSWER_S = 2.0             # hostile uploads are answered within this
+# Hostile uploads are refused from their headers, in milliseconds on an idle machine; the bound
+# is loose so that a loaded 2-core machine cannot trip it (decoding the bomb is what it rules out).
+ANSWER_S = 20.0
 RSS_SLACK_MB = 300         # the server's peak memory may grow by this much over its start
 
 # Memory and worker processes are read from /proc.
@@ -252,7 +257,7 @@ def test_a_killed_worker_ends_its_job_with_a_sentence_and_the_next_upload_is_sco
     workers = worker_pids(server["pid"])
     assert len(workers) == 1
     os.kill(workers[0], signal.SIGKILL)
-    state = wait_for_job(server, job, seconds=30)
+    state = wait_for_job(server, job)
     assert state["status"] == 500 and "crashed or ran out of memory" in state["error"] and "result" not in state
     one_sentence(state["error"])
     response = post(server, "/api/detect", workspace["media"]["hopper.jpg"])  # waits for the replacement worker
@@ -267,7 +272,7 @@ def test_a_job_past_its_timeout_is_stopped(server, workspace):
     assert response.status_code == 504, response.text
     assert "WEB_JOB_TIMEOUT_S" in response.json()["error"]
     one_sentence(response.json()["error"])
-    assert JOB_TIMEOUT_S <= seconds < JOB_TIMEOUT_S + 5
+    assert seconds >= JOB_TIMEOUT_S  # stopped by the timeout, not before (the upper bound: the request's own)
     assert post(server, "/api/detect", workspace["media"]["hopper.jpg"]).status_code == 200
 
 
@@ -315,6 +320,23 @@ def test_every_answer_carries_the_security_headers(server, workspace):
     assert page.count("<script") == 1
 
 
+def test_a_cross_site_upload_is_refused_even_with_the_token(server, workspace):
+    image = workspace["media"]["hopper.jpg"]
+    refused = post(server, "/api/detect", image, headers={**auth(), "Origin": "https://evil.example",
+                                                         "Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    one_sentence(refused.json()["error"])
+    scored = post(server, "/api/detect", image, headers={**auth(), "Origin": server["url"], "Sec-Fetch-Site": "same-origin"})
+    assert scored.status_code == 200 and scored.json()["status"] == "scored"
+    assert upload_folders(server) == []
+
+
+def test_healthz_reports_the_workers_up_without_the_token(server):
+    answer = requests.get(server["url"] + "/healthz", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["workers_up"] == 1 and answer.json()["workers_wanted"] == 1
+
+
 def test_beyond_loopback_without_a_token_it_refuses_to_start(workspace):
     env = {name: value for name, value in os.environ.items() if name != "WEB_TOKEN"}
     port = free_port()
@@ -350,26 +372,6 @@ def test_a_loopback_page_without_a_token_refuses_foreign_host_names(workspace):
     assert client.get("/api/jobs/x", headers={"Host": "evil.example:8000"}).status_code == 421
 
 
-def test_the_worker_watchdog_stops_a_worker_over_its_memory(workspace):
-    from deepfake_detect.inference.web_workers import WorkerPool
-    from deepfake_detect.settings import load_config
-
-    cfg = load_config(workspace["config"])
-    cfg.WEB_WORKER_MAX_MB = 1
-    pool = WorkerPool(workspace["model"], cfg)
-
-    class Itself:  # this test process stands for a worker that grew too much
-        pid, exitcode = os.getpid(), None
-
-        @staticmethod
-        def is_alive():
-            return True
-
-    problem = pool._watch(type("Worker", (), {"process": Itself})(), time.monotonic() + 60)
-    assert problem.startswith("memory")
-    assert "WEB_WORKER_MAX_MB" in pool._sentence("clip.mp4", problem)
-
-
 def test_the_command_line_and_stage_05_refuse_over_budget_files_and_go_on(workspace):
     """Stage 04's reader (what the command line and Scorer use) and stage 05's frame reader."""
     from deepfake_detect.media.budget import BudgetError
@@ -383,7 +385,7 @@ def test_the_command_line_and_stage_05_refuse_over_budget_files_and_go_on(worksp
     items = [(str(media["bomb.png"]), IMAGE), (str(media["hopper.jpg"]), IMAGE)]
     started = time.monotonic()
     stream = list(read_frames(items, cfg, threading.Event()))
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < ANSWER_S  # loose: the bomb is refused from its header, not decoded
     assert stream[0][1] is END_OF_INPUT and "MAX_IMAGE_PIXELS" in stream[0][2]
     assert stream[1][1] == 0 and stream[2][1] is END_OF_INPUT and stream[2][2] is None  # the next one is read
     cfg.MAX_VIDEO_PIXELS = 100 * 100
@@ -459,3 +461,153 @@ def test_debug_serves_with_werkzeugs_development_server(workspace):
         server.server_close()
     assert answer.status_code == 200 and "Werkzeug" in answer.headers["Server"]
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# ------------------------------------------------------------------ a page on ::1
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_a_page_served_on_ipv6_loopback_answers(workspace):
+    """What --serve --host ::1 runs (served_app, no token: loopback Host names only), on a real
+    server bound to ::1."""
+    from deepfake_detect.inference import web
+    from deepfake_detect.settings import load_config
+
+    cfg = load_config(workspace["config"])
+    server = web.make_server(web.served_app(StubRunner(), cfg, "::1", ""), "::1", 0, cfg)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://[::1]:{server.server_port}"
+    try:
+        page = requests.get(url + "/", timeout=30)  # Host: [::1]:port
+        upload = requests.post(url + "/api/detect", files={"file": ("h.jpg", workspace["media"]["hopper.jpg"].read_bytes())},
+                               headers={"Origin": url, "Sec-Fetch-Site": "same-origin"}, timeout=30)
+        foreign = requests.get(url + "/", headers={"Host": "evil.example"}, timeout=30)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert page.status_code == 200 and 'id="upload"' in page.text
+    assert upload.status_code == 200 and upload.json()["input"] == "h.jpg"
+    assert foreign.status_code == 421
+
+
+def test_host_names_lose_their_port_whatever_the_address():
+    from deepfake_detect.inference.web_security import host_name
+
+    assert host_name("127.0.0.1:8000") == "127.0.0.1" and host_name("LocalHost") == "localhost"
+    assert host_name("[::1]:8000") == host_name("[::1]") == "[::1]"
+    assert host_name("[::ffff:127.0.0.1]:80") == "[::ffff:127.0.0.1]"
+
+
+# ------------------------------------------------------------------ a real worker pool in this process
+
+POOL_SECRETS = {"FACE_APIKEY": "face-key-" + "f" * 24, "VISION_KEY": "vision-key-" + "v" * 24, "WEB_TOKEN": TOKEN,
+                "SOME_CLOUD_SECRET_ACCESS_KEY": "cloud-secret-" + "c" * 24}
+POOL_MAX_MB = 50  # far below a worker holding TensorFlow, MTCNN and the model (~600 MB)
+
+
+@pytest.fixture(scope="module")
+def pool_page(workspace):
+    """A WorkerPool of one real worker, started with secrets in the environment and the settings
+    and WEB_WORKER_MAX_MB = POOL_MAX_MB, behind a real server: {"pool", "url", "model"}. Its model
+    is a copy of its own, so a test may take it away."""
+    import shutil
+
+    from deepfake_detect.inference import web
+    from deepfake_detect.inference.web_workers import WorkerPool
+    from deepfake_detect.settings import load_config
+
+    model = workspace["root"] / "pool_model" / "model.keras"
+    model.parent.mkdir()
+    shutil.copy(workspace["model"], model)
+    saved = {name: os.environ.get(name) for name in POOL_SECRETS}
+    os.environ.update(POOL_SECRETS)
+    try:
+        cfg = load_config(workspace["config"])  # reads FACE_APIKEY, VISION_KEY and WEB_TOKEN from the environment
+        assert cfg.FACE_APIKEY == POOL_SECRETS["FACE_APIKEY"]
+        cfg.WEB_WORKER_MAX_MB = POOL_MAX_MB
+        pool = WorkerPool(model, cfg).start()
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+    server = web.make_server(web.create_app(pool, cfg, token=""), "127.0.0.1", 0, cfg)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"pool": pool, "url": f"http://127.0.0.1:{server.server_port}", "model": model}
+    server.shutdown()
+    thread.join(timeout=10)
+    pool.close()
+
+
+def pool_worker_pids():
+    """The pool's worker processes: this test process's spawned children (from /proc)."""
+    return sorted(worker_pids(os.getpid()))
+
+
+def wait_for_health(url, up, seconds=600):
+    """The /healthz answer once it reports `up` workers; loose: a worker loads TensorFlow and the model."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = requests.get(url + "/healthz", timeout=30)
+        if answer.json()["workers_up"] == up:
+            return answer
+        assert time.monotonic() < deadline, f"/healthz still says {answer.json()} after {seconds} s"
+        time.sleep(0.5)
+
+
+def test_workers_are_spawned_without_secrets(pool_page):
+    pool = pool_page["pool"]
+    [pid] = pool_worker_pids()
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")  # what the process was started with
+    names = {entry.split(b"=", 1)[0].decode() for entry in environment if entry}
+    assert not names & set(POOL_SECRETS)
+    assert not any(value.encode() in entry for value in POOL_SECRETS.values() for entry in environment)
+    assert "PATH" in names  # the rest of the environment is kept
+    assert all(getattr(pool.cfg, name) == "" for name in ("FACE_APIKEY", "VISION_KEY", "WEB_TOKEN"))  # what workers get
+    assert all(os.environ.get(name) != value for name, value in POOL_SECRETS.items())  # the fixture's were put back
+
+
+def test_the_memory_watchdog_replaces_a_real_worker_and_its_upload_gets_a_sentence(pool_page, workspace):
+    pool, url = pool_page["pool"], pool_page["url"]
+    before = pool_worker_pids()
+    answer = requests.post(url + "/api/detect", files={"file": ("hopper.jpg", workspace["media"]["hopper.jpg"].read_bytes())},
+                           timeout=300)
+    assert answer.status_code == 500, answer.text
+    error = answer.json()["error"]
+    assert "hopper.jpg" in error and f"{POOL_MAX_MB} MB" in error and "WEB_WORKER_MAX_MB" in error
+    one_sentence(error)
+    assert not Path(f"/proc/{before[0]}").exists() or "Z" in Path(f"/proc/{before[0]}/stat").read_text().split()[2]
+    health = wait_for_health(url, 1)  # its replacement loaded the model
+    assert health.status_code == 200 and pool_worker_pids() != before
+
+
+def test_a_worker_that_cannot_start_is_retried_and_healthz_says_so(pool_page, workspace, caplog):
+    pool, url, model = pool_page["pool"], pool_page["url"], pool_page["model"]
+    wait_for_health(url, 1)
+    away = model.with_name("model.keras.away")
+    model.rename(away)  # as if the model were being redeployed: every worker started now fails
+    try:
+        answer = requests.post(url + "/api/detect", files={"file": ("hopper.jpg", workspace["media"]["hopper.jpg"].read_bytes())},
+                               timeout=300)
+        assert answer.status_code == 500  # the watchdog (POOL_MAX_MB) replaces the worker
+        health = requests.get(url + "/healthz", timeout=30)
+        assert health.status_code == 503 and health.json()["workers_up"] == 0 and health.json()["workers_starting"] == 1
+        deadline = time.monotonic() + 600
+        while sum("failed to start" in record.getMessage() for record in caplog.records) < 2:
+            assert time.monotonic() < deadline, "the replacement was not tried a second time"
+            time.sleep(0.5)
+        assert requests.get(url + "/healthz", timeout=30).status_code == 503
+    finally:
+        away.rename(model)
+    health = wait_for_health(url, 1)  # a later attempt finds the model again
+    assert health.status_code == 200 and health.json()["workers_starting"] == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("attempt 2" in message and "0 of 1 workers up" in message for message in messages), messages

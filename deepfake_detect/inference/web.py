@@ -13,15 +13,19 @@ video, see the verdict, the score and every face crop with its score.
     GET  /api/jobs/ID  {"state": "running", "frames_read", "frames_expected"} while it is scored,
                        then {"state": "done", "status": HTTP status, "result" or "error"}
     GET  /jobs/ID      the page with that job's result (where the page's script goes when done)
+    GET  /healthz      {"workers_up", "workers_wanted", "workers_starting"}: 200 with a worker up, else 503
+                       (no token needed: for load balancers)
     GET  /live         the live view: a camera or a shared window, scored as it plays (live/web.py)
 
 With WEB_TOKEN set, /api/ needs `Authorization: Bearer <token>` (401 without); web_security.py
-adds the security headers to every answer. The page's own script (inline, allowed by its
-per-response nonce: nothing is fetched from elsewhere) sends the upload as a job and shows a
-progress bar (frames read of frames expected) until it is done; without JavaScript the form
-posts to / and the answer comes when scoring is done. The page always shows each crop's
-Grad-CAM overlay when the model is a Keras one (explain.py), and a video's P(fake) per frame as
-an inline SVG (timeline.py).
+refuses cross-site POSTs (403) and adds the security headers to every answer. At most
+MAX_RUNNING_JOBS uploads are waiting or being scored at once, jobs and synchronous uploads
+alike; one more gets 429 with Retry-After, so uploads never hold every server thread. The
+page's own script (inline, allowed by its per-response nonce: nothing is fetched from
+elsewhere) sends the upload as a job and shows a progress bar (frames read of frames
+expected) until it is done; without JavaScript the form posts to / and the answer comes when
+scoring is done. The page always shows each crop's Grad-CAM overlay when the model is a Keras
+one (explain.py), and a video's P(fake) per frame as an inline SVG (timeline.py).
 
 Uploads are scored by a pool of worker processes holding the model (web_workers.py), so a file
 that crashes a decoder, exhausts memory or runs past WEB_JOB_TIMEOUT_S costs one sentence, not
@@ -34,6 +38,7 @@ and deleted as soon as it is scored. Errors reach the browser as one sentence; s
 to the server's log only. The server is waitress (werkzeug's development server with --debug).
 """
 
+import contextlib
 import secrets
 import shutil
 import sys
@@ -57,7 +62,8 @@ from deepfake_detect.live.web import live_blueprint
 from deepfake_detect.media.budget import check_image_budget
 
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
-MAX_RUNNING_JOBS = 4      # uploads waiting or being scored at once; more get 429
+MAX_RUNNING_JOBS = 4      # uploads (jobs, POST / and /api/detect alike) waiting or being scored at once; more get 429
+RETRY_AFTER_S = 10        # the Retry-After of a 429: about one image's scoring on a busy machine
 MAX_KEPT_JOBS = 20        # finished jobs kept for their pages; the oldest are dropped
 SERVER_THREADS = 8        # waitress threads: a synchronous upload holds one while a worker scores it
 IDLE_TIMEOUT_S = 60       # waitress closes a connection idle (or trickling nothing) this long
@@ -118,33 +124,59 @@ def score_upload(upload, runner, cfg, with_crops, with_overlays, progress=None, 
     return answer
 
 
+class ScoringSlots:
+    """MAX_RUNNING_JOBS slots shared by every upload, background or synchronous: each holds one
+    from before it is saved until it is scored. Without a free slot an upload is refused (429)
+    at once instead of taking a server thread to wait."""
+
+    def __init__(self, count=None):
+        self.count = MAX_RUNNING_JOBS if count is None else count
+        self.lock = threading.Lock()
+        self.taken = 0
+
+    def take(self):
+        """Take a slot, or raise UploadError 429."""
+        with self.lock:  # checked and taken at once, so concurrent uploads cannot all pass
+            if self.taken >= self.count:
+                raise UploadError(429, f"{self.count} uploads are already being scored; try again shortly.")
+            self.taken += 1
+
+    def release(self):
+        with self.lock:
+            self.taken -= 1
+
+    @contextlib.contextmanager
+    def held(self):
+        self.take()
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Jobs:
     """Uploads scored in background threads (each waits for a free worker), with their
     progress; finished ones are kept for their pages (MAX_KEPT_JOBS at most)."""
 
-    def __init__(self):
+    def __init__(self, slots):
         self.lock = threading.Lock()
+        self.slots = slots
         self.jobs = {}  # id -> dict(state, frames_read, frames_expected, input, type, status, payload, error)
-
-    def running(self):
-        return sum(job["state"] == "running" for job in self.jobs.values())
 
     def start(self, upload, runner, cfg, with_crops, with_overlays):
         """Save the upload and start scoring it; return the job id. UploadError when it
-        cannot be accepted (bad content or over budget, or MAX_RUNNING_JOBS already running: 429)."""
+        cannot be accepted (bad content or over budget, or no free scoring slot: 429)."""
         job_id, name = secrets.token_urlsafe(12), shown_name(upload.filename if upload else "")
         job = {"state": "running", "frames_read": 0, "frames_expected": None,
                "input": name, "type": None, "status": None, "payload": None, "error": None}
-        with self.lock:  # the slot is taken at once, so concurrent uploads cannot all pass the check
-            if self.running() >= MAX_RUNNING_JOBS:
-                raise UploadError(429, f"{MAX_RUNNING_JOBS} uploads are already being scored; try again shortly.")
-            self.jobs[job_id] = job
+        self.slots.take()
         try:
             folder, path, kind = save_upload(upload, cfg)
         except BaseException:
-            with self.lock:
-                del self.jobs[job_id]
+            self.slots.release()
             raise
+        with self.lock:
+            self.jobs[job_id] = job
         job.update(type=kind, frames_expected=1 if kind == IMAGE else None)
         with self.lock:
             finished = [key for key, value in self.jobs.items() if value["state"] == "done"]
@@ -161,6 +193,7 @@ class Jobs:
                 status, answer = 500, SCORING_FAILED
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
+                self.slots.release()
             job["status"] = status
             job["payload" if status == 200 else "error"] = answer
             job["state"] = "done"
@@ -195,7 +228,8 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
     app = Flask(__name__, static_folder=None)
     app.json = HtmlSafeJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = int(cfg.WEB_MAX_UPLOAD_MB * 1024 * 1024)
-    jobs = Jobs()
+    slots = ScoringSlots()
+    jobs = Jobs(slots)
     explain_page = runner.can_explain  # the page always shows Grad-CAM when the model allows
 
     def page_timeline(payload):
@@ -210,7 +244,9 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
     app.jinja_env.filters["clock"] = format_seconds
 
     def page(status=200, **values):
-        return render_template("index.html", cfg=cfg, max_mb=cfg.WEB_MAX_UPLOAD_MB,
+        # only what the page shows: the settings object holds the token and the Azure keys
+        return render_template("index.html", video_score=cfg.VIDEO_SCORE, threshold=cfg.THRESHOLD,
+                               max_mb=cfg.WEB_MAX_UPLOAD_MB,
                                accepted=ACCEPTED_FORMATS, meaning=score_meaning(cfg),
                                max_crops=MAX_CROPS_SHOWN, max_seconds=cfg.WEB_MAX_VIDEO_SECONDS, **values), status
 
@@ -223,6 +259,25 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
     def flag(name):
         return request.args.get(name, "") in ("1", "true", "yes")
 
+    def refusal(error, as_json):
+        """The answer for an UploadError: JSON or the page, with Retry-After on a 429."""
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 429 else {}
+        if as_json:
+            return jsonify(error=error.message), error.status, headers
+        body, status = page(error.status, error=error.message)
+        return body, status, headers
+
+    def score_sync(with_crops, with_overlays):
+        """Score the request's upload in this thread, holding a scoring slot."""
+        with slots.held():
+            return score_upload(request.files.get("file"), runner, cfg, with_crops, with_overlays)
+
+    @app.get("/healthz")
+    def healthz():
+        health = runner.health() if hasattr(runner, "health") else {"workers_up": 1, "workers_wanted": 1,
+                                                                    "workers_starting": 0}
+        return jsonify(health), 200 if health["workers_up"] > 0 else 503
+
     @app.get("/")
     def index():
         return page()
@@ -230,18 +285,17 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
     @app.post("/")
     def upload_page():
         try:
-            payload = score_upload(request.files.get("file"), runner, cfg, True, explain_page)
+            payload = score_sync(True, explain_page)
         except UploadError as error:
-            return page(error.status, error=error.message)
+            return refusal(error, as_json=False)
         return page(result=payload, scored=payload["status"] == SCORED)
 
     @app.post("/api/detect")
     def upload_api():
         try:
-            payload = score_upload(request.files.get("file"), runner, cfg, flag("crops"),
-                                   flag("explain") and runner.can_explain)
+            payload = score_sync(flag("crops"), flag("explain") and runner.can_explain)
         except UploadError as error:
-            return jsonify(error=error.message), error.status
+            return refusal(error, as_json=True)
         return jsonify(payload)
 
     @app.post("/api/jobs")
@@ -250,7 +304,7 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
             job_id = jobs.start(request.files.get("file"), runner, cfg, with_crops=flag("crops"),
                                 with_overlays=flag("explain") and runner.can_explain)
         except UploadError as error:
-            return jsonify(error=error.message), error.status
+            return refusal(error, as_json=True)
         return jsonify(job=job_id, status_url=f"/api/jobs/{job_id}", page_url=f"/jobs/{job_id}"), 202
 
     @app.get("/api/jobs/<job_id>")
@@ -359,11 +413,17 @@ def serve(scorer, cfg, host, port, model_path=None, no_auth=False, debug=False):
             print(f"error: {error}", file=sys.stderr)
             return 2
     try:
-        app = create_app(runner, cfg, token, LOOPBACK_HOST_NAMES if is_loopback(host) and not token else None)
+        app = served_app(runner, cfg, host, token)
         return listen(app, cfg, host, port, bool(token), debug)
     finally:
         if scorer is None:
             runner.close()
+
+
+def served_app(runner, cfg, host, token):
+    """The app `serve` runs for `host`: on loopback without a token, one answering only to
+    loopback Host names (127.0.0.1, localhost, [::1]: --host ::1 included)."""
+    return create_app(runner, cfg, token, LOOPBACK_HOST_NAMES if is_loopback(host) and not token else None)
 
 
 def listen(app, cfg, host, port, with_token, debug):

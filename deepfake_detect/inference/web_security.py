@@ -7,6 +7,11 @@
   Both are compared in constant time (hmac.compare_digest).
 - Served on loopback without a token, only requests naming a loopback Host are answered, so a
   web site cannot reach the page through a DNS name rebound to 127.0.0.1.
+- Every state-changing request (POST, PUT, DELETE...), token or not, is refused (403) when the
+  browser says it comes from another site: an Origin that is not this Host, or a Sec-Fetch-Site
+  other than same-origin/none. A request with neither header (curl, a script) is not a browser's
+  cross-site request and goes on. So no web page can make a visitor's browser upload here.
+- GET /healthz needs no token (a load balancer's probe; it tells only how many workers are up).
 - Every answer: a Content-Security-Policy allowing only this response's nonce for the inline
   script and style (so an injected <script> does not run), nosniff, frame-ancestors 'none'
   (and X-Frame-Options), no referrer, and Cache-Control: no-store (results are private).
@@ -17,12 +22,17 @@ import hmac
 import ipaddress
 import re
 import secrets
+from urllib.parse import urlsplit
 
 from flask import g, jsonify, redirect, request
 
 SESSION_COOKIE = "deepfake_detect_session"
 LOOPBACK_NAMES = ("localhost",)
 MAX_SHOWN_NAME = 120  # characters of an upload's file name kept for display
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # read only: every other method passes the cross-site check
+BROWSER_SAME_ORIGIN = ("same-origin", "none")  # Sec-Fetch-Site values of the page itself or the user's own action
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+OPEN_ENDPOINTS = ("login", "healthz")  # answered without the token
 
 
 def is_loopback(host):
@@ -52,9 +62,43 @@ def shown_name(file_name):
 
 
 def host_name(host_header):
-    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '[::1]', lower case."""
-    host = host_header.lower()
-    return host if host.endswith("]") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The host of a Host header without its port, lower case: '127.0.0.1:8000' -> '127.0.0.1',
+    '[::1]:8000' and '[::1]' -> '[::1]' (an IPv6 address keeps its brackets, as URLs write it)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[:end + 1] if end > 0 else host
+    if host.count(":") > 1:  # a bare IPv6 address (not valid in a Host header, but unambiguous)
+        return f"[{host}]"
+    return host.rsplit(":", 1)[0]
+
+
+def origin_authority(origin):
+    """'http://127.0.0.1:8000' -> '127.0.0.1:8000', without the scheme's default port
+    ('https://example.com:443' -> 'example.com'); None for 'null' or anything unparsable."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        authority, port = parts.netloc, parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not authority or "@" in authority:
+        return None
+    return authority.rsplit(":", 1)[0] if port is not None and str(port) == DEFAULT_PORTS[parts.scheme] else authority
+
+
+def cross_site_problem(method, headers, host):
+    """The sentence refusing a state-changing request a browser sent from another site, or None.
+    `host` is the request's Host (werkzeug's request.host, default port already dropped)."""
+    if method.upper() in SAFE_METHODS:
+        return None
+    refusal = "This page accepts uploads only from itself, not from another web site."
+    fetch_site = headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site.strip().lower() not in BROWSER_SAME_ORIGIN:
+        return refusal
+    origin = headers.get("Origin")
+    if origin is not None and origin_authority(origin) != host.strip().lower():
+        return refusal
+    return None
 
 
 def session_value(token):
@@ -78,7 +122,8 @@ def content_security_policy(nonce):
 
 def install_guard(app, token, page, allowed_hosts=None):
     """Add authentication (when `token`), the Host check (when `allowed_hosts`, a set of host
-    names, compared without the port) and the security headers to `app`. `page(status, **values)` renders the
+    names, compared without the port), the cross-site check of every state-changing request
+    and the security headers to `app`. `page(status, **values)` renders the
     page, here its token form (login=True)."""
 
     @app.before_request
@@ -87,7 +132,11 @@ def install_guard(app, token, page, allowed_hosts=None):
         if allowed_hosts is not None and host_name(request.host) not in allowed_hosts:
             message = "This page answers only to its loopback address (127.0.0.1, localhost)."
             return (jsonify(error=message), 421) if request.path.startswith("/api/") else page(421, error=message)
-        if not token or request.endpoint == "login" or is_authorized(token):
+        # before the token: a cross-site request is refused even from a visitor who has the cookie
+        problem = cross_site_problem(request.method, request.headers, request.host)
+        if problem:
+            return (jsonify(error=problem), 403) if request.path.startswith("/api/") else page(403, error=problem)
+        if not token or request.endpoint in OPEN_ENDPOINTS or is_authorized(token):
             return None
         if request.path.startswith("/api/"):
             answer = jsonify(error="This API needs the page's token: send the header Authorization: Bearer <WEB_TOKEN>.")

@@ -10,12 +10,20 @@ waits for the answer and relays progress. A worker that dies (a decoder crash, t
 killer), grows above WEB_WORKER_MAX_MB of resident memory (checked a few times a second, Linux)
 or runs a task past WEB_JOB_TIMEOUT_S is killed and replaced; that task ends with one sentence.
 So the server's memory stays where it was, and the memory of the whole service is bounded by
-server + WEB_WORKERS x WEB_WORKER_MAX_MB (docs/04-detect.md).
+server + WEB_WORKERS x WEB_WORKER_MAX_MB (docs/04-detect.md). A replacement that fails to start
+is tried again with growing pauses (RESTART_BACKOFF_S), never given up; `workers_up()` says how
+many are alive (the page's /healthz).
+
+Workers never see a secret: their settings have every SECRET_SETTINGS blanked, and they are
+spawned with an environment without the variables worker_environment drops.
 """
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import queue
+import re
 import threading
 import time
 import types
@@ -27,11 +35,17 @@ from deepfake_detect.media.frames import frame_step, open_video
 from deepfake_detect.inference import records
 from deepfake_detect.inference.results import FAILED, IMAGE, UNREADABLE, VIDEO
 from deepfake_detect.inference.verdicts import score_meaning
+from deepfake_detect.settings import SECRET_SETTINGS
 
 MAX_CROPS_SHOWN = 60        # a long video has one face a second; the page shows the first ones
 QUEUE_WAIT_S = 120          # how long a task waits for a free (or restarting) worker before a 503
 WATCH_INTERVAL_S = 0.2      # how often a running task's worker is checked (alive, memory, time)
 START_TIMEOUT_S = 300       # loading MTCNN and the model in a new worker, on a busy 2-core machine
+RESTART_BACKOFF_S = (1, 60)  # pause before retrying a worker that failed to start: first, doubling up to the second
+# Environment variables a worker is spawned without: the secret settings' own and anything named
+# like a credential (a cloud SDK's key, a CI token), since a worker only decodes and scores.
+SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+SPAWN_LOCK = threading.Lock()  # one worker spawned at a time: the environment is scrubbed around each spawn
 LOG = logging.getLogger("deepfake_detect.web")
 SCORING_FAILED = "Scoring failed on this file; the details are in the server's log."
 
@@ -127,6 +141,9 @@ class InProcessRunner:
         self.scorer, self.cfg = scorer, cfg
         self.can_explain = scorer.can_explain
 
+    def health(self):
+        return {"workers_up": 1, "workers_wanted": 1, "workers_starting": 0}  # this process is the worker
+
     def run(self, task, progress=None, expected=None, wait=None):
         """(200, payload) or (HTTP status, sentence) for `task`; `expected(frames)` is called once
         the header is read, `progress(frames read)` after each frame."""
@@ -191,6 +208,30 @@ def resident_mb(pid):
     return None
 
 
+def worker_settings(cfg):
+    """A copy of `cfg` for the workers, with every secret setting blanked: they never need one."""
+    blanked = {name: "" for name in vars(cfg) if name in SECRET_SETTINGS or SECRET_VARIABLE.search(name)}
+    return types.SimpleNamespace(**{**vars(cfg), **blanked})
+
+
+def is_secret_variable(name):
+    return name.upper() in SECRET_SETTINGS or bool(SECRET_VARIABLE.search(name))
+
+
+@contextlib.contextmanager
+def worker_environment():
+    """While this holds (one spawn, milliseconds), os.environ lacks every secret variable, so a
+    process spawned now inherits none; they are put back after. multiprocessing's spawn takes
+    no environment of its own, and the server reads no secret from its environment once its
+    config is loaded, so the short gap is harmless."""
+    with SPAWN_LOCK:
+        hidden = {name: os.environ.pop(name) for name in list(os.environ) if is_secret_variable(name)}
+        try:
+            yield
+        finally:
+            os.environ.update(hidden)
+
+
 class Worker:
     """One worker process and the server's end of its pipe."""
 
@@ -198,7 +239,8 @@ class Worker:
         self.connection, child_end = context.Pipe()
         self.process = context.Process(target=worker_main, args=(child_end, str(model_path), cfg),
                                        name="deepfake-detect-worker", daemon=True)
-        self.process.start()
+        with worker_environment():
+            self.process.start()
         child_end.close()
 
     def wait_ready(self, timeout):
@@ -226,15 +268,17 @@ class WorkerPool:
 
     `start()` spawns them and waits until each has loaded the model (RuntimeError when one
     cannot). A worker that dies, outgrows WEB_WORKER_MAX_MB or overruns WEB_JOB_TIMEOUT_S is
-    killed and a new one is started in the background.
+    killed and a new one is started in the background, tried again with backoff until one starts.
     """
 
     def __init__(self, model_path, cfg):
         self.model_path = model_path
-        # Workers get the settings without the token: they never need it.
-        self.cfg = types.SimpleNamespace(**{**vars(cfg), "WEB_TOKEN": ""})
+        self.cfg = worker_settings(cfg)
         self.context = multiprocessing.get_context("spawn")  # no fork of a threaded server, same on every OS
         self.idle = queue.Queue()
+        self.lock = threading.Lock()
+        self.live = set()  # workers that loaded the model and have not been stopped
+        self.starting = 0  # replacements being started or waiting to be tried again
         self.can_explain = False
         self.closed = False
 
@@ -248,26 +292,66 @@ class WorkerPool:
                 worker.stop()
             raise
         for worker in workers:
-            self.idle.put(worker)
+            self._add(worker)
         return self
 
+    def workers_up(self):
+        """How many workers are alive and hold the model (idle or scoring)."""
+        with self.lock:
+            return sum(worker.process.is_alive() for worker in self.live)
+
+    def health(self):
+        """The numbers /healthz reports."""
+        with self.lock:
+            starting = self.starting
+        return {"workers_up": self.workers_up(), "workers_wanted": self.cfg.WEB_WORKERS, "workers_starting": starting}
+
+    def _add(self, worker, replacing=False):
+        with self.lock:  # counted up and no longer starting at once, so health() never sees it twice
+            self.live.add(worker)
+            self.starting -= replacing
+        self.idle.put(worker)
+
     def replace(self, worker):
-        """Kill `worker` and start another in a background thread; it joins the idle ones when ready."""
+        """Kill `worker` and start another in a background thread; it joins the idle ones when
+        ready. One that fails to start is tried again after RESTART_BACKOFF_S (doubling), so a
+        passing problem (a model file being replaced, memory short for a while) cannot leave
+        the pool empty for good."""
+        with self.lock:
+            self.live.discard(worker)
+            self.starting += 1
         worker.stop()
-        if self.closed:
-            return
+        threading.Thread(target=self._start_replacement, name="worker-restart", daemon=True).start()
 
-        def start_new():
-            new = Worker(self.context, self.model_path, self.cfg)
-            try:
-                new.wait_ready(START_TIMEOUT_S)
-            except RuntimeError as error:
-                LOG.error("a replacement scoring worker failed to start: %s", error)
-                new.stop()
+    def _start_replacement(self):
+        pause, attempt = RESTART_BACKOFF_S[0], 1
+        added = False
+        try:
+            while not self.closed:
+                new = None
+                try:
+                    new = Worker(self.context, self.model_path, self.cfg)
+                    new.wait_ready(START_TIMEOUT_S)
+                except (RuntimeError, OSError) as error:  # OSError: no process could be spawned at all
+                    if new is not None:
+                        new.stop()
+                    LOG.error("a replacement scoring worker failed to start (attempt %d; %d of %d workers up): %s; "
+                              "trying again in %s s", attempt, self.workers_up(), self.cfg.WEB_WORKERS, error, pause)
+                    time.sleep(pause)
+                    pause, attempt = min(pause * 2, RESTART_BACKOFF_S[1]), attempt + 1
+                    continue
+                if self.closed:
+                    new.stop()
+                    return
+                self._add(new, replacing=True)
+                added = True
+                LOG.warning("a replacement scoring worker is up (attempt %d; %d of %d workers up)",
+                            attempt, self.workers_up(), self.cfg.WEB_WORKERS)
                 return
-            self.idle.put(new)
-
-        threading.Thread(target=start_new, name="worker-restart", daemon=True).start()
+        finally:
+            if not added:  # closed while starting
+                with self.lock:
+                    self.starting -= 1
 
     def run(self, task, progress=None, expected=None, wait=QUEUE_WAIT_S):
         """(200, payload) or (HTTP status, sentence) for `task`, scored on a free worker (waiting
@@ -324,7 +408,8 @@ class WorkerPool:
         return f"The scorer crashed or ran out of memory on {name} and was restarted; the file was not scored."
 
     def close(self):
-        """Stop every worker (idle ones at once; busy ones are killed by their task's thread)."""
+        """Stop every worker (idle ones at once; busy ones are killed by their task's thread;
+        replacements being started stop once they are ready or fail)."""
         self.closed = True
         while True:
             try:
