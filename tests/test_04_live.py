@@ -230,3 +230,28 @@ def test_a_segment_that_closes_and_reopens_does_not_reach_back_before_its_end():
 def test_a_one_frame_blip_is_no_alert():
     session = LiveSession(live_settings())
     assert feed(session, 10, 10, lambda i, t: 0.99 if 3.0 <= t < 3.3 else 0.05) == []
+
+
+def test_ctrl_c_ends_the_run_with_its_summary(workspace, scorer, tmp_path, capsys):
+    import _thread
+
+    jsonl, done = tmp_path / "live.jsonl", threading.Event()
+
+    def press_ctrl_c_once_streaming():
+        while not done.wait(0.1):
+            if jsonl.exists() and '"update"' in jsonl.read_text():
+                time.sleep(1.0)
+                _thread.interrupt_main()  # what Ctrl+C does to the main thread
+                return
+
+    presser = threading.Thread(target=press_ctrl_c_once_streaming, daemon=True)
+    presser.start()
+    try:
+        status, lines, out, err, seconds = run_live(workspace, scorer, workspace["take"], tmp_path, capsys)
+    finally:
+        done.set()
+        presser.join()
+    summary, _ = check_counts(lines)
+    assert status == 0 and "Traceback" not in err + out
+    assert summary["end_reason"] == "stopped" and 0 < summary["frames_read"] < TAKE_SECONDS * TAKE_FPS
+    assert "live check finished" in out

@@ -43,16 +43,20 @@ def quiet_video_backend():
 def run_live(args, cfg, scorer):
     """Check args.live with a loaded Scorer; return the exit status (0, or 2 when the source
     cannot be opened)."""
-    terminal = Terminal(sys.stderr if args.jsonl == "-" else sys.stdout)
-    outputs = [terminal] + ([JsonLines(args.jsonl)] if args.jsonl else [])
-    recorder = Recorder(args.record, cfg) if args.record else None
     quiet_video_backend()
+    recorder = Recorder(args.record, cfg) if args.record else None
     stream = LiveStream(args.live, scorer, cfg, on_frame=recorder.add if recorder else None)
     try:
         stream.open()
     except SourceError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        stream.reader.stop()
+        print("live: stopped before the stream began", file=sys.stderr)
+        return 0
+    terminal = Terminal(sys.stderr if args.jsonl == "-" else sys.stdout)
+    outputs = [terminal] + ([JsonLines(args.jsonl)] if args.jsonl else [])
     terminal.print_lines([f"live: checking {args.live} (Ctrl+C ends it with a summary)"])
     summary = None
     try:

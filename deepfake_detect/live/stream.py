@@ -114,7 +114,9 @@ class LiveStream:
             persons, segments = self.session.close()
             latencies = np.asarray(self.latencies) if self.latencies else None
             self._summary = Summary(
-                self.reader.frames_read, self.session.frames_scored, self.reader.frames_dropped,
+                # read and neither scored nor failed is dropped, the frame Ctrl+C caught half-scored too
+                self.reader.frames_read, self.session.frames_scored,
+                self.reader.frames_read - self.session.frames_scored - self.frames_failed,
                 self.reader.last_frame_time, persons, segments,
                 self.reader.end_reason or "stopped", self.reader.reconnects, self.frames_failed,
                 None if latencies is None else {"p50": round(float(np.percentile(latencies, 50)), 1),
