@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 import types
-from pathlib import Path
 
 import cv2
 import numpy as np

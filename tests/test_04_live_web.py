@@ -195,7 +195,7 @@ def test_a_worker_process_scores_frames_and_uploads_keep_a_worker(workspace):
     pool = WorkerPool(workspace["model"], cfg).start()
     try:
         app = web.create_app(pool, cfg)
-        assert app.blueprints["live"].sessions.workers._value == 1  # of 2: one is always left for uploads
+        assert app.blueprints["live"].sessions.worker_share == 1  # of 2: one is always left for uploads
         client = app.test_client()
         session = client.post("/api/live/start").get_json()["session"]
         answer = send(client, session, 0.0, jpeg(workspace["frames"][0]))

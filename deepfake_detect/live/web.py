@@ -64,7 +64,8 @@ class LiveSessions:
         self.cfg = cfg
         self.lock = threading.Lock()
         self.sessions = {}
-        self.workers = threading.BoundedSemaphore(max(1, cfg.WEB_WORKERS - 1))
+        self.worker_share = max(1, cfg.WEB_WORKERS - 1)  # workers live frames may hold at once
+        self.workers = threading.BoundedSemaphore(self.worker_share)
 
     def sweep(self):
         """End the sessions idle for LIVE_WEB_IDLE_SECONDS (a closed or sleeping tab)."""
