@@ -181,7 +181,8 @@ LIVE_UPDATE_SECONDS = 0.5       # an update (terminal line, JSON line) at least 
 # segments are shorter and smoothed over less than a file's (SEGMENT_SMOOTHING_SECONDS, MIN_FAKE_SECONDS).
 LIVE_SMOOTHING_SECONDS = 1.0
 LIVE_MIN_FAKE_SECONDS = 1.0
-LIVE_TRACK_GAP_SECONDS = 1.0    # a live person keeps their number this long without a face
+LIVE_TRACK_GAP_SECONDS = 2.0    # a live person keeps their number this long without a face (the page's
+                                # view scores 2-5 frames/s on a loaded 2-core CPU: a second is 2-5 frames)
 LIVE_RECONNECT_SECONDS = 10.0   # a network source or camera that drops is retried this long, then the run ends
 LIVE_RECORD_FPS = 10            # frame rate of --record's annotated video (scored frames repeated to keep time)
 # The page's live view: the browser sends at most LIVE_WEB_FPS JPEG frames a second, at most

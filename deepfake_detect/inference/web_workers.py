@@ -176,6 +176,9 @@ def worker_main(connection, model_path, cfg):
     except Exception as error:  # noqa: BLE001 - ModelError and whatever Keras raises, told to the server
         connection.send(("failed", str(error)))
         return
+    from deepfake_detect.live.frames import warm_up
+
+    warm_up(scorer)  # the live view's batch shape and MTCNN, so a live view's first frame is not seconds late
     connection.send(("ready", scorer.can_explain))
     while True:
         try:

@@ -30,7 +30,7 @@ from flask import Blueprint, Response, jsonify, render_template, request
 from PIL import Image
 
 from deepfake_detect.inference.verdicts import score_meaning
-from deepfake_detect.live.frames import LiveFace, frame_task
+from deepfake_detect.live.frames import LiveFace, frame_task, warm_up
 from deepfake_detect.live.session import LiveSession
 
 SCRIPT = Path(__file__).with_name("static") / "live.js"
@@ -172,6 +172,8 @@ def live_blueprint(runner, cfg):
     """The /live page and its API as a Flask blueprint, for create_app to register."""
     blueprint = Blueprint("live", __name__, template_folder="templates")
     sessions = LiveSessions(cfg)
+    if hasattr(runner, "scorer"):  # scored in this process: traced now, not on a live view's first frame
+        warm_up(runner.scorer)
 
     @blueprint.get("/live")
     def live_page():

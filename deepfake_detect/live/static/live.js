@@ -90,9 +90,13 @@
     pen.font = Math.max(12, Math.round(overlay.width / 40)) + "px system-ui, sans-serif";
     answer.faces.forEach(function (face) {
       var fake = face.p_fake > 1 - live.threshold, b = face.box;
+      var label = "person " + face.person + "  P(fake) " + face.p_fake.toFixed(2);
+      var size = parseInt(pen.font, 10), top = Math.max(0, b[1] - size - 6);
       pen.strokeStyle = pen.fillStyle = fake ? "#e02020" : "#20b040";
       pen.strokeRect(b[0], b[1], b[2], b[3]);
-      pen.fillText("person " + face.person + "  P(fake) " + face.p_fake.toFixed(2), b[0], Math.max(14, b[1] - 6));
+      pen.fillRect(b[0], top, pen.measureText(label).width + 8, size + 6);  // a label on its own colour
+      pen.fillStyle = "#fff";
+      pen.fillText(label, b[0] + 4, top + size + 1);
     });
     update.persons.forEach(function (person) {
       var points = live.history[person.person] = live.history[person.person] || [];
