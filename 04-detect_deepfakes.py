@@ -48,7 +48,7 @@ from deepfake_detect.inference.results import SCORED
 from deepfake_detect.inference.scoring import Scorer, find_run_model
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.jobs.console import Timer, warn
-from deepfake_detect.live.command import parse_with_live, run_live
+from deepfake_detect.live.command import console, parse_with_live, run_live
 from deepfake_detect.media.kinds import ignored_note, list_inputs
 from deepfake_detect.models.predictors import ModelError, is_exported
 from deepfake_detect.training.calibration import run_temperature
@@ -129,7 +129,8 @@ def main(argv=None, scorer=None):
             model_path = find_run_model(cfg.RUNS_DIR, args.run)
             print(settings.describe_settings(cfg, ["THRESHOLD", "VIDEO_SCORE", "FRAMES_PER_SECOND",
                                                    "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE"])
-                  + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
+                  + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""),
+                  file=console(args))
             # Ray's actors and the web page's worker processes load their own
             scorer = None if (cfg.RAY_ADDRESS and not args.live) or args.serve else Scorer(model_path)
     except (settings.ConfigError, ModelError) as error:

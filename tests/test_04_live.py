@@ -13,9 +13,11 @@ import importlib
 import json
 import socket
 import subprocess
+import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -254,3 +256,13 @@ def test_ctrl_c_ends_the_run_with_its_summary(workspace, scorer, tmp_path, capsy
     assert status == 0 and "Traceback" not in err + out
     assert summary["end_reason"] == "stopped" and 0 < summary["frames_read"] < TAKE_SECONDS * TAKE_FPS
     assert "live check finished" in out
+
+
+def test_jsonl_to_stdout_leaves_stdout_to_json_lines(workspace, tmp_path):
+    """A new process, as a program following the lines would start it: every stdout line is JSON."""
+    done = subprocess.run([sys.executable, "04-detect_deepfakes.py", "--config", str(workspace["config"]),
+                           "--live", str(workspace["take"]), "--jsonl", "-"],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and lines and lines[-1]["type"] == "summary", done.stderr[-2000:]
+    assert "live check finished" in done.stderr and "settings:" in done.stderr

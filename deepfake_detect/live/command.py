@@ -31,6 +31,11 @@ def add_live_arguments(parser):
     parser.add_argument("--record", metavar="PATH", help="with --live: write the annotated stream to this mp4")
 
 
+def console(args):
+    """Where stage 04's lines for people go: stderr with --jsonl -, so that stdout carries JSON lines only."""
+    return sys.stderr if getattr(args, "jsonl", None) == "-" else sys.stdout
+
+
 def quiet_video_backend():
     """Keep OpenCV's and FFmpeg's own messages (a warning per refused reconnect attempt) off the
     terminal: the summary says how many attempts failed and why the run ended."""
@@ -55,7 +60,7 @@ def run_live(args, cfg, scorer):
         stream.reader.stop()
         print("live: stopped before the stream began", file=sys.stderr)
         return 0
-    terminal = Terminal(sys.stderr if args.jsonl == "-" else sys.stdout)
+    terminal = Terminal(console(args))
     outputs = [terminal] + ([JsonLines(args.jsonl)] if args.jsonl else [])
     terminal.print_lines([f"live: checking {args.live} (Ctrl+C ends it with a summary)"])
     summary = None
