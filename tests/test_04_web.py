@@ -227,9 +227,9 @@ def test_serve_reports_a_busy_port_and_binds_loopback_by_default(workspace, scor
 # ------------------------------------------------------------------ the real page in Chromium
 
 @contextlib.contextmanager
-def chromium_on(app, tmp_path):
-    """(driver, base URL) of headless Chromium and a real local server for `app`; skips
-    without Debian's chromium and chromedriver."""
+def chromium_on(app, tmp_path, extra_flags=()):
+    """(driver, base URL) of headless Chromium (with `extra_flags`) and a real local server for
+    `app`; skips without Debian's chromium and chromedriver."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt install chromium chromium-driver)")
     from selenium import webdriver
@@ -242,7 +242,7 @@ def chromium_on(app, tmp_path):
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *extra_flags):
         options.add_argument(flag)
     driver = None
     try:
