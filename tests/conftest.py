@@ -29,6 +29,21 @@ def write_test_video(path, frame_count=50, fps=25.0, size=(320, 240), codec="mp4
     return Path(path)
 
 
+def write_frames_video(path, frames, fps):
+    """Write an mp4v video of the given BGR frames (an iterable of equal-sized arrays); return path."""
+    frames = iter(frames)
+    first = next(frames)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, first.shape[1::-1])
+    assert writer.isOpened(), f"OpenCV could not open an mp4v writer for {path}"
+    try:
+        writer.write(first)
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
+
+
 def write_config(path, **settings):
     """Write a config override file setting the given names (values as Python literals or Paths)."""
     lines = [f"{name} = {value!r}" if not isinstance(value, Path) else f'{name} = Path({str(value)!r})'

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import write_config
+from conftest import write_config, write_frames_video
 from deepfake_detect.inference.scoring import Scorer
 from deepfake_detect.settings import load_config
 from test_04_detect import build_test_model
@@ -40,14 +40,7 @@ def write_long_portrait_video(path, seconds):
     rgb = portrait_images()["astronaut"]
     small = cv2.resize(rgb, (FRAME_WIDTH, round(rgb.shape[0] * FRAME_WIDTH / rgb.shape[1])), interpolation=cv2.INTER_AREA)
     frame = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 1, frame.shape[1::-1])
-    assert writer.isOpened(), "OpenCV cannot write mp4v here"
-    try:
-        for index in range(seconds):
-            writer.write(np.roll(frame, index % 8, axis=1))
-    finally:
-        writer.release()
-    return path
+    return write_frames_video(path, (np.roll(frame, index % 8, axis=1) for index in range(seconds)), fps=1)
 
 
 @pytest.fixture(scope="module")

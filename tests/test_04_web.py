@@ -497,9 +497,11 @@ def test_the_page_template_receives_no_secret(workspace, scorer):
     def record(sender, template, context, **extra):
         seen.append(context)
 
-    with template_rendered.connected_to(record, app):
-        page = app.test_client().get("/", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert page.status_code == 200 and seen
-    for value in secrets.values():
-        assert value not in page.get_data(as_text=True)
-        assert all(value not in repr(item) for context in seen for item in context.values())
+    for path in ("/", "/live"):  # the upload page and the live view
+        seen.clear()
+        with template_rendered.connected_to(record, app):
+            page = app.test_client().get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert page.status_code == 200 and seen, path
+        for value in secrets.values():
+            assert value not in page.get_data(as_text=True), path
+            assert all(value not in repr(item) for context in seen for item in context.values()), path

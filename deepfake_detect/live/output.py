@@ -42,7 +42,7 @@ def status_line(update):
             f"frames read {update.frames_read:,}, scored {update.frames_scored:,}, dropped {update.frames_dropped:,}")
 
 
-def summary_lines(summary):
+def live_summary_lines(summary):
     """The summary as printed at the end."""
     lines = [f"live check finished: {summary.seconds:,.1f} s of stream in {summary.wall_seconds:,.1f} s ({summary.end_reason}); frames read "
              f"{summary.frames_read:,}, scored {summary.frames_scored:,}, dropped {summary.frames_dropped:,}"
@@ -76,7 +76,7 @@ class Terminal:
         elif isinstance(event, Alert):
             self.print_lines([f"ALERT at {event.time:.1f} s: {event.message} (P(fake) {event.p_fake:.2f})"])
         elif isinstance(event, Summary):
-            self.print_lines(summary_lines(event))
+            self.print_lines(live_summary_lines(event))
 
     def _redraw(self, lines):
         up = f"\x1b[{self.drawn}F" if self.drawn else ""

@@ -177,7 +177,10 @@ def live_blueprint(runner, cfg):
 
     @blueprint.get("/live")
     def live_page():
-        return render_template("live.html", cfg=cfg, meaning=score_meaning(cfg))
+        # only what the page shows: the settings object holds the token and the Azure keys
+        return render_template("live.html", fps=cfg.LIVE_WEB_FPS, window_seconds=cfg.LIVE_WINDOW_SECONDS,
+                               threshold=cfg.THRESHOLD, min_fake_seconds=cfg.LIVE_MIN_FAKE_SECONDS,
+                               meaning=score_meaning(cfg))
 
     @blueprint.get("/live.js")
     def live_script():
