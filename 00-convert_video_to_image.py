@@ -45,7 +45,7 @@ def main(argv=None):
           + f", layout: {listing.layout}, {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
     for problem in listing.problems:
         warn(problem)
-    todo, already = plan_shard(listing.videos, cfg.FRAMES_DIR, part, count)
+    todo, already = plan_shard(listing.videos, cfg.FRAMES_DIR, part, count, args.clean_partials)
 
     timer = Timer()
     outcomes = run_jobs(convert_video, todo, cfg, workers, desc="stage 00 videos")

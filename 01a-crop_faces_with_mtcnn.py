@@ -59,7 +59,7 @@ def main(argv=None):
     print(settings.describe_settings(cfg, ["FRAMES_DIR", "FACES_DIR", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE",
                                            "MTCNN_BATCH_SIZE"])
           + f", {settings.describe_engine(cfg, workers)}, shard={part}/{count}")
-    todo, already = plan_shard(folders, cfg.FACES_DIR, part, count)
+    todo, already = plan_shard(folders, cfg.FACES_DIR, part, count, args.clean_partials)
 
     timer = Timer()
     # Loading MTCNN takes seconds: not worth it when every video is already cropped.

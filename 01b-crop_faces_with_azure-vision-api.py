@@ -51,12 +51,12 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        return crop_all(cfg, detector, folders, part, count)
+        return crop_all(cfg, detector, folders, part, count, args.clean_partials)
     finally:
         detector.close()
 
 
-def crop_all(cfg, detector, folders, part, count):
+def crop_all(cfg, detector, folders, part, count, clean_partials=False):
     """The run itself, once the settings are known to be usable; returns the exit status."""
     if not folders:
         print(f"error: no video folders in {cfg.FRAMES_DIR}: run 00-convert_video_to_image.py first",
@@ -67,7 +67,7 @@ def crop_all(cfg, detector, folders, part, count):
                                            endpoint_variable, "AZURE_CALLS_PER_MINUTE",
                                            "AZURE_TIMEOUT_SECONDS", "AZURE_MAX_RETRIES"])
           + f", shard={part}/{count}")
-    todo, already = plan_shard(folders, cfg.FACES_DIR, part, count)
+    todo, already = plan_shard(folders, cfg.FACES_DIR, part, count, clean_partials)
 
     timer = Timer()
     outcomes, stop = crop_videos_with_azure(todo, cfg, detector)

@@ -92,8 +92,9 @@ def main(argv=None):
         name = runs.choose_run_name(args.name, cfg, machines)
         files_by_split = list_splits(cfg.SPLIT_DIR, cfg.TRAIN_FAKES)
         if distribute.needs_supervisor(tf_config):  # training runs in a child process it supervises
-            runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
-            return distribute.supervise_script(__file__, argv, name, tf_config, cfg.CLUSTER_TIMEOUT_S)
+            machine_dir, _ = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
+            return distribute.supervise_script(__file__, argv, name, tf_config, cfg.CLUSTER_TIMEOUT_S,
+                                               machine_dir / "backup")
         run_dir, resuming = runs.prepare_machine_dir(cfg, name, args.overwrite, chief)
     except (settings.ConfigError, SplitFolderError, runs.RunError, distribute.ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)

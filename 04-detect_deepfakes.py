@@ -8,6 +8,7 @@
     python 04-detect_deepfakes.py --serve [--host 127.0.0.1] [--port 8000]   # the web page (waitress)
     WEB_TOKEN=... python 04-detect_deepfakes.py --serve --host 0.0.0.0    # beyond loopback: a token, or --no-auth
     python 04-detect_deepfakes.py folder/ --ray [ADDRESS]     # scored by Ray actors on a cluster
+    python 04-detect_deepfakes.py --live 0 [--jsonl -] [--record out.mp4]   # a camera, URL or file, live (docs/live.md)
 
 Frames, faces and input scaling are exactly those of stages 00, 01a and 03 (shared code):
 FRAMES_PER_SECOND frames per second, resized by RESIZE_RULES (images too, as one frame), MTCNN
@@ -47,6 +48,7 @@ from deepfake_detect.inference.results import SCORED
 from deepfake_detect.inference.scoring import Scorer, find_run_model
 from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.jobs.console import Timer, warn
+from deepfake_detect.live.command import console, parse_with_live, run_live
 from deepfake_detect.media.kinds import ignored_note, list_inputs
 from deepfake_detect.models.predictors import ModelError, is_exported
 from deepfake_detect.training.calibration import run_temperature
@@ -73,9 +75,9 @@ def parse_args(argv=None):
     parser.add_argument("--debug", action="store_true",
                         help="serve with werkzeug's development server instead of waitress")
     arguments.add_ray_argument(parser)
-    args = parser.parse_args(argv)
-    if not args.serve and not args.inputs:
-        parser.error("give videos, images or folders to score, or --serve for the web page")
+    args = parse_with_live(parser, argv)
+    if not args.serve and not args.inputs and not args.live:
+        parser.error("give videos, images or folders to score, --live SOURCE, or --serve for the web page")
     if args.serve and args.inputs:
         parser.error("--serve scores what is uploaded to the page: give it no files")
     return args
@@ -127,12 +129,15 @@ def main(argv=None, scorer=None):
             model_path = find_run_model(cfg.RUNS_DIR, args.run)
             print(settings.describe_settings(cfg, ["THRESHOLD", "VIDEO_SCORE", "FRAMES_PER_SECOND",
                                                    "RESIZE_RULES", "FACE_MARGIN", "MULTI_FACE_MIN_CONFIDENCE"])
-                  + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""))
+                  + f", model={model_path}" + (f", engine=Ray at {cfg.RAY_ADDRESS}" if cfg.RAY_ADDRESS else ""),
+                  file=console(args))
             # Ray's actors and the web page's worker processes load their own
-            scorer = None if cfg.RAY_ADDRESS or args.serve else Scorer(model_path)
+            scorer = None if (cfg.RAY_ADDRESS and not args.live) or args.serve else Scorer(model_path)
     except (settings.ConfigError, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.live:
+        return run_live(args, cfg, scorer)
     if args.serve:
         from deepfake_detect.inference.web import serve
 

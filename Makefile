@@ -50,8 +50,10 @@ demo: $(VENV)/.installed $(SAMPLE_VIDEOS)/metadata.json $(SAMPLE_PARTIAL)/metada
 	@echo "random weights, the model tells the sample's face swaps from the real takes it never saw. With"
 	@echo "two identities this shows the pipeline learns, not how it fares on real deepfakes (README)."
 
+# REQUIRE_RAY: Ray was installed just above, so the Ray tests must import it (fail, not skip).
+# --durations=25 prints the slowest tests, so a test that grows slow shows before it times out.
 test: $(VENV)/.installed $(VENV)/.installed-ray
-	$(PY) -m pytest
+	DEEPFAKE_DETECT_REQUIRE_RAY=1 $(PY) -m pytest --durations=25
 
 # Removes only what `make demo` made.
 clean-demo:

@@ -186,6 +186,35 @@ WEB_JOB_TIMEOUT_S = 300
 # environment, never written here; without it such a server refuses to start (--no-auth opts out).
 # When set, loopback pages ask for it too. Make one with: python -c "import secrets; print(secrets.token_urlsafe(32))"
 WEB_TOKEN = os.environ.get("WEB_TOKEN", "")
+# Live scoring (04-detect_deepfakes.py --live SOURCE, the page's /live view, Detector.stream;
+# deepfake_detect/live/, docs/live.md). A live source never ends, so each person is judged on the
+# last LIVE_WINDOW_SECONDS only, by the same rules as a file (VIDEO_SCORE, UNCERTAIN_MARGIN, fake
+# segments); a person in a fake segment that is still going on reads FAKE, and is alerted once.
+LIVE_WINDOW_SECONDS = 10.0      # each person's recent P(fake) kept and judged over this many seconds
+# MTCNN costs ~8x the model, so it runs beside the scoring loop (live/detection.py): a new detection
+# starts on the newest frame every LIVE_DETECT_EVERY scored frames (1: as soon as the last is done),
+# and in between each face's box is followed by optical flow. Measured on the sample's spliced
+# takes with the demo's model, 5 let the real part of the astronaut's take read fake (followed boxes
+# drift over a second); 1 kept it real and still scored 14 frames/s on a loaded 2-core CPU.
+LIVE_DETECT_EVERY = 1
+LIVE_UPDATE_SECONDS = 0.5       # an update (terminal line, JSON line) at least this often
+# An alert needs a fake segment; on a live stream it must come within ~2 s of a swap, so the live
+# segments are shorter and smoothed over less than a file's (SEGMENT_SMOOTHING_SECONDS, MIN_FAKE_SECONDS).
+LIVE_SMOOTHING_SECONDS = 1.0
+LIVE_MIN_FAKE_SECONDS = 1.0
+LIVE_TRACK_GAP_SECONDS = 2.0    # a live person keeps their number this long without a face (the page's
+                                # view scores 2-5 frames/s on a loaded 2-core CPU: a second is 2-5 frames)
+LIVE_RECONNECT_SECONDS = 10.0   # a network source or camera that drops is retried this long, then the run ends
+LIVE_RECORD_FPS = 10            # frame rate of --record's annotated video (scored frames repeated to keep time)
+# The page's live view: the browser sends at most LIVE_WEB_FPS JPEG frames a second, at most
+# LIVE_WEB_FRAME_WIDTH px wide, one at a time; frames are scored in memory, never written to disk.
+LIVE_WEB_FPS = 5
+LIVE_WEB_FRAME_WIDTH = 640
+LIVE_WEB_MAX_FRAME_KB = 512     # a larger frame body is refused (413)
+LIVE_WEB_MAX_FRAME_PIXELS = 1920 * 1080  # a JPEG declaring more is refused (413) before it is decoded
+LIVE_WEB_MAX_SESSIONS = 4       # live views open at once on one server; more get 429
+LIVE_WEB_IDLE_SECONDS = 30      # a live view that sends nothing this long is ended (its tab closed or asleep)
+LIVE_WEB_FRAME_WAIT_S = 2       # a frame waits this long for a worker, else it is skipped (503)
 # Stage 03 fits one temperature on the val split (calibration.json beside model.keras); stages
 # 04 and 05 then report calibrated P(real) (raw scores stay in their CSV/JSON). False: raw only.
 CALIBRATE = True

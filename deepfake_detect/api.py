@@ -6,6 +6,9 @@
     result = detector.score("clip.mp4")         # a video or image path, or an RGB numpy array
     print(result.verdict, result.p_fake)
 
+    for event in detector.stream(0):            # a camera, stream URL or file, live (docs/live.md)
+        print(event.as_dict())
+
 `score` returns the Result that 04-detect_deepfakes.py prints a row for (inference/results.py):
 its status, P(real) (1 = real, 0 = deepfake), P(fake), verdict and a FaceScore per face (with
 its `person`), the persons (`result.persons`: PersonScore), the fake segments of a video
@@ -55,3 +58,15 @@ class Detector:
         """Yield the Result of each path in `paths`, in order; the next files are read while
         the current one is scored."""
         yield from self.scorer.score_files([Path(p) for p in paths], self.cfg, explain=explain)
+
+    def stream(self, source, on_frame=None):
+        """Check a live source as 04-detect_deepfakes.py --live does: a camera index (0), a device
+        path, a stream URL (rtsp://, http://, udp://) or a video file played at its own speed.
+        Returns an opened LiveStream (live/stream.py); iterating it yields an Update at least every
+        LIVE_UPDATE_SECONDS and an Alert when a person turns FAKE, and last the Summary when the
+        source ends (`break` early and ask `.summary()`; use it in a `with` block to stop reading).
+        Each has `as_dict()`, the --jsonl line (docs/live.md). `on_frame(frame, faces)` is called
+        after each scored frame. Raises live.source.SourceError when the source cannot be opened."""
+        from deepfake_detect.live.stream import LiveStream
+
+        return LiveStream(source, self.scorer, self.cfg, on_frame).open()

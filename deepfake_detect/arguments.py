@@ -85,6 +85,9 @@ def new_parser(doc, shard=False):
                         help="also show TensorFlow's own start-up messages (hidden by default)")
     if shard:
         add_shard_argument(parser)
+        parser.add_argument("--clean-partials", action="store_true",
+                            help="also delete the unfinished folders that other machines left in the "
+                                 "output folder: only when no other machine is writing to it (docs/scale.md)")
     return parser
 
 

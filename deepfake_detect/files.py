@@ -3,8 +3,10 @@
 Single files are written to a temporary name and renamed. A video's whole output folder is
 built under a hidden partial name (`.<video>.partial-<host>-<pid>`) and renamed at the end, so a
 folder named after a video exists only once that video is complete; a rerun skips those and
-clears partial folders that a killed run left behind. The host in the name keeps two machines
-writing to shared storage (a Ray task and its retry on another node) out of each other's folders.
+clears the partial folders that a killed run left behind. Only a provably stale partial folder
+is deleted: one made on this host by a process that is no longer alive. Another host's partial
+folder is left alone, since its process may be at work on shared storage (docs/scale.md; a
+stage's --clean-partials clears them once the user knows no other machine is writing there).
 """
 
 import csv
@@ -69,14 +71,15 @@ def read_image(path):
 def start_partial_folder(final_dir):
     """Create and return a fresh private folder in which `final_dir`'s content is built.
 
-    Partial folders of the same video left by an earlier attempt (a worker or a whole machine
-    that died mid-video, whose video is now retried) are deleted first.
+    Stale partial folders of the same video (a process of this host that died mid-video) are
+    deleted first; another host's, or a live process's, are left alone (is_stale_partial).
     """
     final_dir = Path(final_dir)
     prefix = f".{final_dir.name}{PARTIAL_MARK}"
     if final_dir.parent.is_dir():
         for earlier in final_dir.parent.glob(f"{glob_escape(prefix)}*"):
-            shutil.rmtree(earlier, ignore_errors=True)
+            if is_stale_partial(earlier):
+                shutil.rmtree(earlier, ignore_errors=True)
     partial = final_dir.with_name(f"{prefix}{socket.gethostname()}-{os.getpid()}")
     partial.mkdir(parents=True)
     return partial
@@ -104,15 +107,86 @@ def discard_partial_folder(partial):
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def remove_stale_partials(folder):
-    """Delete partial folders that a killed run left in `folder`; return how many."""
+def partial_folders(folder):
+    """The partial folders in `folder` (any host, live or not)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return 0
-    stale = [p for p in folder.iterdir() if p.name.startswith(".") and PARTIAL_MARK in p.name]
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return len(stale)
+        return []
+    return [p for p in folder.iterdir() if p.name.startswith(".") and PARTIAL_MARK in p.name]
+
+
+def partial_owner(path):
+    """(host, pid) from a partial folder named `.<name>.partial-<host>-<pid>`; None for another name."""
+    host, _, pid = Path(path).name.rpartition(PARTIAL_MARK)[2].rpartition("-")
+    if not host or not pid.isdigit():
+        return None
+    return host, int(pid)
+
+
+def process_alive(pid):
+    """True when a process with this id runs on this machine (or might: when in doubt, True)."""
+    if os.name == "nt":
+        return _windows_process_alive(pid)
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # it exists, under another user (or the id is not a real one: keep)
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid):
+    """True when Linux says `pid` has exited but is not yet reaped (its folder is as dead)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _windows_process_alive(pid):
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return kernel32.GetLastError() == 5  # access denied: it exists
+    try:
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def is_stale_partial(path):
+    """True only when `path` was made on this host by a process that is no longer alive.
+
+    A partial folder of another host may be live (shared storage), and one whose name does not
+    say its owner cannot be proven dead: both are kept. The pid of a dead process reused by a
+    new one keeps a stale folder until that process ends too; it is never a live folder deleted.
+    """
+    owner = partial_owner(path)
+    return owner is not None and owner[0] == socket.gethostname() and not process_alive(owner[1])
+
+
+def remove_stale_partials(folder, every_host=False):
+    """Delete the partial folders that a killed run of this host left in `folder`.
+
+    `every_host=True` (a stage's --clean-partials) deletes every partial folder except those of
+    live processes of this host: for when the user knows no other machine writes to `folder`.
+    Returns (how many were deleted, how many of other hosts were left).
+    """
+    removed, foreign = 0, 0
+    for path in partial_folders(folder):
+        owner = partial_owner(path)
+        here = owner is not None and owner[0] == socket.gethostname()
+        if is_stale_partial(path) or (every_host and not (here and process_alive(owner[1]))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        elif not here:
+            foreign += 1
+    return removed, foreign
 
 
 def completed_names(folder):

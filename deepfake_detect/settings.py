@@ -135,6 +135,7 @@ def check_config(cfg):
             raise ConfigError(f"{name} must be None (one per CPU core) or a whole number >= 1")
     check_ray_settings(cfg)
     check_web_settings(cfg)
+    check_live_settings(cfg)
 
 
 def check_web_settings(cfg):
@@ -153,6 +154,16 @@ def check_web_settings(cfg):
     if cfg.WEB_TOKEN and len(cfg.WEB_TOKEN) < MIN_TOKEN_LENGTH:
         raise ConfigError(f"WEB_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters: make a strong one with "
                           "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+
+
+def check_live_settings(cfg):
+    """Raise ConfigError for live-scoring settings (LIVE_*) that cannot work: all are numbers > 0."""
+    for name in sorted(n for n in vars(cfg) if n.startswith("LIVE_")):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{name} must be a number > 0 (see config.py)")
+    if not isinstance(cfg.LIVE_DETECT_EVERY, int):
+        raise ConfigError("LIVE_DETECT_EVERY is a whole number of scored frames (1: detect on every frame)")
 
 
 def check_track_settings(cfg):

@@ -7,6 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+# pytest.ini's per-test limit is 600 s; a module that trains a model (or starts a Ray cluster)
+# gets this longer one: `pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)`.
+TRAINING_TIMEOUT_S = 1500
+
 
 def write_test_video(path, frame_count=50, fps=25.0, size=(320, 240), codec="mp4v"):
     """Write a short video whose frames differ (a moving square and the frame number); return path."""
@@ -23,6 +27,21 @@ def write_test_video(path, frame_count=50, fps=25.0, size=(320, 240), codec="mp4
     finally:
         writer.release()
     return Path(path)
+
+
+def write_frames_video(path, frames, fps):
+    """Write an mp4v video of the given BGR frames (an iterable of equal-sized arrays); return path."""
+    frames = iter(frames)
+    first = next(frames)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, first.shape[1::-1])
+    assert writer.isOpened(), f"OpenCV could not open an mp4v writer for {path}"
+    try:
+        writer.write(first)
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+    return path
 
 
 def write_config(path, **settings):

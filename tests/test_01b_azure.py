@@ -396,7 +396,8 @@ def test_refused_frame_is_reported_and_its_video_left_for_a_rerun(tmp_path, port
     fake_azure.refused_portrait = "hopper"
     config = write_config(tmp_path)
 
-    assert stage01b.main(["--config", str(config)]) == 0   # "good" was cropped
+    # "good" was cropped; "mixed" failed (left for a rerun), so the exit status says so
+    assert stage01b.main(["--config", str(config)]) == 1
 
     assert len(fake_azure.requests) == 5                     # the 400 was not retried, the frames after it went on
     assert finished_videos(tmp_path / "faces") == ["good"]   # "mixed" is not recorded as done
@@ -405,6 +406,7 @@ def test_refused_frame_is_reported_and_its_video_left_for_a_rerun(tmp_path, port
     assert "mixed-001.png: Azure Face service refused the image: HTTP 400 InvalidImage" in captured.err
     assert "mixed: 1 of 3 frames could not be searched" in captured.err
     assert "failed_frames: 1" in captured.out and "1 frames refused" in captured.out
+    assert "1 videos failed and not done (skipped bad inputs aside): exit status 1" in captured.out
 
     fake_azure.refused_portrait = None
     assert stage01b.main(["--config", str(config)]) == 0
@@ -601,3 +603,19 @@ def test_usable_endpoints_and_keys():
         "https://myface.cognitiveservices.azure.com"
     assert check_endpoint("http://localhost:5000", "FACE_ENDPOINT") == "http://localhost:5000"  # Azure's container
     assert check_key(f"  {KEY}\n", "FACE_APIKEY") == KEY
+
+
+def test_a_failed_video_lets_the_others_finish_then_exits_1(tmp_path, portraits_bgr, fake_azure, azure_env,
+                                                           capsys):
+    import socket
+
+    write_video_frames(tmp_path / "frames", "a", [portraits_bgr["astronaut"]])
+    write_video_frames(tmp_path / "frames", "b", [portraits_bgr["hopper"]])
+    # A file where b's partial folder would be built: its mkdir fails (a fault, not a bad input).
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / f".b{PARTIAL_MARK}{socket.gethostname()}-{os.getpid()}").write_bytes(b"")
+
+    assert stage01b.main(["--config", str(write_config(tmp_path))]) == 1
+    out = capsys.readouterr().out
+    assert "(1 done, 1 failed)" in out and "exit status 1" in out
+    assert finished_videos(tmp_path / "faces") == ["a"]

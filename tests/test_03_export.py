@@ -23,12 +23,22 @@ from deepfake_detect.training import export
 from deepfake_detect.inference.scoring import Scorer
 from deepfake_detect.models.predictors import KerasPredictor, load_predictor
 from deepfake_detect.models.network import prepare_faces
-from conftest import write_config
+from conftest import TRAINING_TIMEOUT_S, write_config
 from test_04_detect import TEST_INPUT_SIZE, build_test_model, write_media
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 stage03 = importlib.import_module("03-train_cnn")
 stage04 = importlib.import_module("04-detect_deepfakes")
 PARITY = 1e-3  # max |P(real) difference| allowed for the float32 exports
+# max |P(real) difference| allowed between the int8 model and model.keras. Dynamic-range int8
+# keeps activations in float32 and rounds the weights to 8 bits: measured
+# (2026-12, x86_64, TF 2.21) max 0.017 (mean 0.006) on the portraits' 10 crops and max 0.029
+# (mean 0.011) on the DFDC sample's 22; bench/bench_03_export.py's model moved by up to 0.045
+# (docs/speed.md). The bound leaves room for another TF build and still catches an int8 model
+# that answers something else: the spread model's logits have std 1 over these crops, so a constant
+# or shuffled answer differs by 0.2 and more (the old [0, 1] check let any such pass).
+INT8_PARITY = 0.08
 
 
 def parity_crops():
@@ -106,7 +116,10 @@ def test_float32_exports_match_the_keras_model(exported):
         assert predictor.input_size == TEST_INPUT_SIZE and predictor.keras_model is None
         assert np.max(np.abs(predictor.predict(batch) - reference)) <= PARITY, name
     int8 = load_predictor(exported["dir"] / export.TFLITE_INT8).predict(batch)
-    assert int8.shape == reference.shape and np.all((int8 >= 0) & (int8 <= 1))
+    assert int8.shape == reference.shape
+    difference = np.abs(int8 - reference)
+    print(f"int8 vs float: max {difference.max():.4f}, mean {difference.mean():.4f} over {len(batch)} crops")
+    assert difference.max() <= INT8_PARITY, f"int8 differs from model.keras by up to {difference.max():.3f}"
 
 
 def test_stage04_scores_with_an_exported_model(exported, capsys):

@@ -24,7 +24,10 @@ import pytest
 
 from deepfake_detect.training import epoch_end
 from deepfake_detect.training.distribute import worker_share
+from tests.conftest import TRAINING_TIMEOUT_S
 from tests.test_03_train import check_tensorboard_logs, train_config, write_split_crops
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_DIR / "03-train_cnn.py"

@@ -33,7 +33,9 @@ from deepfake_detect.training.split_files import count_files, list_split, list_s
 from deepfake_detect.metrics import evaluate_scores, log_loss, video_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.models.network import CLASS_NAMES, prepare_faces
-from tests.conftest import write_config
+from tests.conftest import TRAINING_TIMEOUT_S, write_config
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SCRIPT = REPO_DIR / "03-train_cnn.py"
@@ -347,6 +349,81 @@ def test_epoch_log_after_a_resume_remembers_best_val_loss_and_patience(tmp_path)
         ["epoch-4.npz", "epoch-5.npz"]
     log.finish()
     assert not (tmp_path / "backup").exists()
+
+
+class KilledHere(Exception):
+    """Stands in for a kill -9 at one point of an epoch's end."""
+
+
+def end_epochs_killed_at(run_dir, kill_at, monkeypatch, val_losses=(0.5, 0.4, 0.45)):
+    """Run EpochLog over three epochs (by default val loss 0.5, 0.4, 0.45: epoch 2 is the best) with each
+    epoch's own weights, and stop as a kill would just before the `kill_at`-th file of the run
+    lands (every file is written to a temporary name and renamed: the rename is when it lands).
+    Returns ({epoch: weights}, whether the kill came)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    renames, real_replace = [], os.replace
+
+    def replace(source, target):
+        renames.append(target)
+        if len(renames) == kill_at:
+            raise KilledHere(str(target))
+        return real_replace(source, target)
+
+    log = epoch_end.EpochLog(run_dir, run_dir / "backup", patience=5, writes_run=True, start_epoch=0)
+    weights = {}
+    monkeypatch.setattr(os, "replace", replace)
+    try:
+        for epoch, val_loss in enumerate(val_losses, start=1):
+            weights[epoch] = [np.full_like(w, epoch) for w in model.get_weights()]
+            model.set_weights(weights[epoch])
+            log.end_epoch(epoch, {"loss": 0.9, "val_loss": val_loss}, model, optimizer, 1e-3)
+    except KilledHere:
+        return weights, True
+    finally:
+        monkeypatch.setattr(os, "replace", real_replace)
+    return weights, False
+
+
+def test_a_kill_between_any_two_writes_resumes_with_model_and_history_paired(tmp_path, monkeypatch):
+    """Wherever the kill lands, the resumed run's model.keras holds the weights of the epoch that
+    its history.csv calls best, and history.csv ends at the epoch the weights resume from."""
+    import keras
+
+    kill_at, killed = 1, True
+    while killed:
+        run_dir = tmp_path / f"kill-{kill_at}"
+        weights, killed = end_epochs_killed_at(run_dir, kill_at, monkeypatch)
+        resumed = epoch_end.backup_epoch(run_dir / "backup")
+        if resumed:  # what train_model does on the next start
+            epoch_end.EpochLog(run_dir, run_dir / "backup", patience=5, writes_run=True, start_epoch=resumed)
+        history = epoch_end.read_history(run_dir / "history.csv")
+        assert [row["epoch"] for row in history] == list(range(1, resumed + 1)), (kill_at, history)
+        _, best_epoch = epoch_end.best_of(history)
+        if best_epoch is None:
+            assert not (run_dir / "model.keras").exists(), kill_at
+        else:
+            saved = keras.models.load_model(run_dir / "model.keras").get_weights()
+            for got, expected in zip(saved, weights[best_epoch]):
+                np.testing.assert_array_equal(got, expected, err_msg=f"killed at rename {kill_at}")
+        kill_at += 1
+    assert kill_at > 8  # every rename of the three epochs' ends was a kill point
+
+
+def test_a_cluster_resuming_an_epoch_behind_gets_that_epochs_best_model(tmp_path, monkeypatch):
+    """A machine whose backup is one epoch ahead of a peer's resumes from the peer's epoch
+    (loop.agree_on_epoch): model.keras is then the best as of that epoch, which the backup kept."""
+    import keras
+
+    weights, _ = end_epochs_killed_at(tmp_path, 0, monkeypatch, val_losses=(0.5, 0.45, 0.4))
+    assert epoch_end.backup_epoch(tmp_path / "backup") == 3  # and model.keras holds epoch 3
+    epoch_end.EpochLog(tmp_path, tmp_path / "backup", patience=5, writes_run=True, start_epoch=2)
+    assert [row["epoch"] for row in epoch_end.read_history(tmp_path / "history.csv")] == [1, 2]
+    for got, expected in zip(keras.models.load_model(tmp_path / "model.keras").get_weights(), weights[2]):
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_training_step_under_mixed_precision_scales_the_loss(tmp_path):

@@ -455,9 +455,8 @@ def test_ray_actors_find_their_job_by_name_and_score_as_here(workspace, scorer, 
     assert resolve_function(function_spec(batch.start_scorer)) is batch.start_scorer
     monkeypatch.setattr(batch, "Scorer", lambda model_path: scorer)  # the model is already loaded
     monkeypatch.setattr(batch, "_scorer", None)  # restored, with the options, when the test ends
-    monkeypatch.setattr(batch, "_keep_frames", False)
     monkeypatch.setattr(batch, "_explain", False)
-    batch.start_scorer(str(workspace["model"]), False, False)
+    batch.start_scorer(str(workspace["model"]), False)
     path = workspace["media"]["hopper.jpg"]
     assert batch.score_input(path, cfg).p_real == pytest.approx(scorer.score_file(path, cfg).p_real, abs=1e-6)
 

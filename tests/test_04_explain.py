@@ -21,7 +21,7 @@ from deepfake_detect.inference.scoring import Scorer
 from deepfake_detect.faces.crops import expand_box
 from deepfake_detect.faces.detector import Face
 from deepfake_detect.settings import load_config
-from conftest import write_config
+from conftest import write_config, write_frames_video
 from test_03_export import build_spread_model, parity_crops
 from test_04_detect import write_media
 
@@ -33,14 +33,8 @@ def write_gap_video(path, portrait_rgb, fps=10):
     0, 10, 20 at one per second; frame 10 has no face)."""
     frame = cv2.cvtColor(portrait_rgb, cv2.COLOR_RGB2BGR)
     wall = np.full_like(frame, 128)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
-    assert writer.isOpened()
-    try:
-        for index in range(3 * fps):
-            writer.write(wall if fps <= index < 2 * fps else np.roll(frame, index, axis=1))
-    finally:
-        writer.release()
-    return path
+    return write_frames_video(path, (wall if fps <= index < 2 * fps else np.roll(frame, index, axis=1)
+                                     for index in range(3 * fps)), fps)
 
 
 @pytest.fixture(scope="module")

@@ -227,9 +227,9 @@ def test_serve_reports_a_busy_port_and_binds_loopback_by_default(workspace, scor
 # ------------------------------------------------------------------ the real page in Chromium
 
 @contextlib.contextmanager
-def chromium_on(app, tmp_path):
-    """(driver, base URL) of headless Chromium and a real local server for `app`; skips
-    without Debian's chromium and chromedriver."""
+def chromium_on(app, tmp_path, extra_flags=()):
+    """(driver, base URL) of headless Chromium (with `extra_flags`) and a real local server for
+    `app`; skips without Debian's chromium and chromedriver."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver (apt install chromium chromium-driver)")
     from selenium import webdriver
@@ -242,7 +242,7 @@ def chromium_on(app, tmp_path):
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'chromium-profile'}", *extra_flags):
         options.add_argument(flag)
     driver = None
     try:
@@ -497,9 +497,11 @@ def test_the_page_template_receives_no_secret(workspace, scorer):
     def record(sender, template, context, **extra):
         seen.append(context)
 
-    with template_rendered.connected_to(record, app):
-        page = app.test_client().get("/", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert page.status_code == 200 and seen
-    for value in secrets.values():
-        assert value not in page.get_data(as_text=True)
-        assert all(value not in repr(item) for context in seen for item in context.values())
+    for path in ("/", "/live"):  # the upload page and the live view
+        seen.clear()
+        with template_rendered.connected_to(record, app):
+            page = app.test_client().get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert page.status_code == 200 and seen, path
+        for value in secrets.values():
+            assert value not in page.get_data(as_text=True), path
+            assert all(value not in repr(item) for context in seen for item in context.values()), path

@@ -14,7 +14,11 @@ and are skipped when DFDC_SAMPLE_DIR is unset.
 import importlib
 import json
 import math
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -450,7 +454,9 @@ def test_a_killed_extraction_resumes_without_half_written_videos(evaluated, work
     name = dataset.videos[0].name
     before = extract.read_video_record(folder, name)
     shutil.rmtree(folder / name)  # as if the run was killed while this video was being extracted
-    stale = folder / f".{name}.partial-99999"
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])  # a process of this host that has ended
+    killed.wait()
+    stale = folder / f".{name}.partial-{socket.gethostname()}-{killed.pid}"
     stale.mkdir()
     (stale / "half.png").write_bytes(b"\x89PNG half")
     extraction = extract.extract_faces(dataset, cfg)
@@ -511,3 +517,61 @@ def test_a_run_evaluated_on_its_own_training_videos_reports_the_overlap_and_leav
     marked = pd.read_csv(workspace["root"] / "evals" / "overlap-kept" / "per_video.csv")
     assert set(marked.loc[marked["seen"], "video"]) == flagged and len(marked) == len(videos)
     assert "scored all the same, marked seen in per_video.csv" in capsys.readouterr().out
+
+
+def test_stage05_verdicts_equal_stage04s_on_the_same_videos(evaluated, workspace):
+    """One verdict path (inference.verdicts): UNCERTAIN_MARGIN counts in per_video.csv as in stage 04.
+    A margin of 0.15 puts this untrained model's P(real) ~0.62 in the UNCERTAIN band."""
+    import contextlib
+    import io
+
+    from deepfake_detect.inference.scoring import Scorer
+    from deepfake_detect.faces.mtcnn import load_worker_detector
+
+    config = write_config(workspace["root"] / "margin.py", RUNS_DIR=workspace["runs"],
+                          EVALS_DIR=workspace["root"] / "evals", OUTPUT_DIR=workspace["root"] / "data",
+                          MTCNN_WORKERS=1, BOOTSTRAP_SAMPLES=20, UNCERTAIN_MARGIN=0.15)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert stage05.main(["--config", str(config), "--run", "plain", "--dataset",
+                             f"sample={workspace['videos']}", "--name", "verdicts"]) == 0
+    per_video = pd.read_csv(workspace["root"] / "evals" / "verdicts" / "per_video.csv")
+    scored = per_video[per_video["p_real"].notna()].set_index("video")
+    cfg = load_config(config)
+    scorer = Scorer(workspace["runs"] / "plain" / "model.keras", detector=load_worker_detector())
+    paths = {path.stem: path for path in workspace["videos"].glob("*.mp4")}
+    stage04 = {name: scorer.score_file(paths[name], cfg) for name in scored.index}
+    assert {name: result.verdict for name, result in stage04.items()} == scored["verdict"].to_dict()
+    for name, result in stage04.items():
+        assert result.p_real == pytest.approx(scored.loc[name, "p_real"], abs=1e-5)
+    assert "UNCERTAIN" in set(scored["verdict"]), "the margin should catch some of these scores"
+
+
+def test_a_replaced_video_is_extracted_again_and_the_others_reused(workspace, tmp_path):
+    """The cache holds each video's size and modification time: a file replaced under the same
+    name (another take, as a re-download would) gets fresh crops; the untouched one is reused."""
+    cfg = workspace["cfg"]
+    takes = [path for path in sorted(workspace["videos"].glob("*.mp4")) if path.stem not in ("blank", "broken")]
+    real = [path for path in takes if workspace["metadata"].get(path.name, {}).get("label") == "REAL"]
+    fake = [path for path in takes if path.name in workspace["fakes"]]
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    shutil.copyfile(real[0], folder / "a.mp4")
+    shutil.copyfile(fake[0], folder / "b.mp4")
+    (folder / "metadata.json").write_text(json.dumps({"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE"}}))
+    cache = tmp_path / "cache"
+    first = extract.extract_faces(extract.load_dataset("ds", folder, cfg), cfg, cache_root=cache, workers=1)
+    assert first.extracted == 2
+    before = {name: extract.read_video_record(first.cache_dir, name) for name in ("a", "b")}
+
+    shutil.copyfile(real[1], folder / "a.tmp")
+    os.replace(folder / "a.tmp", folder / "a.mp4")  # replaced whole, under the same name
+    second = extract.extract_faces(extract.load_dataset("ds", folder, cfg), cfg, cache_root=cache, workers=1)
+    assert second.cache_dir == first.cache_dir and (second.extracted, second.reused) == (1, 1)
+    after = {name: extract.read_video_record(second.cache_dir, name) for name in ("a", "b")}
+    assert after["b"] == before["b"]
+    fresh = extract.extract_faces(extract.load_dataset("ds", folder, cfg), cfg, cache_root=tmp_path / "fresh",
+                                  workers=1)
+    assert after["a"] == extract.read_video_record(fresh.cache_dir, "a") != before["a"]
+    assert sorted(p.name for p in (second.cache_dir / "a").iterdir()) == sorted(
+        [extract.VIDEO_RECORD] + [face["file"] for face in after["a"]["faces"]])
+    assert not [p for p in second.cache_dir.iterdir() if p.name.startswith(".")]

@@ -136,3 +136,6 @@ def test_pip_install_gives_the_package_its_template_and_default_config(tmp_path)
     missing = [f"{name}/{module.name}" for name in packages for module in (REPO / "deepfake_detect" / name).glob("*.py")
                if not (site / "deepfake_detect" / name / module.name).is_file()]
     assert {"media", "faces", "models", "training", "datasets"} <= set(packages) and not missing, missing
+    # ... and the live view's page and script (package data, like the upload page's template)
+    assert (site / "deepfake_detect/live/templates/live.html").is_file()
+    assert (site / "deepfake_detect/live/static/live.js").is_file()

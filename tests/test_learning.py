@@ -33,7 +33,9 @@ from deepfake_detect.metrics import evaluate_scores
 from deepfake_detect.files import write_png
 from deepfake_detect.models.network import load_model, prepare_faces
 from deepfake_detect.sample import LANDMARKS, portrait_images, swap_face
-from tests.conftest import write_config
+from tests.conftest import TRAINING_TIMEOUT_S, write_config
+
+pytestmark = pytest.mark.timeout(TRAINING_TIMEOUT_S)  # trains a model: longer than pytest.ini's limit
 
 stage03 = importlib.import_module("03-train_cnn")
 

@@ -37,6 +37,28 @@ class Listing:
     split_sources: dict = field(default_factory=dict)
 
 
+def parse_fake_periods(value):
+    """LAV-DF's "fake_periods" as ((start, end[, person]), ...), None when absent. Raises
+    ValueError with the reason when it is not a list of [start, end] or [start, end, person]
+    with 0 <= start <= end (seconds) and person a whole number from 1."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"fake_periods {value!r} is not a list")
+    periods = []
+    for period in value:
+        if not isinstance(period, (list, tuple)) or len(period) not in (2, 3) \
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in period):
+            raise ValueError(f"fake_periods entry {period!r} is not [start, end] or [start, end, person] in seconds")
+        start, end = period[:2]
+        if not 0 <= start <= end < float("inf"):
+            raise ValueError(f"fake_periods entry {period!r}: start and end must satisfy 0 <= start <= end")
+        if len(period) == 3 and (period[2] != int(period[2]) or period[2] < 1):
+            raise ValueError(f"fake_periods entry {period!r}: the person must be 1, 2, ...")
+        periods.append((start, end) if len(period) == 2 else (start, end, int(period[2])))
+    return tuple(periods)
+
+
 def stem(file_name):
     """'x/y.mp4' -> 'y'."""
     return Path(str(file_name)).stem

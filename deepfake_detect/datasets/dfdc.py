@@ -10,7 +10,7 @@ import csv
 import json
 from pathlib import Path
 
-from deepfake_detect.datasets.common import LABELS, Listing, Video, describe_absent, stem
+from deepfake_detect.datasets.common import LABELS, Listing, Video, describe_absent, parse_fake_periods, stem
 
 TEST_LABELS_FILE = "labels.csv"
 PREVIEW_FILE = "dataset.json"
@@ -56,10 +56,13 @@ def videos_from_metadata(folder, metadata_file, extensions):
             problems.append(f"{file_name}: listed in {Path(metadata_file).name} but not in {folder}, skipped")
             continue
         original, method = entry.get("original"), entry.get("method")
-        periods = entry.get("fake_periods")
+        try:
+            periods = parse_fake_periods(entry.get("fake_periods"))
+        except ValueError as error:  # the video keeps its label; only its timing is left out
+            problems.append(f"{file_name}: {error}; its fake periods are left out")
+            periods = None
         videos.append(Video(stem(file_name), path, label, stem(original) if original else None,
-                            str(method) if method and label == "FAKE" else None,
-                            fake_periods=tuple(tuple(period) for period in periods) if isinstance(periods, list) else None))
+                            str(method) if method and label == "FAKE" else None, fake_periods=periods))
     return videos, problems
 
 

@@ -8,13 +8,17 @@ every further model scored on the same dataset costs only its own time (evaluati
 
     EVAL_CACHE_DIR/<dataset name>-<key>/        key: 12 hex digits of a SHA-256 of face_cache_key()
         key.json                                what the key was made of (folder, settings, detector, perturbation)
-        <video>/faces.json                      status, frames read, reason, one entry per kept face
+        <video>/faces.json                      status, frames read, reason, one entry per kept face,
+                                                and the video file's size and mtime when it was read
         <video>/<video>-<frame>-<NN>.png        the crops (BGR PNG, the size MTCNN's box gave)
-        .<video>.partial-<pid>/                 a video being extracted (cleared by the next run)
+        .<video>.partial-<host>-<pid>/          a video being extracted (cleared by the next run)
 
 A video's folder appears only once all its crops are written (files.start_partial_folder), so
 a killed run resumes where it stopped. Changing any setting in EXTRACTION_SETTINGS, the dataset
 folder, the detector or the perturbation gives another key, hence a fresh cache, never stale crops.
+Within a cache, a video counts as cached only while its file has the size and modification time
+recorded in its faces.json (as stage 03's crop cache keys on them): a replaced video is extracted
+again, alone.
 
 Perturbations (the robustness sweep, evaluation/robustness.py) plug in here: extract_faces takes
 an optional perturb.Perturbation. A video perturbation (`applies_to_video`) re-encodes each
@@ -24,6 +28,8 @@ detection. Its `cache_tag` is part of the cache key, so perturbed crops are cach
 
 import hashlib
 import json
+import os
+import socket
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +38,7 @@ import cv2
 
 from deepfake_detect.datasets.discovery import SPLITS, read_dataset
 from deepfake_detect.evaluation.perturb import Perturbation
-from deepfake_detect.files import (discard_partial_folder, finish_partial_folder, read_image,
+from deepfake_detect.files import (PARTIAL_MARK, discard_partial_folder, finish_partial_folder, read_image,
                                    remove_stale_partials, start_partial_folder, write_png, write_text_atomic)
 from deepfake_detect.media.budget import VideoError
 from deepfake_detect.media.frames import iter_kept_frames
@@ -224,8 +230,9 @@ def extract_video(job, cfg):
 
     video, perturbation = job.video, job.perturbation
     final_dir = Path(job.cache_dir) / video.name
-    if final_dir.is_dir():
+    if is_cached(job.cache_dir, video):
         return Outcome(video.name, ALREADY_DONE)
+    stamp = source_stamp(video.path)  # before reading: a file replaced meanwhile is not taken for this one
     detector = load_worker_detector()
     partial = start_partial_folder(final_dir)
     try:
@@ -252,19 +259,48 @@ def extract_video(job, cfg):
             discard_partial_folder(partial)
             return Outcome(video.name, FAILED, f"{len(unsearched)} of {len(frames)} frames could not be "
                            "searched for faces; left out of the cache so that a rerun retries it")
-        record = write_video_record(partial, video, frames, faces, error)
+        record = write_video_record(partial, video, frames, faces, error, stamp)
         Path(partial / ".reencoded.mp4").unlink(missing_ok=True)
     except BaseException:
         discard_partial_folder(partial)
         raise
+    retire_outdated(final_dir)
     finish_partial_folder(partial, final_dir)
     status = SKIPPED if record["status"] == UNREADABLE else DONE
     return Outcome(video.name, status, record["reason"] if status == SKIPPED else "",
                    {"frames": len(frames), "faces": len(faces)})
 
 
-def write_video_record(folder, video, frames, faces, error):
-    """Write the crops (PNG) and faces.json of one video into `folder`; return the record."""
+def source_stamp(path):
+    """{"size", "mtime_ns"} of a video file: what tells a cached video from a replaced one."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def is_cached(cache_dir, video):
+    """True when `video`'s crops are in `cache_dir` and were made from the file as it is now
+    (same size and modification time). A record without a stamp (older cache) is not trusted."""
+    record = read_video_record(cache_dir, video.name)
+    return record is not None and record.get("source") == source_stamp(video.path)
+
+
+def retire_outdated(final_dir):
+    """Delete the cached folder of a video whose file was replaced, first renamed to a partial
+    name of this process, so that a kill midway leaves a folder the next run clears."""
+    final_dir = Path(final_dir)
+    if not final_dir.exists():
+        return
+    aside = final_dir.with_name(f".{final_dir.name}-replaced{PARTIAL_MARK}{socket.gethostname()}-{os.getpid()}")
+    os.replace(final_dir, aside)
+    discard_partial_folder(aside)
+
+
+def write_video_record(folder, video, frames, faces, error, stamp=None):
+    """Write the crops (PNG) and faces.json of one video into `folder`; return the record.
+    `stamp`: source_stamp of the file read, kept as "source"."""
     entries = []
     for face in faces:
         file_name = f"{video.name}-{face.frame:05d}-{face.number:02d}.png"
@@ -280,7 +316,8 @@ def write_video_record(folder, video, frames, faces, error):
         status, reason = NO_FACE, f"no face found in {len(frames)} frames" + (f" ({error})" if error else "")
     else:
         status, reason = SCORED, f"stopped early: {error}" if error else ""
-    record = {"video": video.name, "status": status, "reason": reason, "frames": frames, "faces": entries}
+    record = {"video": video.name, "status": status, "reason": reason, "frames": frames, "faces": entries,
+              "source": stamp}
     write_text_atomic(folder / VIDEO_RECORD, json.dumps(record, indent=1) + "\n")
     return record
 
@@ -300,7 +337,7 @@ def extract_faces(dataset, cfg, cache_root=None, perturbation=None, workers=None
         write_text_atomic(folder / "key.json", json.dumps(face_cache_key(dataset, cfg, perturbation), indent=2) + "\n")
     remove_stale_partials(folder)
     jobs = [ExtractionJob(video.name, video, folder, perturbation) for video in dataset.videos]
-    todo = [job for job in jobs if not (folder / job.name).is_dir()]
+    todo = [job for job in jobs if not is_cached(folder, job.video)]
     workers = count_detector_workers(workers, cfg)
     done = run_jobs(extract_video, todo, cfg, workers, desc=f"stage 05 faces of {dataset.name}",
                     initializer=start_detector_worker, initargs=(count_detector_threads(workers),),

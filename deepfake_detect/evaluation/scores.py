@@ -28,7 +28,7 @@ from deepfake_detect.files import write_text_atomic
 from deepfake_detect.media.reading import video_frame_rate
 from deepfake_detect.inference.records import flat_cell, segment_record
 from deepfake_detect.inference.results import FAILED, FaceScore
-from deepfake_detect.inference.verdicts import judge_faces, verdict_of
+from deepfake_detect.inference.verdicts import judge_faces
 from deepfake_detect.metrics import dataset_metrics, localization_metrics, point_metrics
 from deepfake_detect.settings import CHOICES
 from deepfake_detect.training.model_card import describe_training_fakes
@@ -180,7 +180,7 @@ def _score_pending(pending, predictor, temperature, cfg, run_name, dataset_name,
                            "frames": None if record["frames"] is None else len(record["frames"]),
                            "faces": None if record["frames"] is None else len(record["faces"]),
                            "p_real": judged.p_real, "p_real_raw": judged.p_real_raw,
-                           "verdict": verdict_of(judged.p_real, cfg.THRESHOLD), "reason": record["reason"],
+                           "verdict": judged.verdict, "reason": record["reason"],
                            **rule_scores, "persons": len(judged.persons),
                            "segments": flat_cell("segments", [segment_record(s) for s in judged.segments]),
                            "fake_periods": periods_text(video.fake_periods)})

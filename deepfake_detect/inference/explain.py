@@ -136,11 +136,3 @@ def paint_heatmaps(frame_bgr, faces, margin):
         region = cv2.cvtColor(canvas[y1:y2, x1:x2], cv2.COLOR_BGR2RGB)
         canvas[y1:y2, x1:x2] = cv2.cvtColor(overlay_heatmap(region, face.heatmap), cv2.COLOR_RGB2BGR)
     return canvas
-
-
-def paint_result_frames(result, margin):
-    """Overlay the heatmaps on a Result's kept frames (in place), before the boxes are drawn."""
-    by_frame = result.faces_by_frame()
-    for index, frame in (result.frames_bgr or {}).items():
-        if index in by_frame:
-            result.frames_bgr[index] = paint_heatmaps(frame, by_frame[index], margin)

@@ -101,7 +101,9 @@ def face_record(face, cfg, heatmap=False, overlay=False, crop=False):
         record["heatmap_peak_x"], record["heatmap_peak_y"] = heatmap_peak(face.heatmap)
         if heatmap:
             record["heatmap"] = [[round(float(v), 4) for v in row] for row in face.heatmap]
-        if overlay and face.crop is not None:
+        if overlay and face.overlay is not None:
+            record["overlay"] = face.overlay  # made while scoring, before its crop was dropped
+        elif overlay and face.crop is not None:
             record["overlay"] = crop_data_uri(overlay_heatmap(face.crop, face.heatmap))
     if crop and face.crop is not None:
         record["crop"] = crop_data_uri(face.crop)

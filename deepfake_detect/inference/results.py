@@ -30,6 +30,7 @@ class FaceScore:
     heatmap: np.ndarray | None = None  # Grad-CAM map for P(fake) in [0, 1], only with explain (explain.py)
     p_real_raw: float | None = None  # the network's own output, before calibration
     person: int | None = None       # 1, 2, ... by first appearance in the video (tracks.py)
+    overlay: str | None = None      # Grad-CAM overlay as a data: URI, made when the crop is dropped (scoring.py)
 
     @property
     def p_fake(self):

@@ -98,10 +98,10 @@ class Scorer:
             self._grad_cam = GradCam(self.model, PREDICT_BATCH)
         return self._grad_cam.explain(prepare_faces(crops_rgb, self.input_size))
 
-    def score_file(self, path, cfg, kind=None, keep_frames=False, explain=False, progress=None):
+    def score_file(self, path, cfg, kind=None, keep_frames=False, explain=False, progress=None, keep_crops=True):
         """Result for one file; `kind` (IMAGE/VIDEO) skips the content check when already known."""
         return next(self.score_files([path], cfg, kinds=[kind], keep_frames=keep_frames,
-                                     explain=explain, progress=progress))
+                                     explain=explain, progress=progress, keep_crops=keep_crops))
 
     def score_array(self, image_rgb, cfg, name="array", keep_frames=False, explain=False):
         """Result (path `name`) for an RGB uint8 image array (H, W, 3), scored as the same image
@@ -116,12 +116,14 @@ class Scorer:
         return self._score_stream(stream, cfg, keep_frames, explain)
 
     def score_files(self, paths, cfg, kinds=None, keep_frames=False, read_ahead=True, explain=False,
-                    progress=None):
+                    progress=None, keep_crops=True):
         """Yield a Result per path, in order. Frames of the next files are read in a background
         thread meanwhile (read_ahead=False: all in this thread, to compare or debug).
-        `keep_frames` keeps each input's resized frames (for annotation); `explain` adds a
-        Grad-CAM heatmap to each face when the model allows (can_explain); `progress(frames
-        read)` is called after each frame of an input."""
+        `keep_frames` keeps each input's resized frames (for annotation; the command line reads
+        them again instead, see annotate.py); `keep_crops=False` drops each face's crop once it
+        is scored, so that memory stays flat however long a video is (the command line; the web
+        page shows crops); `explain` adds a Grad-CAM heatmap to each face when the model allows
+        (can_explain); `progress(frames read)` is called after each frame of an input."""
         kinds = kinds or [None] * len(paths)
         items, early = [], {}  # early: position -> Result of a file that is not even read
         for position, (path, kind) in enumerate(zip(paths, kinds)):
@@ -140,17 +142,20 @@ class Scorer:
             if position in early:
                 yield early[position]
             else:
-                yield self._score_stream(stream, cfg, keep_frames, explain, progress)
+                yield self._score_stream(stream, cfg, keep_frames, explain, progress, keep_crops)
 
-    def _score_stream(self, stream, cfg, keep_frames, explain=False, progress=None):
+    def _score_stream(self, stream, cfg, keep_frames, explain=False, progress=None, keep_crops=True):
         """Consume one input's frames from the reading stream and score them.
 
-        Whatever goes wrong, this input's frames are read to their end marker, so the next
-        input starts at its own first frame.
+        Faces are scored as they are found, PREDICT_BATCH at a time, and with `keep_crops=False`
+        their crops dropped at once: what is held grows by one small FaceScore per face, not by
+        a crop. Whatever goes wrong, this input's frames are read to their end marker, so the
+        next input starts at its own first frame.
         """
         started = time.perf_counter()
-        batch, faces, frame_indices, frames_kept, unsearched = [], [], [], {}, []
+        batch, faces, pending, frame_indices, frames_kept, unsearched = [], [], [], [], {}, []
         failure = None
+        explain = explain and self.can_explain
         for (path, kind), index, frame in stream:
             if index is END_OF_INPUT:
                 read_error = frame
@@ -164,7 +169,9 @@ class Scorer:
             if len(batch) >= cfg.MTCNN_BATCH_SIZE:
                 if failure is None:
                     try:
-                        faces += self._detect_faces(batch, cfg, unsearched)
+                        found = self._detect_faces(batch, cfg, unsearched)
+                        faces += found
+                        pending = self._score_pending(pending + found, explain, keep_crops, PREDICT_BATCH)
                     except Exception as error:  # noqa: BLE001 - reported in the row, others go on
                         failure = error
                 batch = []
@@ -174,16 +181,40 @@ class Scorer:
         try:
             if failure is not None:
                 raise failure
-            faces += self._detect_faces(batch, cfg, unsearched)
-            self._conclude(result, faces, unsearched, read_error, cfg, explain)
+            found = self._detect_faces(batch, cfg, unsearched)
+            faces += found
+            self._score_pending(pending + found, explain, keep_crops, 1)
+            self._conclude(result, faces, unsearched, read_error, cfg)
         except Exception as error:  # noqa: BLE001 - reported in the row, the other inputs go on
             result.status, result.reason = FAILED, f"{type(error).__name__}: {error}"
             result.faces, result.p_real, result.verdict = [], None, None
         result.seconds = time.perf_counter() - started
         return result
 
-    def _conclude(self, result, faces, unsearched, read_error, cfg, explain=False):
-        """Set the status, reason and, when there are faces, the scores of `result`."""
+    def _score_pending(self, pending, explain, keep_crops, at_least):
+        """Score the faces of `pending` (raw P(real), and a heatmap with `explain`) in whole
+        chunks of `at_least` faces; return those left for the next call. Without `keep_crops`,
+        each crop is dropped once scored (with a heatmap, its overlay kept as a data: URI)."""
+        from deepfake_detect.inference.explain import overlay_heatmap
+        from deepfake_detect.inference.records import crop_data_uri
+
+        ready = len(pending) - len(pending) % at_least
+        if not ready:
+            return pending
+        chosen = pending[:ready]
+        crops = [face.crop for face in chosen]
+        raw, heatmaps = (self.explain_faces(crops) if explain else (self.predict_p_real(crops), [None] * ready))
+        for face, p_raw, heatmap in zip(chosen, raw, heatmaps):
+            face.p_real_raw, face.heatmap = p_raw, heatmap
+            if not keep_crops:
+                if heatmap is not None:  # what --json keeps of the crop: a small JPEG (~5 KB)
+                    face.overlay = crop_data_uri(overlay_heatmap(face.crop, heatmap))
+                face.crop = None
+        return pending[ready:]
+
+    def _conclude(self, result, faces, unsearched, read_error, cfg):
+        """Set the status, reason and, when there are faces (each with its raw P(real)), the
+        scores of `result`."""
         frame_count = len(result.frame_indices)
         if read_error and not frame_count:
             result.status, result.reason = UNREADABLE, read_error
@@ -194,12 +225,10 @@ class Scorer:
             result.status = NO_FACE
             result.reason = self._no_face_reason(result.kind, result.frame_indices, read_error)
         else:
-            crops = [f.crop for f in faces]
-            raw, heatmaps = (self.explain_faces(crops) if explain and self.can_explain
-                             else (self.predict_p_real(crops), [None] * len(faces)))
+            raw = [face.p_real_raw for face in faces]
             calibrated = apply_temperature(raw, self.temperature if cfg.CALIBRATE else None)
-            for face, p_raw, p_real, heatmap in zip(faces, raw, calibrated, heatmaps):
-                face.p_real_raw, face.p_real, face.heatmap = p_raw, float(p_real), heatmap
+            for face, p_real in zip(faces, calibrated):
+                face.p_real = float(p_real)
             result.faces = faces
             result.fps = video_frame_rate(result.path) if result.kind == VIDEO else None
             judged = judge_faces(faces, result.frame_indices, result.fps, cfg)

@@ -15,6 +15,7 @@ video, see the verdict, the score and every face crop with its score.
     GET  /jobs/ID      the page with that job's result (where the page's script goes when done)
     GET  /healthz      {"workers_up", "workers_wanted", "workers_starting"}: 200 with a worker up, else 503
                        (no token needed: for load balancers)
+    GET  /live         the live view: a camera or a shared window, scored as it plays (live/web.py)
 
 With WEB_TOKEN set, /api/ needs `Authorization: Bearer <token>` (401 without); web_security.py
 refuses cross-site POSTs (403) and adds the security headers to every answer. At most
@@ -57,6 +58,7 @@ from deepfake_detect.inference.verdicts import score_meaning
 from deepfake_detect.inference.web_security import exposure_problem, install_guard, is_loopback, shown_name
 from deepfake_detect.inference.web_workers import (LOG, MAX_CROPS_SHOWN, SCORING_FAILED, InProcessRunner,
                                                    UploadError, WorkerPool, new_task)
+from deepfake_detect.live.web import live_blueprint
 from deepfake_detect.media.budget import check_image_budget
 
 ACCEPTED_FORMATS = "PNG, JPEG, BMP, WebP or TIFF images; MP4, MOV, AVI, MKV, WebM, MPEG or FLV videos"
@@ -249,6 +251,7 @@ def create_app(scorer, cfg, token=None, allowed_hosts=None):
                                max_crops=MAX_CROPS_SHOWN, max_seconds=cfg.WEB_MAX_VIDEO_SECONDS, **values), status
 
     install_guard(app, token, page, allowed_hosts)
+    app.register_blueprint(live_blueprint(runner, cfg))  # /live and /api/live/ (live/web.py)
 
     def wants_json():
         return request.path.startswith("/api/")

@@ -120,6 +120,19 @@ def score_task(scorer, task, cfg, progress=None):
     return result_payload(result, cfg, task["crops"], task["overlays"] and scorer.can_explain)
 
 
+def is_frame_task(task):
+    """True for a live view's frame (live/frames.py frame_task): scored in memory, no file."""
+    return task.get("kind") == "live-frame"
+
+
+def run_frame_task(scorer, task, cfg):
+    """(200, faces answer) or (422, sentence) for a live frame task (live/frames.py)."""
+    from deepfake_detect.live.frames import score_frame_task
+
+    answer = score_frame_task(scorer, task, cfg)
+    return (200, answer) if answer is not None else (422, "The frame is not a JPEG image that can be decoded.")
+
+
 class InProcessRunner:
     """Tasks scored by an already loaded Scorer in this process, one at a time (scorer.lock).
     No isolation: for tests and callers that manage their own process."""
@@ -131,10 +144,13 @@ class InProcessRunner:
     def health(self):
         return {"workers_up": 1, "workers_wanted": 1, "workers_starting": 0}  # this process is the worker
 
-    def run(self, task, progress=None, expected=None):
+    def run(self, task, progress=None, expected=None, wait=None):
         """(200, payload) or (HTTP status, sentence) for `task`; `expected(frames)` is called once
         the header is read, `progress(frames read)` after each frame."""
         try:
+            if is_frame_task(task):
+                with self.scorer.lock:
+                    return run_frame_task(self.scorer, task, self.cfg)
             frames = check_task(task, self.cfg)
             if expected:
                 expected(frames)
@@ -160,6 +176,9 @@ def worker_main(connection, model_path, cfg):
     except Exception as error:  # noqa: BLE001 - ModelError and whatever Keras raises, told to the server
         connection.send(("failed", str(error)))
         return
+    from deepfake_detect.live.frames import warm_up
+
+    warm_up(scorer)  # the live view's batch shape and MTCNN, so a live view's first frame is not seconds late
     connection.send(("ready", scorer.can_explain))
     while True:
         try:
@@ -167,6 +186,9 @@ def worker_main(connection, model_path, cfg):
         except (EOFError, OSError):
             return
         try:
+            if is_frame_task(task):
+                connection.send(("done", *run_frame_task(scorer, task, cfg)))
+                continue
             connection.send(("expected", check_task(task, cfg)))
             answer = (200, score_task(scorer, task, cfg, progress=lambda frames: connection.send(("progress", frames))))
         except UploadError as error:
@@ -334,12 +356,12 @@ class WorkerPool:
                 with self.lock:
                     self.starting -= 1
 
-    def run(self, task, progress=None, expected=None):
+    def run(self, task, progress=None, expected=None, wait=QUEUE_WAIT_S):
         """(200, payload) or (HTTP status, sentence) for `task`, scored on a free worker (waiting
-        up to QUEUE_WAIT_S for one); `expected(frames)` is called once the worker has read the
+        up to `wait` s for one); `expected(frames)` is called once the worker has read the
         header, `progress(frames read)` after each frame."""
         try:
-            worker = self.idle.get(timeout=QUEUE_WAIT_S)
+            worker = self.idle.get(timeout=wait)
         except queue.Empty:
             return 503, "Every scoring worker is busy or restarting; try again in a minute."
         try:

@@ -32,6 +32,11 @@ def summarize(stage, outcomes, seconds, output_dir, unit="videos", extra=None):
     lines += [f"  {o.status}: {o.name}: {o.reason}" for o in problems[:10]]
     if len(problems) > 10:
         lines.append(f"  ... and {len(problems) - 10:,} more, each printed above")
+    failed = statuses[FAILED]
+    if failed:
+        # Unlike a skipped bad input, a failed item is not done: a scheduler or `&&` must see it.
+        lines.append(f"  {failed:,} {unit} failed and not done (skipped bad inputs aside): exit status 1; "
+                     "a rerun retries them")
     lines.append(f"  output: {output_dir}")
     text = "\n".join(lines)
     print(text)

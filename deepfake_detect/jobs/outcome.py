@@ -29,8 +29,11 @@ def run_job(job, item, cfg):
 
 
 def exit_status(outcomes):
-    """0 when something was processed or everything was already done; 1 when nothing could be."""
+    """1 when an item failed (it is not done and a rerun retries it: a scheduler or `&&` must see
+    that) or when nothing could be processed; 0 otherwise (skipped bad inputs alone do not make it 1)."""
     if not outcomes:
         return 0
+    if any(o.status == FAILED for o in outcomes):
+        return 1
     useful = sum(1 for o in outcomes if o.status in (DONE, ALREADY_DONE))
     return 0 if useful else 1

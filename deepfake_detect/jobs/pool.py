@@ -11,10 +11,11 @@ from deepfake_detect.jobs.console import warn
 from deepfake_detect.jobs.outcome import ALREADY_DONE, FAILED, SKIPPED, Outcome, run_job
 
 
-def plan_shard(items, output_dir, part, count):
+def plan_shard(items, output_dir, part, count, clean_partials=False):
     """This machine's share of `items` (anything with a `.name`), split into what is left to do.
 
-    Creates `output_dir`, clears the partial folders a killed run left there, and returns
+    Creates `output_dir`, clears the partial folders a killed run of this machine left there
+    (with `clean_partials`, those of every other machine too: --clean-partials), and returns
     (items to do, Outcomes of the items already done), printing one line with the counts.
     """
     from deepfake_detect.datasets.discovery import select_shard
@@ -22,8 +23,12 @@ def plan_shard(items, output_dir, part, count):
 
     items = select_shard(items, part, count)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if remove_stale_partials(output_dir):
-        print("cleared the unfinished folders of an interrupted earlier run")
+    removed, foreign = remove_stale_partials(output_dir, every_host=clean_partials)
+    if removed:
+        print(f"cleared {removed:,} unfinished folders of an interrupted earlier run")
+    if foreign:
+        print(f"left {foreign:,} unfinished folders of other machines in {output_dir} alone (they may be "
+              "at work); once none is, --clean-partials clears them")
     finished = completed_names(output_dir)
     todo = [item for item in items if item.name not in finished]
     already = [Outcome(item.name, ALREADY_DONE) for item in items if item.name in finished]

@@ -12,8 +12,10 @@ outputs, partial folders, resume, progress bar and summary are the same:
     takes video after video; when an actor dies with its machine, its videos go to the others.
 
 A video's folder is built under `.<video>.partial-<host>-<pid>` and renamed only once complete
-(files.start_partial_folder), and a retry first deletes the partial folders of earlier attempts,
-so a dead machine never publishes a half-written folder and the output equals a local run's.
+(files.start_partial_folder), so a dead machine never publishes a half-written folder and the
+output equals a local run's. A retry builds its own partial folder; it deletes an earlier
+attempt's only when that attempt ran on its host and its process is gone (files.is_stale_partial),
+since a machine Ray gave up on may still be writing. Other leftovers wait for --clean-partials.
 
 The cluster's machines must see the data at the same paths (shared storage, as for --shard) and
 this repository at the same path with the same Python packages: workers get the repository on

@@ -15,6 +15,10 @@ import struct
 
 import cv2
 
+# Frames a second assumed, to bound the count of a video whose container gives neither its
+# length nor its frame rate (count_frames_within): above nearly every camera's rate.
+ASSUMED_MAX_FPS = 60
+
 
 class VideoError(ValueError):
     """A video cannot be used; the message is the one-line reason shown to the user."""
@@ -45,12 +49,30 @@ def video_budget_problem(width, height, fps, frame_count, max_pixels=None, max_s
 
 def check_video_budget(capture, max_pixels=None, max_seconds=None):
     """Raise BudgetError when an open capture's container announces frames above `max_pixels` or
-    a duration above `max_seconds` (None: no limit); nothing is decoded."""
+    a duration above `max_seconds` (None: no limit); nothing is decoded. A container that does
+    not say how many frames it holds (a live-recorded MKV or WebM) is measured instead, by
+    count_frames_within: then the capture is left at an unknown position, to be released."""
+    fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
     problem = video_budget_problem(capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT),
-                                   capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT),
-                                   max_pixels, max_seconds)
+                                   fps, count, max_pixels, max_seconds)
     if problem:
         raise BudgetError(problem)
+    if max_seconds and not (count > 0 and math.isfinite(count)):
+        count_frames_within(capture, fps, max_seconds)
+
+
+def count_frames_within(capture, fps, max_seconds):
+    """Raise BudgetError when `capture` holds more frames than `max_seconds` allow at `fps`
+    (ASSUMED_MAX_FPS when the container does not say). Grabs frames without converting them, and
+    never more than the budget allows plus one: a longer video costs no more than an allowed one."""
+    known = fps > 0 and math.isfinite(fps)
+    limit = int(max_seconds * (fps if known else ASSUMED_MAX_FPS))
+    for _ in range(limit + 1):
+        if not capture.grab():
+            return
+    rate = f"{fps:,.3g} fps" if known else f"at most {ASSUMED_MAX_FPS} fps"
+    raise BudgetError(f"its container does not say how long it lasts, and it holds more than {limit:,} frames "
+                      f"({rate}): above WEB_MAX_VIDEO_SECONDS ({max_seconds:,} s)")
 
 
 def webp_size(header):

@@ -9,19 +9,24 @@ from deepfake_detect.inference.results import IMAGE, NOT_FOUND, UNREADABLE, UNSU
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 SNIFF_BYTES = 16  # enough for every signature in sniff_media_kind
+# ISO media files ("ftyp") are videos, except photos: the major brands of HEIF (HEIC) and AVIF
+# still images (ISO/IEC 23008-12, AV1 Image File Format). AVIF image sequences ("avis") stay videos.
+STILL_IMAGE_BRANDS = (b"mif1", b"heic", b"heix", b"heim", b"heis", b"avif")
 
 
 def sniff_media_kind(header):
     """IMAGE, VIDEO or None from a file's first bytes (its format signature), whatever its name.
 
-    Images: PNG, JPEG, BMP, WebP, TIFF. Videos: MP4/MOV/M4V/3GP (ISO media), AVI,
-    MKV/WebM, MPEG program/elementary streams, FLV.
+    Images: PNG, JPEG, BMP, WebP, TIFF, HEIC/AVIF photos (ISO media with a still-image brand).
+    Videos: MP4/MOV/M4V/3GP (other ISO media), AVI, MKV/WebM, MPEG program/elementary streams, FLV.
     """
     if header.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")):
         return IMAGE
     if header.startswith(b"BM") and len(header) >= 14:
         return IMAGE
     if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
+        return IMAGE
+    if header[4:8] == b"ftyp" and header[8:12] in STILL_IMAGE_BRANDS:
         return IMAGE
     if header[4:8] == b"ftyp" or (header[:4] == b"RIFF" and header[8:12] == b"AVI "):
         return VIDEO

@@ -21,7 +21,8 @@ from deepfake_detect.models.devices import configure_tensorflow
 # Exit status of a training child whose cluster broke (a peer died or restarted): its supervisor
 # starts it again, and it resumes from the last epoch every machine finished.
 RESTART_STATUS = 75
-# Restarts of the training child in a row before its supervisor gives up.
+# Restarts of the training child in a row (with no epoch finished in between) before its
+# supervisor gives up; an epoch finished since the last start begins the count again.
 MAX_RESTARTS = 5
 # Set in the training child's environment, so that 03-train_cnn.py trains instead of supervising.
 CHILD_VARIABLE = "DEEPFAKE_DETECT_TRAINING_CHILD"
@@ -227,21 +228,26 @@ def stop_child(child):
         child.wait()
 
 
-def supervise(command, tf_config_text, timeout_s):
+def supervise(command, tf_config_text, timeout_s, progress=None):
     """Run the training `command` (argv) in a child process until it ends; return its status.
 
-    Restarts it (at most MAX_RESTARTS times in a row) when it exits with RESTART_STATUS. Stops it
-    with status 2 and one line naming the unreachable peers when its cluster has not formed
-    timeout_s seconds after it started: the watch is here, outside TensorFlow, which can block
-    without letting any other Python thread run. SIGTERM and SIGINT stop the child and return
-    143 / 130, whatever the child is doing.
+    Restarts it when it exits with RESTART_STATUS, at most MAX_RESTARTS times in a row: the count
+    starts again whenever `progress()` (the epochs the machine's backup holds) went up since the
+    child's last start, so a long run that loses a machine now and then goes on, while one that
+    cannot finish an epoch stops with a sentence and status 1. Stops it with status 2 and one
+    line naming the unreachable peers when its cluster has not formed timeout_s seconds after it
+    started: the watch is here, outside TensorFlow, which can block without letting any other
+    Python thread run. SIGTERM and SIGINT stop the child and return 143 / 130, whatever the child
+    is doing.
     """
     stop = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, frame: stop.append(number))
     formed = os.path.join(tempfile.gettempdir(), f"deepfake-detect-formed-{os.getpid()}")
     env = dict(os.environ, **{CHILD_VARIABLE: "1", FORMED_VARIABLE: formed})
-    for attempt in range(MAX_RESTARTS + 1):
+    progress = progress or (lambda: 0)
+    restarts, done_at_start = 0, progress()
+    while True:
         if os.path.exists(formed):
             os.remove(formed)
         deadline = time.monotonic() + timeout_s
@@ -261,9 +267,17 @@ def supervise(command, tf_config_text, timeout_s):
             return 128 + stop[0]
         if child.returncode != RESTART_STATUS:
             return child.returncode
-        print(f"the cluster lost a machine: restarting this worker ({attempt + 1} of {MAX_RESTARTS}) to "
+        done = progress()
+        if done > done_at_start:  # an epoch finished since the last start: "in a row" starts again
+            restarts, done_at_start = 0, done
+        if restarts == MAX_RESTARTS:
+            print(f"error: the cluster lost a machine {MAX_RESTARTS + 1} times in a row without finishing an "
+                  f"epoch in between: giving up; once every machine is up, run the same command to resume "
+                  f"from the last finished epoch", file=sys.stderr, flush=True)
+            return 1
+        restarts += 1
+        print(f"the cluster lost a machine: restarting this worker ({restarts} of {MAX_RESTARTS} in a row) to "
               f"resume from the last finished epoch", file=sys.stderr, flush=True)
-    return 1
 
 
 def needs_supervisor(tf_config_text):
@@ -273,8 +287,13 @@ def needs_supervisor(tf_config_text):
     return cluster_size(tf_config_text) > 1 and not os.environ.get(CHILD_VARIABLE)
 
 
-def supervise_script(script, argv, name, tf_config_text, timeout_s):
+def supervise_script(script, argv, name, tf_config_text, timeout_s, backup_dir=None):
     """supervise() stage 03's script run again as the child: the same flags, the run name made
-    explicit, and no --overwrite (the supervisor already did it, once)."""
+    explicit, and no --overwrite (the supervisor already did it, once). `backup_dir`: this
+    machine's training backup, whose finished epochs tell supervise() that training progressed."""
+    from deepfake_detect.training.epoch_end import backup_epoch
+
     argv = [arg for arg in (sys.argv[1:] if argv is None else argv) if arg != "--overwrite"]
-    return supervise([sys.executable, os.path.abspath(script), *argv, "--name", name], tf_config_text, timeout_s)
+    progress = (lambda: backup_epoch(backup_dir)) if backup_dir else None
+    return supervise([sys.executable, os.path.abspath(script), *argv, "--name", name], tf_config_text, timeout_s,
+                     progress)

@@ -3,6 +3,12 @@ history.csv logs every epoch once, model.keras holds the best val loss, early st
 patience across an interruption, a NaN loss stops training, TensorBoard gets the epoch's scalars,
 and a per-epoch backup lets a run killed mid-training (or a cluster that lost a machine) resume
 from its last finished epoch as if it had never stopped.
+
+Order of the writes at an epoch's end, so that a kill at any point resumes with a model.keras and a
+history.csv that belong together: first the backup (the best model so far, when this epoch is it,
+as best-<epoch>.keras; the weights and optimizer state; then its record, with every history row:
+the record is what a resume goes by), and only then history.csv and model.keras, copied from the
+backup. A resume publishes both again from the backup as of the epoch it resumes from.
 """
 
 import csv
@@ -54,15 +60,36 @@ BACKUP_RECORD = "training_metadata.json"
 SCALARS = ("loss", "accuracy", "auc")
 
 
+def read_backup_record(backup_dir):
+    """The backup's record: {"epoch": finished epochs, "rows": history rows} ({} when none; an
+    older backup's record has no "rows")."""
+    record = Path(backup_dir) / BACKUP_RECORD
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
 def backup_epoch(backup_dir):
     """Epochs the backup in backup_dir holds finished (0: none)."""
-    record = Path(backup_dir) / BACKUP_RECORD
-    return json.loads(record.read_text())["epoch"] if record.is_file() else 0
+    return read_backup_record(backup_dir).get("epoch", 0)
 
 
-def save_backup(backup_dir, epoch, model, optimizer):
-    """Write the weights and optimizer state after `epoch` finished epochs, then the record; keep
-    the previous epoch's too, so machines whose backups are one epoch apart can agree."""
+def best_model_path(backup_dir, epoch):
+    """Where the backup keeps the model of `epoch` while it is the best (or was, one epoch ago)."""
+    return Path(backup_dir) / f"best-{epoch}.keras"
+
+
+def save_best_model(backup_dir, epoch, model):
+    """Save `model`, the best so far after `epoch`, into the backup (temporary name, then rename)."""
+    backup_dir = Path(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    temporary = backup_dir / f".tmp-{os.getpid()}-best.keras"
+    model.save(temporary)
+    os.replace(temporary, best_model_path(backup_dir, epoch))
+
+
+def save_backup(backup_dir, epoch, model, optimizer, rows=()):
+    """Write the weights and optimizer state after `epoch` finished epochs, then the record (with
+    the history `rows`); keep the previous epoch's too, so machines whose backups are one epoch
+    apart can agree, and the best models as of both epochs."""
     backup_dir = Path(backup_dir)
     backup_dir.mkdir(parents=True, exist_ok=True)
     arrays = {f"m{i}": w for i, w in enumerate(model.get_weights())}
@@ -70,9 +97,13 @@ def save_backup(backup_dir, epoch, model, optimizer):
     temporary = backup_dir / f".tmp-{os.getpid()}.npz"
     np.savez(temporary, **arrays)
     os.replace(temporary, backup_dir / f"epoch-{epoch}.npz")
-    write_text_atomic(backup_dir / BACKUP_RECORD, json.dumps({"epoch": epoch}) + "\n")
+    write_text_atomic(backup_dir / BACKUP_RECORD, json.dumps({"epoch": epoch, "rows": list(rows)}) + "\n")
     for old in backup_dir.glob("epoch-*.npz"):
         if int(old.stem.split("-")[1]) < epoch - 1:
+            old.unlink(missing_ok=True)
+    needed = {best_of([r for r in rows if r["epoch"] <= last])[1] for last in (epoch - 1, epoch)}
+    for old in backup_dir.glob("best-*.keras"):
+        if int(old.stem.split("-")[1]) not in needed:
             old.unlink(missing_ok=True)
 
 
@@ -113,7 +144,10 @@ class EpochLog:
     def __init__(self, run_dir, backup_dir, patience, writes_run, start_epoch):
         self.run_dir, self.backup_dir, self.patience, self.writes_run = Path(run_dir), backup_dir, patience, writes_run
         self.history_path = self.run_dir / "history.csv"
-        self.rows = [row for row in read_history(self.history_path) if row["epoch"] <= start_epoch]
+        # The backup's rows are those of its weights; history.csv may be an epoch behind or ahead.
+        rows = read_backup_record(backup_dir).get("rows")
+        rows = read_history(self.history_path) if rows is None else rows
+        self.rows = [row for row in rows if row["epoch"] <= start_epoch]
         best, self.best_epoch = best_of(self.rows)
         self.best = math.inf if best is None else best
         self.writers = None
@@ -122,6 +156,19 @@ class EpochLog:
 
             self.writers = {name: tf.summary.create_file_writer(str(self.run_dir / "logs" / name))
                             for name in ("train", "validation")}
+        if start_epoch:
+            self.publish(new_best=True)  # a kill may have come between the backup and these
+
+    def publish(self, new_best):
+        """Write history.csv from the rows and, with `new_best`, model.keras from the backup's
+        copy of the best epoch's model (temporary name, then rename: never half-written)."""
+        # Every machine keeps history.csv in its own folder, so all of them count patience alike after a resume.
+        write_history(self.history_path, self.rows)
+        best = best_model_path(self.backup_dir, self.best_epoch)
+        if self.writes_run and new_best and self.best_epoch is not None and best.is_file():
+            temporary = self.run_dir / f".tmp-{os.getpid()}-model.keras"
+            shutil.copyfile(best, temporary)
+            os.replace(temporary, self.run_dir / "model.keras")
 
     def end_epoch(self, epoch, logs, model, optimizer, learning_rate):
         """Record finished epoch `epoch` (from 1) with logs {"loss", "accuracy", "auc", "val_*"};
@@ -129,17 +176,14 @@ class EpochLog:
         row = {"epoch": epoch, **{key: float(value) for key, value in logs.items() if key in HISTORY_COLUMNS}}
         self.rows.append(row)
         improved = math.isfinite(row["val_loss"]) and row["val_loss"] < self.best
-        # Every machine keeps history.csv in its own folder, so all of them count patience alike after a resume.
-        write_history(self.history_path, self.rows)
-        if self.writes_run:
-            if improved:  # temporary name, then rename: model.keras is never half-written
-                temporary = self.run_dir / f".tmp-{os.getpid()}-model.keras"
-                model.save(temporary)
-                os.replace(temporary, self.run_dir / "model.keras")
-            self.write_scalars(epoch, row, learning_rate)
         if improved:
             self.best, self.best_epoch = row["val_loss"], epoch
-        save_backup(self.backup_dir, epoch, model, optimizer)
+            if self.writes_run:
+                save_best_model(self.backup_dir, epoch, model)
+        if self.writes_run:  # before the commit, as before: a resume never lacks an epoch's scalars
+            self.write_scalars(epoch, row, learning_rate)
+        save_backup(self.backup_dir, epoch, model, optimizer, self.rows)  # its record last: the commit
+        self.publish(new_best=improved)
         if not math.isfinite(row["loss"]):
             return "NaN loss"
         if self.best_epoch is not None and epoch - self.best_epoch >= self.patience:
