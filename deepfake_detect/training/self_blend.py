@@ -20,9 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from deepfake_detect.faces.crops import INDEX_FILE
+from deepfake_detect.faces.crops import INDEX_FILE, read_index
 from deepfake_detect.faces.landmarks import (MAX_OUTLINE_POINTS, face_outline, fallback_outline, pad_outline,
                                              read_row_landmarks, scale_outline, unpad_outline)
+from deepfake_detect.media.budget import image_size
 from deepfake_detect.models.network import CLASS_NAMES
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
@@ -218,28 +219,18 @@ def name_seed(name, seed):
 
 # ------------------------------------------------------------------ the faces' outlines for a split
 
-def image_size(path):
-    """(width, height) of an image file, from a PNG's header when it is one (no decoding); None if unreadable."""
+def crop_size(path):
+    """(width, height) of a crop from its file's header (no decoding); None if it cannot be read."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(24)
+        return image_size(path)
     except OSError:
         return None
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return None if image is None else (image.shape[1], image.shape[0])
 
 
 def read_face_index(faces_dir, video):
     """{crop file name: faces.csv row} of one video's crops; {} when its faces.csv is missing."""
-    import csv
-
     path = Path(faces_dir) / video / INDEX_FILE
-    if not path.is_file():
-        return {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        return {row["file"]: row for row in csv.DictReader(handle) if row.get("file")}
+    return {row["file"]: row for row in read_index(path) if row.get("file")} if path.is_file() else {}
 
 
 def crop_outlines(files, faces_dir, margin, input_size, video_of):
@@ -252,7 +243,7 @@ def crop_outlines(files, faces_dir, margin, input_size, video_of):
     for position, (path, label) in enumerate(files):
         if CLASS_NAMES[int(label)] != "real":
             continue
-        size = image_size(path)
+        size = crop_size(path)
         if size is None:
             continue  # unreadable: the decoder names it and leaves it out
         video = video_of(Path(path).name)
