@@ -160,7 +160,9 @@ def test_page_lists_persons_and_segments_and_groups_crops_by_person():
     from deepfake_detect.inference.web_workers import MAX_CROPS_SHOWN, result_payload
 
     result, cfg = scored_two_person_video()
-    app = web.create_app(types.SimpleNamespace(can_explain=False), cfg)
+    # Only the page's template is rendered: a runner that is never asked to score (it has `run`,
+    # so create_app does not wrap it as a loaded Scorer, and the live view warms up no model).
+    app = web.create_app(types.SimpleNamespace(can_explain=False, run=None), cfg)
     payload = result_payload(result, cfg, with_crops=True)
     assert [line["person"] for line in payload["person_timelines"]] == [1, 2]
     with app.test_request_context():
